@@ -1,0 +1,50 @@
+"""streamer: run computer-vision models on live video.
+
+    async with streamer.open("config.toml") as stream:
+        async for result in stream:
+            print(result.source_id, result.frame_index, len(result.detections))
+"""
+
+from .api import run
+from .config import Config, load_config
+from .engine import AutoModel, DetectionModel
+from .errors import (
+    ConfigError,
+    ModelError,
+    SinkError,
+    SourceError,
+    StageError,
+    StreamerError,
+)
+from .frames import Detections, Frame, ModelInfo, Result
+from .interop import to_supervision
+from .pipeline import Stream, Summary, open
+from .sinks import CallbackSink, JsonlSink, VideoSink
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AutoModel",
+    "CallbackSink",
+    "Config",
+    "ConfigError",
+    "DetectionModel",
+    "Detections",
+    "Frame",
+    "JsonlSink",
+    "ModelError",
+    "ModelInfo",
+    "Result",
+    "SinkError",
+    "SourceError",
+    "StageError",
+    "Stream",
+    "StreamerError",
+    "Summary",
+    "VideoSink",
+    "__version__",
+    "load_config",
+    "open",
+    "run",
+    "to_supervision",
+]

@@ -1,0 +1,85 @@
+"""Read a config from TOML (or a dict, or a Config) and check what one field cannot check alone."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ..errors import ConfigError
+from .schema import Config, FileSource, VideoSink
+
+_AT_PATH = re.compile(r"^(?P<message>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.DOTALL)
+_UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(?P<key>[^`]*)`$")
+_MISSING_FIELD = re.compile(r"^Object missing required field `(?P<key>[^`]*)`$")
+
+
+def load_config(source: str | Path | dict[str, Any] | Config) -> Config:
+    """Return a checked Config from a TOML file path, a mapping, or a Config built in Python."""
+    if isinstance(source, Config):
+        return _checked(_convert(msgspec.to_builtins(source), file=None))
+    if isinstance(source, dict):
+        return _checked(_convert(source, file=None))
+    path = Path(source)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file: {exc.strerror}", file=str(path)) from exc
+    return _checked(_decode_toml(raw, file=str(path)), file=str(path))
+
+
+def _decode_toml(raw: bytes, file: str) -> Config:
+    try:
+        return msgspec.toml.decode(raw, type=Config)
+    except msgspec.ValidationError as exc:
+        raise _config_error(str(exc), file) from exc
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", file=file) from exc
+
+
+def _convert(data: dict[str, Any], file: str | None) -> Config:
+    try:
+        return msgspec.convert(data, type=Config)
+    except msgspec.ValidationError as exc:
+        raise _config_error(str(exc), file) from exc
+
+
+def _config_error(text: str, file: str | None) -> ConfigError:
+    """Turn msgspec's 'message - at `$.a[0]`' into an error whose path names the bad key itself."""
+    match = _AT_PATH.match(text)
+    message, path = match.group("message"), match.group("path") or "$"  # type: ignore[union-attr]
+    if unknown := _UNKNOWN_FIELD.match(message):
+        key = unknown.group("key")
+        return ConfigError(f"unknown key {key!r}: remove it or check its spelling", f"{path}.{key}", file)
+    if missing := _MISSING_FIELD.match(message):
+        key = missing.group("key")
+        return ConfigError(f"required key {key!r} is missing", f"{path}.{key}", file)
+    return ConfigError(message[0].lower() + message[1:], path, file)
+
+
+def _checked(config: Config, file: str | None = None) -> Config:
+    """Give every source an id, then check the references between tables."""
+    ids: list[str] = []
+    for i, source in enumerate(config.sources):
+        if source.id is None:
+            source.id = _default_source_id(source, i)
+        if source.id in ids:
+            raise ConfigError(f"source id {source.id!r} is used twice", f"$.sources[{i}].id", file)
+        ids.append(source.id)
+    for i, sink in enumerate(config.sinks):
+        for j, name in enumerate(sink.sources or []):
+            if name not in ids:
+                raise ConfigError(f"no source has id {name!r} (ids: {ids})", f"$.sinks[{i}].sources[{j}]", file)
+        if isinstance(sink, VideoSink) and len(sink.sources or ids) != 1:
+            raise ConfigError(
+                "a video sink records exactly one source: set `sources = [\"<id>\"]`", f"$.sinks[{i}].sources", file
+            )
+    return config
+
+
+def _default_source_id(source: object, index: int) -> str:
+    if isinstance(source, FileSource):
+        return f"{Path(source.path).stem}" if index == 0 else f"{Path(source.path).stem}-{index}"
+    return f"{type(source).__name__.removesuffix('Source').lower()}{index}"

@@ -1,0 +1,121 @@
+"""The configuration as typed structs: one struct per TOML table, variants tagged by `type`.
+
+Paths in the config (video files, outputs) are relative to the working directory.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+import msgspec
+
+Positive = Annotated[int, msgspec.Meta(gt=0)]
+Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+QueuePolicy = Literal["block", "latest"]
+
+
+class Base(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """Every table rejects keys it does not know."""
+
+
+class ModelConfig(Base, kw_only=True):
+    """`[model]`: which model runs, where, and how its raw output is filtered."""
+
+    id: NonEmpty = "centerface"
+    architecture: str | None = None
+    backend: Literal["onnxruntime"] = "onnxruntime"
+    device: Literal["cpu"] = "cpu"
+    confidence: Fraction | None = None
+    iou: Fraction | None = None
+    input_size: tuple[Positive, Positive] | None = None
+    workers: Positive | None = None
+    threads: Positive = 1
+
+
+class BatchingConfig(Base, kw_only=True):
+    """`[batching]`: a batch leaves when it is full or its first frame has waited `max_wait_ms`."""
+
+    max_batch_size: Positive = 4
+    max_wait_ms: Annotated[float, msgspec.Meta(ge=0)] = 10.0
+
+
+class SourceBase(Base, tag_field="type", kw_only=True):
+    id: NonEmpty | None = None
+    queue_size: Positive = 8
+    policy: QueuePolicy | None = None
+    max_frames: Positive | None = None
+
+
+class FileSource(SourceBase, tag="file", kw_only=True):
+    """A video file, read as fast as the pipeline takes it or paced to real time."""
+
+    path: NonEmpty
+    realtime: bool = False
+    loop: bool = False
+
+
+class LavfiSource(SourceBase, tag="lavfi", kw_only=True):
+    """An FFmpeg lavfi test pattern such as `testsrc2=size=1280x720:rate=30`, a stand-in camera."""
+
+    graph: NonEmpty
+    realtime: bool = True
+
+
+SourceConfig = Union[FileSource, LavfiSource]
+
+
+class FilterStage(Base, tag_field="type", tag="filter", kw_only=True):
+    """Keep detections at or above `min_confidence` whose class is in `classes` (all when absent)."""
+
+    min_confidence: Fraction = 0.0
+    classes: list[str] | None = None
+
+
+class CustomStage(Base, tag_field="type", tag="custom", kw_only=True):
+    """A user function `module:function` taking a Result and returning a Result (or None to drop)."""
+
+    function: NonEmpty
+    options: dict[str, object] = {}
+
+
+StageConfig = Union[FilterStage, CustomStage]
+
+
+class SinkBase(Base, tag_field="type", kw_only=True):
+    sources: list[str] | None = None
+    queue_size: Positive = 64
+
+
+class JsonlSink(SinkBase, tag="jsonl", kw_only=True):
+    """One JSON line per frame."""
+
+    path: NonEmpty
+
+
+class VideoSink(SinkBase, tag="video", kw_only=True):
+    """An annotated MP4 of one source (boxes and labels drawn)."""
+
+    path: NonEmpty
+    codec: NonEmpty = "libx264"
+    crf: Annotated[int, msgspec.Meta(ge=0, le=51)] = 23
+    fps: Annotated[float, msgspec.Meta(gt=0)] | None = None
+
+
+class CallbackSink(SinkBase, tag="callback", kw_only=True):
+    """A user function `module:function` called with each Result (sync or async)."""
+
+    function: NonEmpty
+
+
+SinkConfig = Union[JsonlSink, VideoSink, CallbackSink]
+
+
+class Config(Base, kw_only=True):
+    """The whole file."""
+
+    sources: Annotated[list[SourceConfig], msgspec.Meta(min_length=1)]
+    model: ModelConfig = msgspec.field(default_factory=ModelConfig)
+    batching: BatchingConfig = msgspec.field(default_factory=BatchingConfig)
+    stages: list[StageConfig] = []
+    sinks: list[SinkConfig] = []

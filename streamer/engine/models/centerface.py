@@ -1,0 +1,48 @@
+"""CenterFace (MIT licence): a face detector with five landmarks per face.
+
+Its four outputs are on a grid four times coarser than the input: a face-centre heatmap, the box
+size as log-scale (height, width), the centre's sub-cell offset (y, x), and ten landmark values
+(y, x pairs relative to the box).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...batcher import Placement
+from ...frames import Detections, Frame
+from .base import DetectionModel, clip_boxes, nms
+
+STRIDE = 4
+
+
+class CenterFace(DetectionModel):
+    default_confidence = 0.5
+    default_iou = 0.3
+
+    def decode(self, outputs: list[np.ndarray], placements: list[Placement], frames: list[Frame]) -> list[Detections]:
+        heatmap, scale, offset, landmarks = outputs
+        return [
+            self._decode_one(heatmap[i, 0], scale[i], offset[i], landmarks[i], placements[i], frames[i])
+            for i in range(len(frames))
+        ]
+
+    def _decode_one(self, heatmap, scale, offset, landmarks, placement: Placement, frame: Frame) -> Detections:
+        ys, xs = np.nonzero(heatmap > self.confidence)
+        if not len(ys):
+            return Detections.empty()
+        height = np.exp(scale[0, ys, xs]) * STRIDE
+        width = np.exp(scale[1, ys, xs]) * STRIDE
+        left = np.maximum(0, (xs + offset[1, ys, xs] + 0.5) * STRIDE - width / 2)
+        top = np.maximum(0, (ys + offset[0, ys, xs] + 0.5) * STRIDE - height / 2)
+        xyxy = np.stack([left, top, left + width, top + height], axis=1).astype(np.float32)
+        points = np.stack(
+            [landmarks[1::2, ys, xs] * width + left, landmarks[0::2, ys, xs] * height + top], axis=-1
+        ).transpose(1, 0, 2)
+        confidence = heatmap[ys, xs].astype(np.float32)
+        kept = nms(xyxy, confidence, self.iou)
+        xyxy = clip_boxes(placement.to_source(xyxy[kept]), frame)
+        keypoints = placement.to_source(points[kept].astype(np.float32))
+        return Detections(
+            xyxy=xyxy, confidence=confidence[kept], class_id=np.zeros(len(kept), np.int64), keypoints=keypoints
+        )

@@ -1,0 +1,1 @@
+"""Weights providers: where model files come from."""

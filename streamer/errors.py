@@ -1,0 +1,127 @@
+"""Every error streamer raises, as one tree.
+
+    StreamerError
+    ├── ConfigError                 the TOML file or config object is invalid (names the key path)
+    ├── SourceError                 one video source failed; the others keep running
+    │   ├── SourceOpenError         could not open the file, device or stream
+    │   └── SourceDecodeError       opened, but the data could not be decoded
+    ├── ModelError
+    │   ├── ModelNotFoundError      no model with that id or path
+    │   ├── ModelFormatError        the file is not a model we can read
+    │   ├── UnknownArchitectureError   readable, but no model family handles it
+    │   ├── ChecksumMismatchError   a model file is not the file we pinned
+    │   └── MissingDependencyError  an optional library is not installed (names the extra)
+    ├── StageError                  a pipeline stage could not be loaded or failed
+    └── SinkError                   a sink could not be opened or written
+
+Each class carries `help_url`, an anchor in docs/errors.md that explains the cause and the fix.
+Errors from the libraries below (PyAV, ONNX Runtime, msgspec) are translated at the boundary
+where they occur and chained with `raise ... from exc`.
+"""
+
+from __future__ import annotations
+
+DOCS_URL = "https://github.com/streamer-vision/streamer/blob/main/docs/errors.md"
+
+
+class StreamerError(Exception):
+    """Root of every error streamer raises on purpose."""
+
+    anchor = "streamererror"
+
+    @classmethod
+    def help_url(cls) -> str:
+        return f"{DOCS_URL}#{cls.anchor}"
+
+    def __str__(self) -> str:
+        return f"{super().__str__()} (see {self.help_url()})"
+
+
+class ConfigError(StreamerError, ValueError):
+    """The configuration is invalid; the message starts with the key path."""
+
+    anchor = "configerror"
+
+    def __init__(self, message: str, path: str = "$", file: str | None = None) -> None:
+        self.path = path
+        self.file = file
+        where = f"{file}: " if file else ""
+        super().__init__(f"{where}{path}: {message}")
+
+
+class SourceError(StreamerError):
+    """A video source failed; only that source stops."""
+
+    anchor = "sourceerror"
+
+
+class SourceOpenError(SourceError, OSError):
+    """The source's file, device or stream could not be opened."""
+
+    anchor = "sourceopenerror"
+
+
+class SourceDecodeError(SourceError):
+    """The source opened but its data could not be decoded."""
+
+    anchor = "sourcedecodeerror"
+
+
+class ModelError(StreamerError):
+    """A model could not be found, read or run."""
+
+    anchor = "modelerror"
+
+
+class ModelNotFoundError(ModelError, FileNotFoundError):
+    """No model with that id, and no file at that path."""
+
+    anchor = "modelnotfounderror"
+
+
+class ModelFormatError(ModelError):
+    """The file exists but is not a model streamer can read."""
+
+    anchor = "modelformaterror"
+
+
+class UnknownArchitectureError(ModelError):
+    """The model is readable but no model family claims it."""
+
+    anchor = "unknownarchitectureerror"
+
+
+class ChecksumMismatchError(ModelError):
+    """A model file's sha256 differs from the pinned one."""
+
+    anchor = "checksummismatcherror"
+
+
+class MissingDependencyError(ModelError, ImportError):
+    """An optional library is missing; the message names what to install."""
+
+    anchor = "missingdependencyerror"
+
+
+class StageError(StreamerError):
+    """A pipeline stage could not be loaded, or raised while running."""
+
+    anchor = "stageerror"
+
+
+class SinkError(StreamerError):
+    """A sink could not be opened or written."""
+
+    anchor = "sinkerror"
+
+
+def all_error_classes() -> list[type[StreamerError]]:
+    """Every class in the tree, root first (used by the docs test)."""
+    found: list[type[StreamerError]] = []
+    pending: list[type[StreamerError]] = [StreamerError]
+    while pending:
+        cls = pending.pop(0)
+        if cls not in found:
+            found.append(cls)
+            pending.extend(cls.__subclasses__())
+    return found

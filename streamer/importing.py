@@ -1,0 +1,41 @@
+"""Import user code named as `module:function` or `path/to/file.py:function`."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import StageError
+
+
+def import_target(spec: str, what: str, error: type[Exception] = StageError) -> Callable[..., Any]:
+    """The callable `spec` names; modules are looked up from the working directory too."""
+    module_name, sep, attribute = spec.rpartition(":")
+    if not sep or not module_name or not attribute:
+        raise error(f"{what}: {spec!r} is not of the form 'module:function' or 'file.py:function'")
+    try:
+        module = _load_module(module_name)
+        target = getattr(module, attribute)
+    except (ImportError, AttributeError, OSError, SyntaxError) as exc:
+        raise error(f"{what}: cannot import {spec!r}: {exc}") from exc
+    if not callable(target):
+        raise error(f"{what}: {spec!r} is not callable")
+    return target
+
+
+def _load_module(name: str) -> Any:
+    if name.endswith(".py"):
+        path = Path(name).resolve()
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"no Python file at {path}")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    return importlib.import_module(name)

@@ -1,0 +1,225 @@
+"""The one module that wires every layer: sources -> batcher -> inference -> stages -> sinks.
+
+Every arrow is a bounded channel and every box a task in one task group. Decoding and inference run
+in worker threads. Batches carry a sequence number, so several inference workers may overlap while
+results still leave in frame order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator, Sequence
+
+import anyio
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ..batcher import Batcher
+from ..config import Config, load_config
+from ..engine import AutoModel, DetectionModel
+from ..errors import SourceError
+from ..frames import Frame, Result
+from ..sinks import Sink, accepts, build_sink
+from ..sources import FrameQueue, Source, build_source, default_policy
+from .stages import Stage, build_stage, run_stages
+from .summary import SourceReport, Summary
+
+log = logging.getLogger("streamer")
+
+Batch = tuple[int, list[Frame]]
+Inferred = tuple[int, list[Frame], list[Any]]
+
+
+def load_model(config: Config) -> DetectionModel:
+    """The model the config's [model] and [batching] tables describe."""
+    model = config.model
+    return AutoModel.from_pretrained(
+        model.id,
+        architecture=model.architecture,
+        backend=model.backend,
+        device=model.device,
+        batch_size=config.batching.max_batch_size,
+        confidence=model.confidence,
+        iou=model.iou,
+        input_size=model.input_size,
+        threads=model.threads,
+    )
+
+
+@asynccontextmanager
+async def open(
+    config: str | Path | dict[str, Any] | Config,
+    *,
+    sinks: Sequence[Sink] = (),
+    model: DetectionModel | None = None,
+) -> AsyncIterator[Stream]:
+    """Run a pipeline for the duration of the `async with` block; iterate the stream for results.
+
+    Leaving the block early stops the sources and lets frames already read reach the sinks.
+    """
+    config = load_config(config)
+    if model is None:
+        model = await anyio.to_thread.run_sync(load_model, config)
+    all_sinks = [build_sink(sink, i) for i, sink in enumerate(config.sinks)] + list(sinks)
+    stream = Stream(config, model, all_sinks)
+    try:
+        async with anyio.create_task_group() as group:
+            await group.start(stream.run)
+            try:
+                yield stream
+            finally:
+                stream.stop()
+                await stream.wait()
+    except BaseExceptionGroup as group_error:
+        raise _sole_error(group_error) from None
+
+
+class Stream:
+    """A running pipeline: `async for result in stream`, `await stream.wait()`, `stream.stop()`."""
+
+    def __init__(self, config: Config, model: DetectionModel, sinks: list[Sink]) -> None:
+        self.config = config
+        self.model = model
+        self.sinks = sinks
+        self.stages: list[Stage] = [build_stage(stage, i) for i, stage in enumerate(config.stages)]
+        self.sources: list[Source] = [build_source(source) for source in config.sources]
+        self.workers = config.model.workers or max(1, min(4, os.cpu_count() or 1))
+        self.batcher = Batcher(config.batching.max_batch_size, config.batching.max_wait_ms)
+        self.summary = Summary(model=model.info, outputs=[sink.describe() for sink in sinks])
+        self._queues = {
+            source.id: FrameQueue(source.id, cfg.queue_size, default_policy(cfg), self.batcher.notify)  # type: ignore[arg-type]
+            for source, cfg in zip(self.sources, config.sources)
+        }
+        self._stop = threading.Event()
+        self._results_send, self._results = anyio.create_memory_object_stream[Result](64)
+        self._source_threads = anyio.CapacityLimiter(max(1, len(self.sources)))
+        self._inference_threads = anyio.CapacityLimiter(self.workers)
+
+    def __aiter__(self) -> AsyncIterator[Result]:
+        return self._results.__aiter__()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def stop(self) -> None:
+        """Stop reading sources; frames already read still flow to the sinks. Safe to call twice."""
+        if not self._stop.is_set():
+            self._stop.set()
+            for queue in self._queues.values():
+                queue.finish()
+
+    async def wait(self) -> Summary:
+        """Consume the remaining results until the pipeline ends; returns the run's summary."""
+        async for _ in self._results:
+            pass
+        return self.summary
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        self.summary.started = time.monotonic()
+        async with anyio.create_task_group() as group:
+            sink_inputs = [await group.start(self._drive_sink, sink) for sink in self.sinks]
+            batches_send, batches = anyio.create_memory_object_stream[Batch](self.workers)
+            inferred_send, inferred = anyio.create_memory_object_stream[Inferred](self.workers)
+            for source in self.sources:
+                self.batcher.add_queue(self._queues[source.id])
+                group.start_soon(self._read, source)
+            group.start_soon(self._batch, batches_send)
+            async with batches, inferred_send:
+                for _ in range(self.workers):
+                    group.start_soon(self._infer, batches.clone(), inferred_send.clone())
+            group.start_soon(self._deliver, inferred, sink_inputs)
+            task_status.started()
+        self.summary.finished = time.monotonic()
+
+    async def _read(self, source: Source) -> None:
+        queue = self._queues[source.id]
+        report = self.summary.sources.setdefault(source.id, SourceReport(source.id))
+        try:
+            await anyio.to_thread.run_sync(
+                self._pump, source, queue, abandon_on_cancel=True, limiter=self._source_threads
+            )
+        except Exception as exc:  # one broken source must never stop the others
+            error = exc if isinstance(exc, SourceError) else SourceError(f"{source.describe()} failed: {exc!r}")
+            report.error = str(error)
+            log.error("%s", error)
+        finally:
+            queue.finish()
+            report.dropped = queue.dropped
+
+    def _pump(self, source: Source, queue: FrameQueue) -> None:
+        """Runs in the source's thread: decode and queue until the source ends or we stop."""
+        for frame in source.frames(self._stop):
+            if not anyio.from_thread.run(queue.put, frame):
+                return
+
+    async def _batch(self, send: MemoryObjectSendStream[Batch]) -> None:
+        async with send:
+            sequence = 0
+            while (frames := await self.batcher.next_batch()) is not None:
+                await send.send((sequence, frames))
+                sequence += 1
+
+    async def _infer(self, batches: MemoryObjectReceiveStream[Batch], send: MemoryObjectSendStream[Inferred]) -> None:
+        async with batches, send:
+            async for sequence, frames in batches:
+                detections = await anyio.to_thread.run_sync(
+                    self.model.detect, frames, limiter=self._inference_threads
+                )
+                self.summary.batches += 1
+                await send.send((sequence, frames, detections))
+
+    async def _deliver(
+        self, inferred: MemoryObjectReceiveStream[Inferred], sink_inputs: list[MemoryObjectSendStream[Result]]
+    ) -> None:
+        """Put batches back in order, run the stages, and hand each result to every sink that wants it."""
+        waiting: dict[int, tuple[list[Frame], list[Any]]] = {}
+        next_sequence = 0
+        async with inferred, self._results_send:
+            try:
+                async for sequence, frames, detections in inferred:
+                    waiting[sequence] = (frames, detections)
+                    while next_sequence in waiting:
+                        for frame, found in zip(*waiting.pop(next_sequence)):
+                            await self._publish(Result(frame, found, self.model.info), sink_inputs)
+                        next_sequence += 1
+            finally:
+                for send in sink_inputs:
+                    send.close()
+
+    async def _publish(self, result: Result, sink_inputs: list[MemoryObjectSendStream[Result]]) -> None:
+        self.summary.count_frame(result.source_id)
+        published = await run_stages(self.stages, result)
+        if published is None:
+            return
+        self.summary.detections += len(published.detections)
+        for sink, send in zip(self.sinks, sink_inputs):
+            if accepts(sink, published):
+                await send.send(published)
+        await self._results_send.send(published)
+
+    async def _drive_sink(self, sink: Sink, *, task_status: TaskStatus[MemoryObjectSendStream[Result]]) -> None:
+        send, receive = anyio.create_memory_object_stream[Result](sink.queue_size)
+        async with sink, receive:
+            task_status.started(send)
+            async for result in receive:
+                await sink.write(result)
+
+
+def _sole_error(group: BaseExceptionGroup) -> BaseException:
+    """The one real error inside nested task-group errors (or the group itself if several)."""
+    errors = list(_leaves(group))
+    return errors[0] if len(errors) == 1 else group
+
+
+def _leaves(error: BaseException):
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield error

@@ -1,0 +1,74 @@
+"""Stages: async callables `(Result) -> Result | None` run in order between the model and the sinks.
+
+Returning None drops the result (no sink sees that frame). Users write their own the same way and
+name them in the config as `module:function`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Awaitable, Callable, Protocol
+
+import numpy as np
+
+from ..config import schema
+from ..errors import StageError
+from ..frames import Result
+from ..importing import import_target
+
+
+class Stage(Protocol):
+    async def __call__(self, result: Result) -> Result | None: ...
+
+
+class FilterStage:
+    """Keep detections with confidence >= `min_confidence` and a class name in `classes`."""
+
+    def __init__(self, min_confidence: float = 0.0, classes: list[str] | None = None) -> None:
+        self.min_confidence = min_confidence
+        self.classes = frozenset(classes) if classes is not None else None
+
+    async def __call__(self, result: Result) -> Result:
+        keep = result.detections.confidence >= self.min_confidence
+        if self.classes is not None:
+            keep &= np.array([name in self.classes for name in result.class_names()], dtype=bool)
+        result.detections = result.detections[keep]
+        return result
+
+
+class UserStage:
+    """A user function, sync or async; sync ones run on the event loop, so keep them quick."""
+
+    def __init__(self, function: Callable[..., Any], name: str, options: dict[str, Any] | None = None) -> None:
+        self.name = name
+        self.function = functools.partial(function, **options) if options else function
+        self._is_async = inspect.iscoroutinefunction(function)
+
+    async def __call__(self, result: Result) -> Result | None:
+        try:
+            value = self.function(result)
+            if self._is_async or isinstance(value, Awaitable):
+                value = await value
+        except Exception as exc:
+            raise StageError(f"stage {self.name!r} raised on {result.source_id} frame {result.frame_index}: {exc}") from exc
+        if value is not None and not isinstance(value, Result):
+            raise StageError(f"stage {self.name!r} returned {type(value).__name__}; return the Result or None")
+        return value
+
+
+def build_stage(config: schema.StageConfig, index: int = 0) -> Stage:
+    if isinstance(config, schema.FilterStage):
+        return FilterStage(config.min_confidence, config.classes)
+    if isinstance(config, schema.CustomStage):
+        function = import_target(config.function, f"$.stages[{index}].function")
+        return UserStage(function, config.function, dict(config.options))
+    raise TypeError(f"unknown stage config {type(config).__name__}")
+
+
+async def run_stages(stages: list[Stage], result: Result) -> Result | None:
+    for stage in stages:
+        result = await stage(result)  # type: ignore[assignment]
+        if result is None:
+            return None
+    return result

@@ -1,0 +1,55 @@
+"""What a run did: counts per source, throughput, failures. Printed by `streamer run`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..frames import ModelInfo
+
+
+@dataclass
+class SourceReport:
+    source_id: str
+    frames: int = 0
+    dropped: int = 0
+    error: str | None = None
+
+
+@dataclass
+class Summary:
+    model: ModelInfo
+    outputs: list[str]
+    sources: dict[str, SourceReport] = field(default_factory=dict)
+    frames: int = 0
+    detections: int = 0
+    batches: int = 0
+    started: float = 0.0
+    finished: float | None = None
+
+    def count_frame(self, source_id: str) -> None:
+        self.frames += 1
+        self.sources.setdefault(source_id, SourceReport(source_id)).frames += 1
+
+    @property
+    def seconds(self) -> float:
+        return max(1e-9, (self.finished or self.started) - self.started)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.finished else 0.0
+
+    @property
+    def failed(self) -> list[SourceReport]:
+        return [report for report in self.sources.values() if report.error]
+
+    def render(self) -> str:
+        lines = [
+            f"frames: {self.frames} in {self.seconds:.2f} s ({self.fps:.1f} frames/s), "
+            f"{self.batches} batches, {self.detections} detections",
+            f"model: {self.model.model_id} ({self.model.architecture}, {self.model.backend})",
+        ]
+        for report in self.sources.values():
+            status = f"FAILED: {report.error}" if report.error else "ok"
+            lines.append(f"source {report.source_id}: {report.frames} frames, {report.dropped} dropped, {status}")
+        lines += [f"output: {output}" for output in self.outputs]
+        return "\n".join(lines)

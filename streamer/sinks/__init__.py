@@ -1,0 +1,26 @@
+"""Sinks: where results go. Each has its own bounded queue and task."""
+
+from __future__ import annotations
+
+from ..config import schema
+from ..errors import SinkError
+from ..importing import import_target
+from .base import Sink, SinkBase, accepts
+from .callback import CallbackSink
+from .jsonl import JsonlSink
+from .video import VideoSink
+
+__all__ = ["CallbackSink", "JsonlSink", "Sink", "SinkBase", "VideoSink", "accepts", "build_sink"]
+
+
+def build_sink(config: schema.SinkConfig, index: int = 0) -> Sink:
+    """The Sink object a config table describes."""
+    common = {"sources": config.sources, "queue_size": config.queue_size}
+    if isinstance(config, schema.JsonlSink):
+        return JsonlSink(config.path, **common)
+    if isinstance(config, schema.VideoSink):
+        return VideoSink(config.path, codec=config.codec, crf=config.crf, fps=config.fps, **common)
+    if isinstance(config, schema.CallbackSink):
+        function = import_target(config.function, f"$.sinks[{index}].function", error=SinkError)
+        return CallbackSink(function, **common)
+    raise TypeError(f"unknown sink config {type(config).__name__}")

@@ -1,0 +1,46 @@
+"""The Sink interface: an async context manager that is handed results one by one."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..frames import Result
+
+
+class Sink(Protocol):
+    """Opened once (errors there stop start-up), written per result, closed once (flushes).
+
+    `sources` limits the sink to those source ids (None: all); `queue_size` bounds its own queue.
+    """
+
+    sources: frozenset[str] | None
+    queue_size: int
+
+    async def __aenter__(self) -> Sink: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+    async def write(self, result: Result) -> None: ...
+
+    def describe(self) -> str: ...
+
+
+class SinkBase:
+    """Defaults shared by the built-in sinks."""
+
+    def __init__(self, sources: list[str] | None = None, queue_size: int = 64) -> None:
+        self.sources = frozenset(sources) if sources is not None else None
+        self.queue_size = queue_size
+
+    def accepts(self, result: Result) -> bool:
+        return self.sources is None or result.source_id in self.sources
+
+    async def __aenter__(self) -> SinkBase:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+def accepts(sink: Sink, result: Result) -> bool:
+    return sink.sources is None or result.source_id in sink.sources

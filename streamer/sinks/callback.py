@@ -1,0 +1,45 @@
+"""Callback sink: hand each result to a function (sync functions run in a worker thread)."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any, Callable
+
+import anyio
+
+from ..frames import Result
+from .base import SinkBase
+
+log = logging.getLogger(__name__)
+
+
+class CallbackSink(SinkBase):
+    """Call `function(result)` for each result, in order.
+
+    A sync function runs in a worker thread so it cannot stall the event loop; an async one is
+    awaited. An exception is logged and counted in `errors`; the next result is still delivered.
+    """
+
+    def __init__(
+        self, function: Callable[[Result], Any], *, sources: list[str] | None = None, queue_size: int = 64
+    ) -> None:
+        super().__init__(sources, queue_size)
+        self.function = function
+        self.calls = 0
+        self.errors = 0
+        self._is_async = inspect.iscoroutinefunction(function)
+
+    def describe(self) -> str:
+        return f"callback {getattr(self.function, '__qualname__', self.function)!r}"
+
+    async def write(self, result: Result) -> None:
+        self.calls += 1
+        try:
+            if self._is_async:
+                await self.function(result)
+            else:
+                await anyio.to_thread.run_sync(self.function, result)
+        except Exception:
+            self.errors += 1
+            log.exception("%s raised on %s frame %d", self.describe(), result.source_id, result.frame_index)

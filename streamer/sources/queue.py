@@ -1,0 +1,71 @@
+"""A bounded per-source frame queue with a policy for when it is full.
+
+`block`: the producer waits for room, so nothing is lost (files). `latest`: the oldest frame is
+dropped and counted, so a live camera never falls behind. The queue lives on the event loop; decode
+threads reach it through `anyio.from_thread.run`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable, Literal
+
+import anyio
+
+from ..frames import Frame
+
+
+class FrameQueue:
+    """Frames of one source waiting for the batcher."""
+
+    def __init__(
+        self,
+        source_id: str,
+        maxsize: int,
+        policy: Literal["block", "latest"],
+        on_ready: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.source_id = source_id
+        self.maxsize = maxsize
+        self.policy = policy
+        self.dropped = 0
+        self.accepted = 0
+        self.finished = False
+        self._items: deque[Frame] = deque()
+        self._on_ready = on_ready
+        self._room = anyio.Event()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def put(self, frame: Frame) -> bool:
+        """Queue a frame; False once the queue was finished (the producer should stop)."""
+        while not self.finished and self.policy == "block" and len(self._items) >= self.maxsize:
+            self._room = anyio.Event()
+            await self._room.wait()
+        if self.finished:
+            return False
+        if len(self._items) >= self.maxsize:
+            self._items.popleft()
+            self.dropped += 1
+        self._items.append(frame)
+        self.accepted += 1
+        self._on_ready()
+        return True
+
+    def get_nowait(self) -> Frame | None:
+        if not self._items:
+            return None
+        frame = self._items.popleft()
+        self._room.set()
+        return frame
+
+    def finish(self) -> None:
+        """No more frames will come: what is queued is still taken, further puts are refused."""
+        self.finished = True
+        self._room.set()
+        self._on_ready()
+
+    @property
+    def exhausted(self) -> bool:
+        return self.finished and not self._items
