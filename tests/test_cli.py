@@ -1,0 +1,116 @@
+"""The `streamer` command: validate, run, exit codes, and stopping on a signal."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.media import write_clip
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def streamer_cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "streamer", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def write_config(path: Path, body: str) -> Path:
+    path.write_text(body)
+    return path
+
+
+def test_validate_when_valid_prints_ok(tmp_path):
+    config = write_config(tmp_path / "ok.toml", '[[sources]]\ntype = "file"\npath = "x.mp4"\n')
+
+    done = streamer_cli("validate", str(config), cwd=tmp_path)
+
+    assert done.returncode == 0 and done.stdout.strip() == "OK"
+
+
+def test_validate_when_invalid_names_the_key_path_and_exits_2(tmp_path):
+    config = write_config(
+        tmp_path / "bad.toml",
+        '[[sources]]\ntype = "file"\npath = "x.mp4"\n[[sources]]\ntype = "file"\npath = "y.mp4"\nurl = 3\n',
+    )
+
+    done = streamer_cli("validate", str(config), cwd=tmp_path)
+
+    assert done.returncode == 2
+    assert "$.sources[1].url" in done.stderr and "bad.toml" in done.stderr
+
+
+def test_run_when_invalid_exits_2_before_loading_anything(tmp_path):
+    config = write_config(tmp_path / "bad.toml", '[[sources]]\ntype = "rtsp"\n')
+
+    done = streamer_cli("run", str(config), cwd=tmp_path)
+
+    assert done.returncode == 2 and "$.sources[0].type" in done.stderr
+
+
+def test_run_writes_jsonl_and_prints_a_summary(tmp_path):
+    write_clip(tmp_path / "media" / "clip.mp4", frames=20)
+    config = write_config(
+        tmp_path / "run.toml",
+        '[[sources]]\nid = "cam"\ntype = "file"\npath = "media/clip.mp4"\n'
+        '[[sinks]]\ntype = "jsonl"\npath = "out/run.jsonl"\n',
+    )
+
+    done = streamer_cli("run", str(config), cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in (tmp_path / "out" / "run.jsonl").read_text().splitlines()]
+    assert [line["frame_index"] for line in lines] == list(range(20))
+    assert {line["source"] for line in lines} == {"cam"}
+    assert "frames: 20" in done.stdout and "out/run.jsonl" in done.stdout
+
+
+def test_run_when_a_source_fails_still_finishes_the_others_and_exits_1(tmp_path):
+    write_clip(tmp_path / "good.mp4", frames=10)
+    config = write_config(
+        tmp_path / "run.toml",
+        '[[sources]]\ntype = "file"\npath = "good.mp4"\n'
+        '[[sources]]\nid = "gone"\ntype = "file"\npath = "gone.mp4"\n'
+        '[[sinks]]\ntype = "jsonl"\npath = "out.jsonl"\n',
+    )
+
+    done = streamer_cli("run", str(config), cwd=tmp_path)
+
+    assert done.returncode == 1
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 10
+    assert "gone.mp4" in done.stdout + done.stderr and "FAILED" in done.stdout
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_run_when_signalled_stops_within_two_seconds_and_flushes(tmp_path, signum):
+    config = write_config(
+        tmp_path / "live.toml",
+        '[[sources]]\nid = "live"\ntype = "lavfi"\ngraph = "testsrc2=size=160x120:rate=20"\n'
+        '[[sinks]]\ntype = "jsonl"\npath = "out.jsonl"\n',
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamer", "run", str(config)], cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    out = tmp_path / "out.jsonl"
+    deadline = time.monotonic() + 60
+    while (not out.exists() or len(out.read_text().splitlines()) < 5) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    os.kill(process.pid, signum)
+    signalled = time.monotonic()
+    stdout, stderr = process.communicate(timeout=30)
+
+    assert time.monotonic() - signalled < 2.0, stderr
+    assert process.returncode == 0, stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["frame_index"] for line in lines] == list(range(len(lines)))
+    assert f"frames: {len(lines)}" in stdout
