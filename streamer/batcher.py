@@ -1,8 +1,8 @@
 """Form batches across sources, and letterbox them into reusable input buffers.
 
 `Batcher` takes frames from every source's queue in turn (round robin, so no source starves) and
-hands out a batch when it holds `max_batch_size` frames or its first frame has waited `max_wait_ms`,
-whichever comes first, as Triton's dynamic batcher does.
+hands out a batch when it holds `max_batch_size` frames or its first frame has waited `max_wait_ms`
+since capture, whichever comes first, as Triton's dynamic batcher does.
 
 `InputBuffers` turns a batch into the model's input tensor: each frame is resized by FFmpeg's scaler
 straight to its letterboxed size, then normalised into a preallocated NCHW array, so steady state
@@ -12,6 +12,7 @@ allocates no new input arrays.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -44,7 +45,8 @@ class Batcher:
         batch = await self._first_frames()
         if batch is None:
             return None
-        with anyio.move_on_after(self.max_wait):
+        waited = time.time() - batch[0].wall_time  # the deadline counts from the frame's capture
+        with anyio.move_on_after(self.max_wait - waited):
             while len(batch) < self.max_batch_size and not self._all_exhausted():
                 await self._wait_ready()
                 batch += self._take(self.max_batch_size - len(batch))

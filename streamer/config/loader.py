@@ -61,13 +61,7 @@ def _config_error(text: str, file: str | None) -> ConfigError:
 
 def _checked(config: Config, file: str | None = None) -> Config:
     """Give every source an id, then check the references between tables."""
-    ids: list[str] = []
-    for i, source in enumerate(config.sources):
-        if source.id is None:
-            source.id = _default_source_id(source, i)
-        if source.id in ids:
-            raise ConfigError(f"source id {source.id!r} is used twice", f"$.sources[{i}].id", file)
-        ids.append(source.id)
+    ids = _assign_source_ids(config, file)
     for i, sink in enumerate(config.sinks):
         for j, name in enumerate(sink.sources or []):
             if name not in ids:
@@ -79,7 +73,28 @@ def _checked(config: Config, file: str | None = None) -> Config:
     return config
 
 
-def _default_source_id(source: object, index: int) -> str:
+def _assign_source_ids(config: Config, file: str | None) -> list[str]:
+    """Check the ids the user wrote are unique, then name the others without clashing."""
+    taken: set[str] = set()
+    for i, source in enumerate(config.sources):
+        if source.id is not None and source.id in taken:
+            raise ConfigError(f"source id {source.id!r} is used twice", f"$.sources[{i}].id", file)
+        if source.id is not None:
+            taken.add(source.id)
+    for i, source in enumerate(config.sources):
+        if source.id is None:
+            source.id = _default_source_id(source, i, taken)
+            taken.add(source.id)
+    return [source.id for source in config.sources]  # type: ignore[misc]
+
+
+def _default_source_id(source: object, index: int, taken: set[str]) -> str:
+    """The file's stem (or `lavfi<index>`), with `-2`, `-3` ... added only while that name is taken."""
     if isinstance(source, FileSource):
-        return f"{Path(source.path).stem}" if index == 0 else f"{Path(source.path).stem}-{index}"
-    return f"{type(source).__name__.removesuffix('Source').lower()}{index}"
+        base = Path(source.path).stem or f"file{index}"
+    else:
+        base = f"{type(source).__name__.removesuffix('Source').lower()}{index}"
+    name, suffix = base, 2
+    while name in taken:
+        name, suffix = f"{base}-{suffix}", suffix + 1
+    return name

@@ -41,7 +41,6 @@ class FrameQueue:
     async def put(self, frame: Frame) -> bool:
         """Queue a frame; False once the queue was finished (the producer should stop)."""
         while not self.finished and self.policy == "block" and len(self._items) >= self.maxsize:
-            self._room = anyio.Event()
             await self._room.wait()
         if self.finished:
             return False
@@ -57,14 +56,19 @@ class FrameQueue:
         if not self._items:
             return None
         frame = self._items.popleft()
-        self._room.set()
+        self._wake_putters()
         return frame
 
     def finish(self) -> None:
         """No more frames will come: what is queued is still taken, further puts are refused."""
         self.finished = True
-        self._room.set()
+        self._wake_putters()
         self._on_ready()
+
+    def _wake_putters(self) -> None:
+        """Wake every waiting putter; each re-checks for room (an Event is set once, so swap in a new one)."""
+        room, self._room = self._room, anyio.Event()
+        room.set()
 
     @property
     def exhausted(self) -> bool:

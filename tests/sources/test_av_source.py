@@ -1,0 +1,282 @@
+"""AvSource over generated clips and lavfi patterns; build_source and default_policy."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamer.config.schema import FileSource, LavfiSource
+from streamer.errors import SourceDecodeError, SourceError, SourceOpenError
+from streamer.frames import Frame
+from streamer.sources import AvSource, build_source, default_policy
+from tests.media import pattern, write_clip
+
+HANG_LIMIT_S = 20.0  # far beyond any run of these tiny clips: reaching it means the source hung
+LAVFI = "testsrc2=size=64x48:rate=30"
+
+
+def collect(source: AvSource, stop: threading.Event | None = None) -> list[Frame]:
+    """Every frame the source yields, read in a worker thread so that a hang fails instead of blocking."""
+    stop = stop or threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(lambda: list(source.frames(stop)))
+        try:
+            return future.result(timeout=HANG_LIMIT_S)
+        except FutureTimeout:
+            stop.set()
+            pytest.fail(f"{source.describe()} did not finish within {HANG_LIMIT_S} s")
+
+
+def outcome(source: AvSource) -> list[Frame] | Exception:
+    try:
+        return collect(source)
+    except Exception as exc:  # the test inspects what came out
+        return exc
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """10 frames, 30 fps."""
+    return write_clip(tmp_path_factory.mktemp("media") / "short.mp4", frames=10)
+
+
+# --- files ----------------------------------------------------------------------------------------
+
+
+def test_av_source_yields_every_frame_of_a_clip_in_order(clip: Path) -> None:
+    frames = collect(AvSource("cam", str(clip)))
+
+    assert [f.index for f in frames] == list(range(30))
+    assert {f.source_id for f in frames} == {"cam"}
+
+
+def test_av_source_frame_pts_is_index_over_fps(clip: Path) -> None:
+    before = time.time()
+    frames = collect(AvSource("cam", str(clip)))
+
+    assert [f.pts for f in frames] == pytest.approx([i / 30 for i in range(30)], abs=1e-3)
+    assert all(before <= f.wall_time <= time.time() for f in frames)
+
+
+def test_av_source_frames_carry_size_and_rgb_pixels(clip: Path) -> None:
+    frames = collect(AvSource("cam", str(clip), max_frames=2))
+
+    for frame in frames:
+        assert (frame.width, frame.height) == (160, 96)
+        assert frame.decoded is not None
+        assert frame.image.shape == (96, 160, 3) and frame.image.dtype == np.uint8
+
+
+def test_av_source_pixels_match_the_encoded_pattern(clip: Path) -> None:
+    frames = collect(AvSource("cam", str(clip), max_frames=1))
+
+    # H.264 at ultrafast is lossy: compare on average, per channel (catches BGR/RGB swaps).
+    error = np.abs(frames[0].image.astype(int) - pattern(0, 160, 96).astype(int)).mean(axis=(0, 1))
+    assert (error < 8).all(), error
+
+
+def test_av_source_stops_at_max_frames(clip: Path) -> None:
+    frames = collect(AvSource("cam", str(clip), max_frames=7))
+
+    assert [f.index for f in frames] == list(range(7))
+
+
+def test_av_source_when_max_frames_exceeds_clip_yields_the_whole_clip(clip: Path) -> None:
+    assert len(collect(AvSource("cam", str(clip), max_frames=1000))) == 30
+
+
+def test_av_source_loop_keeps_pts_increasing_across_the_boundary(clip: Path) -> None:
+    frames = collect(AvSource("cam", str(clip), loop=True, max_frames=75))
+
+    pts = [f.pts for f in frames]
+    assert [f.index for f in frames] == list(range(75))
+    assert all(b > a for a, b in zip(pts, pts[1:]))
+    assert pts[30] == pytest.approx(30 / 30, abs=1e-3)  # the second pass continues one frame step on
+    assert pts[74] == pytest.approx(74 / 30, abs=1e-3)
+
+
+def test_av_source_realtime_paces_frames_to_their_timestamps(short_clip: Path) -> None:
+    started = time.monotonic()
+    frames = collect(AvSource("cam", str(short_clip), realtime=True))
+    elapsed = time.monotonic() - started
+
+    assert len(frames) == 10
+    assert elapsed >= 0.25  # the last frame is due 9/30 s after the first; lower bound only
+    assert frames[-1].wall_time - frames[0].wall_time >= 0.25
+
+
+def test_av_source_when_stop_is_set_mid_stream_ends_iteration(clip: Path) -> None:
+    stop = threading.Event()
+    source = AvSource("cam", str(clip), loop=True)  # endless unless stop works
+    taken: list[Frame] = []
+
+    def read() -> None:
+        for frame in source.frames(stop):
+            taken.append(frame)
+            if len(taken) == 5:
+                stop.set()
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    thread.join(HANG_LIMIT_S)
+
+    assert not thread.is_alive()
+    assert 5 <= len(taken) <= 7  # at most what one packet had already decoded
+
+
+def test_av_source_when_stop_is_set_while_pacing_returns_without_the_next_frame() -> None:
+    stop = threading.Event()
+    source = AvSource("slow", "testsrc2=size=64x48:rate=0.05", format="lavfi", live=True, realtime=True)
+    first = threading.Event()
+    taken: list[Frame] = []
+
+    def read() -> None:
+        for frame in source.frames(stop):
+            taken.append(frame)
+            first.set()
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    assert first.wait(HANG_LIMIT_S)
+    stop.set()  # the next frame is due 20 s after the first: only stop can end the wait early
+    thread.join(HANG_LIMIT_S / 2)
+
+    assert not thread.is_alive()
+    assert len(taken) == 1
+
+
+# --- lavfi ----------------------------------------------------------------------------------------
+
+
+def test_av_source_reads_a_lavfi_pattern() -> None:
+    source = AvSource("pattern", LAVFI, format="lavfi", live=True, max_frames=6)
+
+    frames = collect(source)
+
+    assert [f.index for f in frames] == list(range(6))
+    assert {(f.width, f.height) for f in frames} == {(64, 48)}
+    assert frames[0].image.shape == (48, 64, 3)
+    assert [f.pts for f in frames] == pytest.approx([i / 30 for i in range(6)], abs=1e-3)
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+
+def test_av_source_when_file_is_missing_raises_open_error_naming_id_and_path(tmp_path: Path) -> None:
+    path = tmp_path / "absent.mp4"
+
+    with pytest.raises(SourceOpenError) as caught:
+        collect(AvSource("front-door", str(path)))
+
+    assert "front-door" in str(caught.value) and str(path) in str(caught.value)
+
+
+def test_av_source_when_file_is_random_bytes_raises_open_error(tmp_path: Path) -> None:
+    path = tmp_path / "noise.mp4"
+    path.write_bytes(np.random.default_rng(0).bytes(8192))
+
+    with pytest.raises(SourceOpenError, match="noise.mp4"):
+        collect(AvSource("noise", str(path)))
+
+
+def test_av_source_when_file_is_text_named_mp4_raises_open_error(tmp_path: Path) -> None:
+    path = tmp_path / "notes.mp4"
+    path.write_text("these are not the frames you are looking for\n" * 20)
+
+    with pytest.raises(SourceOpenError, match="notes"):
+        collect(AvSource("notes", str(path)))
+
+
+def test_av_source_when_lavfi_graph_is_invalid_raises_open_error() -> None:
+    with pytest.raises(SourceOpenError, match="no_such_filter"):
+        collect(AvSource("bad", "no_such_filter=size=64x48", format="lavfi", live=True))
+
+
+def test_source_open_error_is_a_source_error() -> None:
+    assert issubclass(SourceOpenError, SourceError)
+    assert issubclass(SourceDecodeError, SourceError)
+
+
+def test_av_source_open_error_is_chained_to_the_pyav_error(tmp_path: Path) -> None:
+    with pytest.raises(SourceOpenError) as caught:
+        collect(AvSource("cam", str(tmp_path / "absent.mp4")))
+
+    assert isinstance(caught.value.__cause__, OSError)
+
+
+def test_av_source_when_mp4_is_truncated_raises_open_error(tmp_path: Path) -> None:
+    path = write_clip(tmp_path / "cut.mp4")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # the index (moov) is at the end
+
+    with pytest.raises(SourceOpenError):
+        collect(AvSource("cut", str(path)))
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize(("start", "end"), [(0.2, 0.6), (0.1, 0.9), (0.4, 0.5)])
+def test_av_source_when_mp4_middle_is_garbage_fails_cleanly(
+    tmp_path: Path, seed: int, start: float, end: float
+) -> None:
+    path = write_clip(tmp_path / "damaged.mp4", frames=60)
+    data = bytearray(path.read_bytes())
+    a, z = int(len(data) * start), int(len(data) * end)
+    data[a:z] = np.random.default_rng(seed).bytes(z - a)
+    path.write_bytes(bytes(data))
+
+    result = outcome(AvSource("damaged", str(path)))  # collect() fails the test if it hangs
+
+    if isinstance(result, Exception):
+        assert isinstance(result, SourceError), f"{type(result).__name__} is not a SourceError: {result}"
+        assert "damaged" in str(result)
+    else:
+        assert len(result) < 60
+        assert [f.index for f in result] == list(range(len(result)))
+
+
+# --- build_source and default_policy --------------------------------------------------------------
+
+
+def test_build_source_from_a_file_config() -> None:
+    config = FileSource(id="door", path="media/door.mp4", realtime=True, loop=True, max_frames=9)
+
+    source = build_source(config)
+
+    assert isinstance(source, AvSource)
+    assert (source.id, source.url, source.format, source.live) == ("door", "media/door.mp4", None, False)
+    assert (source.realtime, source.loop, source.max_frames) == (True, True, 9)
+
+
+def test_build_source_from_a_lavfi_config() -> None:
+    source = build_source(LavfiSource(id="pattern", graph=LAVFI, max_frames=3))
+
+    assert isinstance(source, AvSource)
+    assert (source.id, source.url, source.format, source.live) == ("pattern", LAVFI, "lavfi", True)
+    assert source.realtime is True and source.max_frames == 3
+
+
+def test_build_source_result_decodes(clip: Path) -> None:
+    frames = collect(build_source(FileSource(id="c", path=str(clip), max_frames=3)))  # type: ignore[arg-type]
+
+    assert [f.index for f in frames] == [0, 1, 2]
+
+
+def test_default_policy_blocks_for_files() -> None:
+    assert default_policy(FileSource(id="a", path="a.mp4")) == "block"
+
+
+def test_default_policy_keeps_latest_for_lavfi() -> None:
+    assert default_policy(LavfiSource(id="a", graph=LAVFI)) == "latest"
+
+
+@pytest.mark.parametrize(
+    "config",
+    [FileSource(id="a", path="a.mp4", policy="latest"), LavfiSource(id="a", graph=LAVFI, policy="block")],
+)
+def test_default_policy_when_explicit_policy_is_set_uses_it(config: FileSource | LavfiSource) -> None:
+    assert default_policy(config) == config.policy
