@@ -20,6 +20,7 @@ import anyio
 import numpy as np
 
 from .frames import Frame
+from .scaling import to_rgb
 from .sources.queue import FrameQueue
 
 
@@ -166,11 +167,11 @@ class _Buffer:
 
 def resized_rgb(frame: Frame, width: int, height: int) -> np.ndarray:
     """The frame as RGB uint8 at (height, width), scaled by FFmpeg (bilinear)."""
-    import av
-
     decoded = frame.decoded
     if decoded is None:
         if frame.width == width and frame.height == height:
             return frame.image
+        import av
+
         decoded = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame.image), format="rgb24")
-    return decoded.reformat(width, height, format="rgb24", interpolation="BILINEAR").to_ndarray()
+    return to_rgb(decoded, width, height)

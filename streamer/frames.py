@@ -55,7 +55,9 @@ class Frame:
     @property
     def image(self) -> np.ndarray:
         if self._image is None:
-            self._image = self._decoded.to_ndarray(format="rgb24")  # type: ignore[union-attr]
+            from .scaling import to_rgb
+
+            self._image = to_rgb(self._decoded)
         return self._image
 
     @property

@@ -155,7 +155,10 @@ class Stream:
     def _pump(self, source: Source, queue: FrameQueue) -> None:
         """Runs in the source's thread: decode and queue until the source ends or we stop."""
         for frame in source.frames(self._stop):
-            if not anyio.from_thread.run(queue.put, frame):
+            queued = anyio.from_thread.run_sync(queue.try_put, frame)  # cheap: no task per frame
+            if queued is None:
+                queued = anyio.from_thread.run(queue.put, frame)  # full: wait for room
+            if not queued:
                 return
 
     async def _batch(self, send: MemoryObjectSendStream[Batch]) -> None:

@@ -32,9 +32,6 @@ class SinkBase:
         self.sources = frozenset(sources) if sources is not None else None
         self.queue_size = queue_size
 
-    def accepts(self, result: Result) -> bool:
-        return self.sources is None or result.source_id in self.sources
-
     async def __aenter__(self) -> SinkBase:
         return self
 
@@ -43,4 +40,5 @@ class SinkBase:
 
 
 def accepts(sink: Sink, result: Result) -> bool:
+    """Whether `sink` wants results from this result's source."""
     return sink.sources is None or result.source_id in sink.sources

@@ -38,10 +38,19 @@ class FrameQueue:
     def __len__(self) -> int:
         return len(self._items)
 
+    def try_put(self, frame: Frame) -> bool | None:
+        """Queue a frame without waiting: None when a `block` queue is full (then await `put`)."""
+        if not self.finished and self.policy == "block" and len(self._items) >= self.maxsize:
+            return None
+        return self._append(frame)
+
     async def put(self, frame: Frame) -> bool:
         """Queue a frame; False once the queue was finished (the producer should stop)."""
-        while not self.finished and self.policy == "block" and len(self._items) >= self.maxsize:
+        while (queued := self.try_put(frame)) is None:
             await self._room.wait()
+        return queued
+
+    def _append(self, frame: Frame) -> bool:
         if self.finished:
             return False
         if len(self._items) >= self.maxsize:
