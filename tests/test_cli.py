@@ -114,3 +114,16 @@ def test_run_when_signalled_stops_within_two_seconds_and_flushes(tmp_path, signu
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [line["frame_index"] for line in lines] == list(range(len(lines)))
     assert f"frames: {len(lines)}" in stdout
+
+
+def test_run_quickstart_finds_the_face_in_every_frame_and_writes_both_outputs(tmp_path):
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+
+    done = streamer_cli("run", "examples/quickstart.toml", cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in (tmp_path / "out" / "quickstart.jsonl").read_text().splitlines()]
+    assert len(lines) == 100
+    assert all(len(line["detections"]) == 1 for line in lines)
+    assert (tmp_path / "out" / "quickstart.mp4").stat().st_size > 10_000
+    assert "frames: 100" in done.stdout and "out/quickstart.mp4" in done.stdout

@@ -50,17 +50,31 @@ async def test_open_with_two_sources_keeps_each_in_order_and_loses_nothing(cente
         assert [r.frame_index for r in results if r.source_id == source] == list(range(count))
 
 
-async def test_open_when_one_source_is_broken_the_other_runs_to_the_end(centerface, clip, tmp_path):
+def unknown_codec_clip(path):
+    """A Matroska file whose video track names a codec FFmpeg has no decoder for."""
+    mkv = write_clip(path.with_suffix(".tmp.mkv"), frames=5).read_bytes()
+    path.write_bytes(mkv.replace(b"V_MPEG4/ISO/AVC", b"V_QUUX/FAKE/XYZ"))
+    return path
+
+
+async def test_open_when_sources_are_broken_the_good_one_runs_to_the_end(centerface, clip, tmp_path):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
-    cfg = config(file_source(broken, "broken"), file_source(tmp_path / "missing.mp4", "missing"), file_source(clip, "good"))
+    cfg = config(
+        file_source(broken, "broken"),
+        file_source(tmp_path / "missing.mp4", "missing"),
+        file_source(unknown_codec_clip(tmp_path / "odd.mkv"), "odd"),
+        file_source(clip, "good"),
+    )
 
     results, summary = await collect(cfg, centerface)
 
     assert [r.frame_index for r in results if r.source_id == "good"] == list(range(30))
     failed = {report.source_id: report.error for report in summary.failed}
-    assert set(failed) == {"broken", "missing"}
+    assert set(failed) == {"broken", "missing", "odd"}
     assert "missing.mp4" in failed["missing"] and "no such file" in failed["missing"]
+    assert "broken.mp4" in failed["broken"]
+    assert "no decoder" in failed["odd"]
 
 
 async def test_open_finds_the_face_in_a_clip_of_the_astronaut(centerface, astronaut, tmp_path):
