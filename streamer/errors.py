@@ -9,8 +9,17 @@
     │   ├── ModelNotFoundError      no model with that id or path
     │   ├── ModelFormatError        the file is not a model we can read
     │   ├── UnknownArchitectureError   readable, but no model family handles it
-    │   ├── ChecksumMismatchError   a model file is not the file we pinned
-    │   └── MissingDependencyError  an optional library is not installed (names the extra)
+    │   ├── MissingDependencyError  an optional library is not installed (names the extra)
+    │   ├── ParameterError          load options that contradict each other or the model
+    │   ├── NoCompatiblePackageError   no package fits this machine and request (lists each reason)
+    │   ├── DependencyModelError    a model this model depends on could not be loaded
+    │   ├── AccessError             the registry refused the credentials (token never shown)
+    │   ├── DownloadError           a file could not be fetched, even after retries
+    │   ├── OfflineError            offline mode, and the package is not in the cache
+    │   └── PackageError            a package's manifest or files are not acceptable
+    │       ├── ChecksumMismatchError   a file's sha256 differs from the one declared or pinned
+    │       ├── UntrustedPackageError   a file without a checksum, or an untrusted format
+    │       └── UnsafePathError     a file name that would escape its package folder
     ├── StageError                  a pipeline stage could not be loaded or failed
     └── SinkError                   a sink could not be opened or written
 
@@ -91,16 +100,70 @@ class UnknownArchitectureError(ModelError):
     anchor = "unknownarchitectureerror"
 
 
-class ChecksumMismatchError(ModelError):
-    """A model file's sha256 differs from the pinned one."""
-
-    anchor = "checksummismatcherror"
-
-
 class MissingDependencyError(ModelError, ImportError):
     """An optional library is missing; the message names what to install."""
 
     anchor = "missingdependencyerror"
+
+
+class ParameterError(ModelError, ValueError):
+    """Load options that contradict each other or what the model allows."""
+
+    anchor = "parametererror"
+
+
+class NoCompatiblePackageError(ModelError):
+    """Negotiation rejected every package; the message gives each one's reason."""
+
+    anchor = "nocompatiblepackageerror"
+
+
+class DependencyModelError(ModelError):
+    """A model this model depends on could not be loaded."""
+
+    anchor = "dependencymodelerror"
+
+
+class AccessError(ModelError, PermissionError):
+    """The registry refused our credentials (401/403); the token itself is never shown."""
+
+    anchor = "accesserror"
+
+
+class DownloadError(ModelError, ConnectionError):
+    """A file could not be downloaded, even after the retries."""
+
+    anchor = "downloaderror"
+
+
+class OfflineError(ModelError):
+    """Offline mode is on and the package is not (completely) in the cache."""
+
+    anchor = "offlineerror"
+
+
+class PackageError(ModelError):
+    """A package's manifest or files are not acceptable."""
+
+    anchor = "packageerror"
+
+
+class ChecksumMismatchError(PackageError):
+    """A file's sha256 differs from the one its manifest declares (or we pinned)."""
+
+    anchor = "checksummismatcherror"
+
+
+class UntrustedPackageError(PackageError):
+    """A file without a checksum, or a package not marked trusted, without allow_untrusted_packages."""
+
+    anchor = "untrustedpackageerror"
+
+
+class UnsafePathError(PackageError):
+    """A file name in a manifest that would land outside its package folder."""
+
+    anchor = "unsafepatherror"
 
 
 class StageError(StreamerError):
