@@ -1,0 +1,80 @@
+"""Try a network operation again after transient failures, with capped exponential backoff and full jitter."""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import anyio
+
+from ..errors import DownloadError
+
+logger = logging.getLogger("streamer.engine")
+
+T = TypeVar("T")
+
+MAX_DELAY_S = 30.0
+URL_PATTERN = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+
+
+class TransientError(Exception):
+    """A failure worth another try, such as an HTTP 5xx answer."""
+
+
+TRANSIENT = (TransientError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
+
+
+def public_url(url: str) -> str:
+    """The URL without user, password, query or fragment: safe to log and to put in errors."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        netloc = f"{host}:{parts.port}" if parts.port else host
+    except ValueError:  # a port that is not a number
+        netloc = host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def backoff_delay(attempt: int, base_s: float, cap_s: float = MAX_DELAY_S) -> float:
+    """Seconds to wait before retry number `attempt` (0-based): uniform in [0, min(cap, base * 2**attempt)]."""
+    return random.uniform(0.0, min(cap_s, base_s * 2**attempt))
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A short account of a failure, with every URL in it made public (aiohttp puts some in messages)."""
+    text = str(exc) if isinstance(exc, TransientError) else f"{type(exc).__name__}: {exc}".rstrip(": ")
+    return URL_PATTERN.sub(lambda match: public_url(match.group(0)), text)
+
+
+async def retrying(
+    operation: Callable[[], Awaitable[T]],
+    *,
+    what: str,
+    retries: int,
+    backoff_s: float,
+    cap_s: float = MAX_DELAY_S,
+) -> T:
+    """Await `operation()`, again up to `retries` times on transient failures; then raise DownloadError.
+
+    `what` names the thing fetched (with a public URL) for the log and the error. Anything not
+    transient (an AccessError, a checksum mismatch, a 404) propagates at once.
+    """
+    for attempt in range(retries + 1):
+        try:
+            return await operation()
+        except TRANSIENT as exc:
+            if attempt == retries:
+                raise DownloadError(
+                    f"{what}: failed after {retries + 1} attempts; last error: {describe_failure(exc)}"
+                ) from exc
+            delay = backoff_delay(attempt, backoff_s, cap_s)
+            logger.debug("%s: %s; retrying in %.2f s", what, describe_failure(exc), delay)
+            await anyio.sleep(delay)
+    raise AssertionError("unreachable")  # the loop returns or raises
