@@ -1,4 +1,8 @@
-"""ONNX Runtime backend (CPU here; the GPU execution providers arrive with the GPU work)."""
+"""ONNX Runtime backend: the CPU provider, or the CUDA and TensorRT execution providers.
+
+onnxruntime-gpu silently falls back to the CPU when CUDA, cuDNN or TensorRT libraries are missing,
+so the providers a session actually got are checked against those asked for.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,17 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import MissingDependencyError, ModelFormatError
+from ...errors import MissingDependencyError, ModelFormatError, ParameterError
+from . import parse_device, run_in_fixed_batches
 
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+TENSORRT = "TensorrtExecutionProvider"
+GPU_PROVIDERS = (CUDA, TENSORRT)
+_SHORT_NAMES = {TENSORRT: "tensorrt", CUDA: "cuda"}
+
+ProviderSpec = str | tuple[str, dict[str, Any]]
 
 
 def import_onnxruntime() -> Any:
@@ -21,25 +33,49 @@ def import_onnxruntime() -> Any:
     return onnxruntime
 
 
+def choose_providers(device: str, providers: list[str] | None = None, name: str = "device") -> list[ProviderSpec]:
+    """The providers to ask for: an explicit list wins; else CUDA then CPU on cuda[:N], CPU on cpu."""
+    kind, index = parse_device(device, name)
+    names = list(providers) if providers else ([CUDA, CPU] if kind == "cuda" else [CPU])
+    return [(name, {"device_id": index}) if name in GPU_PROVIDERS and kind == "cuda" else name for name in names]
+
+
+def provider_names(providers: list[ProviderSpec]) -> list[str]:
+    return [spec if isinstance(spec, str) else spec[0] for spec in providers]
+
+
+def missing_gpu_providers(requested: list[str], obtained: list[str]) -> list[str]:
+    """GPU providers that were asked for but that the session did not get."""
+    return [name for name in requested if name in GPU_PROVIDERS and name not in obtained]
+
+
+def backend_name(obtained: list[str]) -> str:
+    """The backend's name after the best provider obtained: onnxruntime-tensorrt, -cuda or -cpu."""
+    best = next((short for provider, short in _SHORT_NAMES.items() if provider in obtained), "cpu")
+    return f"onnxruntime-{best}"
+
+
 class OnnxRuntimeBackend:
     """One InferenceSession; `run` is safe to call from several threads at once.
 
     A model exported with a fixed batch size is run in chunks of that size, the last one padded.
     """
 
-    def __init__(self, model: bytes | str, *, name: str, threads: int = 1) -> None:
+    def __init__(
+        self,
+        model: bytes | str,
+        *,
+        name: str,
+        threads: int = 1,
+        device: str = "cpu",
+        providers: list[str] | None = None,
+    ) -> None:
         ort = import_onnxruntime()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        if threads > 1:
-            # Spinning workers would steal the cores that decoding needs.
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # ORT raises its own pybind error types (InvalidProtobuf, Fail, ...)
-            raise ModelFormatError(f"{name}: ONNX Runtime cannot load it as an ONNX model: {exc}") from exc
+        requested = choose_providers(device, providers, name)
+        _check_known_providers(ort, provider_names(requested), name)
+        self.session = _open_session(ort, model, _session_options(ort, threads), requested, name)
+        self.providers: list[str] = self.session.get_providers()
+        _check_gpu_providers_obtained(ort, provider_names(requested), self.providers, name)
         model_input = self.session.get_inputs()[0]
         if model_input.type not in _DTYPES:
             raise ModelFormatError(f"{name}: unsupported input type {model_input.type} (want float or float16)")
@@ -48,20 +84,54 @@ class OnnxRuntimeBackend:
         self.input_dtype = np.dtype(_DTYPES[model_input.type])
         self.output_names = [output.name for output in self.session.get_outputs()]
         self.fixed_batch = model_input.shape[0] if isinstance(model_input.shape[0], int) else None
-        self.providers = self.session.get_providers()
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
 
     @property
     def name(self) -> str:
-        return "onnxruntime-" + ("cuda" if "CUDAExecutionProvider" in self.providers else "cpu")
+        return backend_name(self.providers)
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
-        if self.fixed_batch is None or len(batch) == self.fixed_batch:
-            return self.session.run(self.output_names, {self.input_name: batch})
-        chunks = [self._run_padded(batch[i : i + self.fixed_batch]) for i in range(0, len(batch), self.fixed_batch)]
-        return [np.concatenate(parts)[: len(batch)] for parts in zip(*chunks)]
+        return run_in_fixed_batches(self._run_once, batch, self.fixed_batch)
 
-    def _run_padded(self, chunk: np.ndarray) -> list[np.ndarray]:
-        padded = np.zeros((self.fixed_batch, *chunk.shape[1:]), chunk.dtype)
-        padded[: len(chunk)] = chunk
-        return self.session.run(self.output_names, {self.input_name: padded})
+    def _run_once(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(self.output_names, {self.input_name: batch})
+
+
+def _session_options(ort: Any, threads: int) -> Any:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    if threads > 1:
+        # Spinning workers would steal the cores that decoding needs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def _open_session(ort: Any, model: bytes | str, options: Any, providers: list[ProviderSpec], name: str) -> Any:
+    try:
+        return ort.InferenceSession(model, options, providers=providers)
+    except Exception as exc:  # ORT raises its own pybind error types (InvalidProtobuf, Fail, ...)
+        raise ModelFormatError(f"{name}: ONNX Runtime cannot load it as an ONNX model: {exc}") from exc
+
+
+def _check_known_providers(ort: Any, requested: list[str], name: str) -> None:
+    unknown = [provider for provider in requested if provider not in ort.get_all_providers()]
+    if unknown:
+        raise ParameterError(f"{name}: unknown ONNX Runtime execution providers {unknown}")
+
+
+def _check_gpu_providers_obtained(ort: Any, requested: list[str], obtained: list[str], name: str) -> None:
+    missing = missing_gpu_providers(requested, obtained)
+    if not missing:
+        return
+    if any(provider not in ort.get_available_providers() for provider in missing):
+        cause = (
+            "this onnxruntime build has no GPU providers: uninstall onnxruntime and install onnxruntime-gpu "
+            "(never both)"
+        )
+    else:
+        cause = "onnxruntime-gpu is installed but could not load the CUDA, cuDNN or TensorRT libraries they need"
+    raise MissingDependencyError(
+        f"{name}: asked for execution providers {requested} but the session fell back to {obtained}; {cause}"
+    )

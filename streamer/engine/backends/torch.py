@@ -1,0 +1,214 @@
+"""PyTorch backend: TorchScript archives and `torch.export` programs, on the CPU or a CUDA GPU.
+
+streamer never unpickles Python objects from a model file. It loads only TorchScript archives
+(`torch.jit.load`: code the TorchScript interpreter runs, no pickled Python callables), exported
+programs (`torch.export.load`: a serialized graph and its tensors), and state dicts through
+`torch.load(weights_only=True)`, which refuses anything but tensors and plain containers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from ...errors import MissingDependencyError, ModelError, ModelFormatError, ModelNotFoundError, ParameterError
+from . import import_optional, parse_device, run_in_fixed_batches
+
+TorchFormat = Literal["torchscript", "torch-export"]
+DEFAULT_INPUT_SHAPE: list[int | str] = ["batch", 3, "height", "width"]
+METADATA_FILE = "metadata.json"
+
+
+def import_torch() -> Any:
+    return import_optional("torch", extra="torch", what="the PyTorch backend")
+
+
+class TorchBackend:
+    """One module in inference mode; `run` takes a NumPy batch and returns NumPy outputs.
+
+    With `half`, the module and its input run in float16; floating outputs come back as float32.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        name: str,
+        format: TorchFormat,
+        device: str = "cpu",
+        half: bool = False,
+        threads: int = 1,
+        input_shape: list[int | str] | None = None,
+        fixed_batch: int | None = None,
+    ) -> None:
+        torch = import_torch()
+        self._torch = torch
+        self.device = _torch_device(torch, device, name)
+        path = _existing_file(path, name)
+        if self.device.type == "cpu" and torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)  # process-wide: every torch model shares the pool
+        module, self.metadata, found_shape = _load_module(torch, path, format, self.device, name)
+        self.module = module.half() if half else module
+        self.half = half
+        self.input_dtype = np.dtype(np.float16 if half else np.float32)
+        self._tensor_dtype = torch.float16 if half else torch.float32
+        self.input_shape: list[int | str] = list(input_shape or found_shape or DEFAULT_INPUT_SHAPE)
+        self.fixed_batch = fixed_batch if fixed_batch is not None else _static_batch(found_shape)
+
+    @property
+    def name(self) -> str:
+        return f"torch-{self.device.type}"
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        return run_in_fixed_batches(self._run_once, batch, self.fixed_batch)
+
+    def _run_once(self, batch: np.ndarray) -> list[np.ndarray]:
+        torch = self._torch
+        tensor = torch.from_numpy(np.ascontiguousarray(batch))  # shares the array's memory
+        with torch.inference_mode():
+            tensor = tensor.to(self.device, dtype=self._tensor_dtype, non_blocking=True)
+            outputs = flatten_outputs(self.module(tensor))
+            return [_to_numpy(torch, output, self.half) for output in outputs]
+
+
+def load_state_dict(path: str | Path) -> dict[str, Any]:
+    """Tensors saved with `torch.save(module.state_dict())`, loaded without unpickling any code."""
+    torch = import_torch()
+    path = _existing_file(path, "state dict")
+    try:
+        loaded = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:  # UnpicklingError for code or garbage, RuntimeError for a broken archive
+        raise ModelFormatError(f"{path}: not a plain state dict of tensors: {_refusal_reason(exc)}") from exc
+    if not isinstance(loaded, Mapping):
+        raise ModelFormatError(f"{path}: holds a {type(loaded).__name__}, not a state dict (a mapping of tensors)")
+    return dict(loaded)
+
+
+def flatten_outputs(outputs: Any) -> list[Any]:
+    """A module's outputs as a flat list: a tensor, or tuples, lists and dicts (in order) of them."""
+    if isinstance(outputs, Mapping):
+        return [item for value in outputs.values() for item in flatten_outputs(value)]
+    if isinstance(outputs, (tuple, list)):
+        return [item for value in outputs for item in flatten_outputs(value)]
+    return [outputs]
+
+
+def decode_metadata(raw: str | bytes, name: str) -> dict[str, str]:
+    """A `metadata.json` extra file as a str -> str dict (non-string values stay JSON text)."""
+    if not raw:
+        return {}
+    try:
+        decoded = json.loads(raw)
+    except ValueError as exc:
+        raise ModelFormatError(f"{name}: {METADATA_FILE} is not valid JSON: {exc}") from exc
+    if not isinstance(decoded, dict):
+        raise ModelFormatError(f"{name}: {METADATA_FILE} holds a {type(decoded).__name__}, not an object")
+    return {str(key): value if isinstance(value, str) else json.dumps(value) for key, value in decoded.items()}
+
+
+def _torch_device(torch: Any, device: str, name: str) -> Any:
+    kind, index = parse_device(device, name)
+    if kind == "cpu":
+        return torch.device("cpu")
+    if torch.version.cuda is None:
+        raise MissingDependencyError(
+            f"{name}: device {device!r} asked for, but this torch build has no CUDA: "
+            "install a CUDA build of torch (see pytorch.org) in place of the CPU one"
+        )
+    if not torch.cuda.is_available():
+        raise ModelError(f"{name}: device {device!r} asked for, but torch sees no CUDA GPU (driver or device missing)")
+    if index >= torch.cuda.device_count():
+        raise ParameterError(f"{name}: device {device!r} asked for, but torch sees {torch.cuda.device_count()} GPU(s)")
+    return torch.device("cuda", index)
+
+
+def _existing_file(path: str | Path, name: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelNotFoundError(f"{name}: no file at {path}")
+    return path
+
+
+def _load_module(
+    torch: Any, path: Path, format: str, device: Any, name: str
+) -> tuple[Any, dict[str, str], list[int | str] | None]:
+    """The module, its metadata, and the input shape when the file records one."""
+    if format == "torchscript":
+        return (*_load_torchscript(torch, path, device, name), None)
+    if format == "torch-export":
+        return _load_exported(torch, path, device, name)
+    raise ParameterError(f'{name}: format {format!r} is not "torchscript" or "torch-export"')
+
+
+def _load_torchscript(torch: Any, path: Path, device: Any, name: str) -> tuple[Any, dict[str, str]]:
+    extra_files = {METADATA_FILE: ""}
+    try:
+        module = torch.jit.load(str(path), map_location=device, _extra_files=extra_files)
+    except RuntimeError as exc:
+        raise ModelFormatError(f"{name}: not a TorchScript archive: {_first_line(exc)}") from exc
+    return module.eval(), decode_metadata(extra_files[METADATA_FILE], name)
+
+
+def _load_exported(
+    torch: Any, path: Path, device: Any, name: str
+) -> tuple[Any, dict[str, str], list[int | str] | None]:
+    extra_files = {METADATA_FILE: ""}
+    try:
+        with open(path, "rb") as file:  # a file object: torch.export.load wants a ".pt2" name otherwise
+            program = torch.export.load(file, extra_files=extra_files)
+    except RuntimeError as exc:
+        raise ModelFormatError(f"{name}: not a torch.export program (.pt2): {_first_line(exc)}") from exc
+    shape = exported_input_shape(program)
+    return _exported_module_on(torch, program, device), decode_metadata(extra_files[METADATA_FILE], name), shape
+
+
+def _exported_module_on(torch: Any, program: Any, device: Any) -> Any:
+    """The program's module with every weight and constant on `device` (wherever it was saved from)."""
+    try:
+        from torch.export.passes import move_to_device_pass
+    except ImportError:  # torch < 2.6: move the parameters and buffers only
+        return program.module().to(device)
+    return move_to_device_pass(program, device).module()
+
+
+def exported_input_shape(program: Any) -> list[int | str] | None:
+    """The first user input's shape in an exported program: ints, and names for dynamic dims."""
+    user_inputs = list(program.graph_signature.user_inputs)
+    if not user_inputs:
+        return None
+    node = next((n for n in program.graph.nodes if n.op == "placeholder" and n.name == user_inputs[0]), None)
+    value = node.meta.get("val") if node is not None else None
+    if value is None or not hasattr(value, "shape"):
+        return None
+    dims: list[int | str] = [dim if isinstance(dim, int) else str(dim) for dim in value.shape]
+    if dims and isinstance(dims[0], str):
+        dims[0] = "batch"
+    return dims
+
+
+def _static_batch(shape: list[int | str] | None) -> int | None:
+    return shape[0] if shape and isinstance(shape[0], int) else None
+
+
+def _to_numpy(torch: Any, output: Any, half: bool) -> np.ndarray:
+    if not isinstance(output, torch.Tensor):
+        return np.asarray(output)
+    if half and output.dtype == torch.float16:
+        output = output.float()
+    return output.cpu().numpy()
+
+
+def _refusal_reason(exc: BaseException) -> str:
+    unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+    if unsafe:
+        return f"it pickles a Python object ({unsafe.group(1)}), and streamer never unpickles code"
+    return "torch.load(weights_only=True) cannot read it (not a torch.save file, or corrupted)"
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
