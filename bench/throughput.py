@@ -46,9 +46,8 @@ import streamer
 from streamer.batcher import InputBuffers, InputSpec, Placement, place
 from streamer.config import Config, load_config
 from streamer.engine import DetectionModel
-from streamer.engine.auto_model import CENTERFACE_DYNAMIC
-from streamer.engine.onnx_graph import with_dynamic_shapes
-from streamer.engine.providers.embedded import EMBEDDED, read_embedded
+from streamer.engine.models.centerface import CenterFace
+from streamer.engine.providers.embedded import EMBEDDED, locate
 from streamer.frames import Frame
 from streamer.pipeline.runner import load_model
 
@@ -189,8 +188,8 @@ def usable_cores() -> int:
 
 def model_bytes(model_id: str) -> bytes:
     """The very ONNX graph streamer runs for `model_id` (CenterFace gets its dynamic-shape rewrite)."""
-    if model_id in EMBEDDED:
-        return with_dynamic_shapes(read_embedded(EMBEDDED[model_id]), CENTERFACE_DYNAMIC)
+    if model_id == "centerface":
+        return CenterFace.prepare_onnx(locate(EMBEDDED[model_id]).read_bytes())
     return Path(model_id).read_bytes()
 
 

@@ -88,13 +88,14 @@ class Batcher:
 
 @dataclass(frozen=True)
 class InputSpec:
-    """How a model wants its input: NCHW, RGB, `(pixel * scale)`, letterboxed with `pad_value`."""
+    """How a model wants its input: NCHW, RGB, `pixel * scale + offset`, letterboxed with `pad_value`."""
 
     width: int
     height: int
     dtype: np.dtype
     scale: float = 1 / 255
     pad_value: float = 114 / 255
+    offset: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,8 @@ class _Buffer:
         pixels = resized_rgb(frame, new_w, new_h)
         region = target[:, placement.top : placement.top + new_h, placement.left : placement.left + new_w]
         np.multiply(pixels.transpose(2, 0, 1), self.spec.scale, out=region, casting="unsafe")
+        if self.spec.offset:
+            region += self.spec.offset
         return placement
 
 

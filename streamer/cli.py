@@ -31,7 +31,98 @@ def _parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check a config file and print OK or the first error")
     validate.add_argument("config", help="path to a TOML config file")
     validate.set_defaults(command=_validate)
+    _add_engine_commands(commands)
     return parser
+
+
+def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
+    describe = commands.add_parser("describe", help="describe this machine or a model").add_subparsers(
+        required=True, metavar="WHAT"
+    )
+    describe.add_parser("env", help="backends, GPUs and versions negotiation sees").set_defaults(command=_describe_env)
+    model = describe.add_parser("model", help="a model's metadata, packages and the package that would load here")
+    model.add_argument("model_id")
+    model.add_argument("--package", help="describe this one package in detail")
+    _add_load_flags(model)
+    model.set_defaults(command=_describe_model)
+    models = commands.add_parser("models", help="the model cache").add_subparsers(required=True, metavar="ACTION")
+    pull = models.add_parser("pull", help="download the package that fits this machine into the cache")
+    pull.add_argument("model_id")
+    _add_load_flags(pull)
+    pull.set_defaults(command=_models_pull)
+    listing = models.add_parser("list", help="list cached model packages")
+    listing.add_argument("--cache-dir")
+    listing.set_defaults(command=_models_list)
+
+
+def _add_load_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=["onnxruntime", "torch", "tensorrt"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--cache-dir")
+    parser.add_argument("--offline", action="store_true")
+    parser.add_argument("--registry-url")
+
+
+def _load_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from .engine.auto_model import make_options
+
+    flags = {key: getattr(args, key) for key in ("backend", "device", "cache_dir", "offline", "registry_url")}
+    return make_options(None, {key: value for key, value in flags.items() if value not in (None, False)})
+
+
+def _engine_command(run):  # type: ignore[no-untyped-def]
+    """Print what `run` returns; a StreamerError becomes a message and exit code 1."""
+
+    def command(args: argparse.Namespace) -> int:
+        from .errors import StreamerError
+
+        try:
+            print(run(args))
+        except StreamerError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        return EXIT_OK
+
+    return command
+
+
+@_engine_command
+def _describe_env(args: argparse.Namespace) -> str:
+    from .engine.environment import describe_compute_environment, render_environment
+
+    return render_environment(describe_compute_environment())
+
+
+@_engine_command
+def _describe_model(args: argparse.Namespace) -> str:
+    from .engine.describe import describe_model, describe_model_package
+
+    if args.package:
+        return str(describe_model_package(args.model_id, args.package, _load_options(args)))
+    return str(describe_model(args.model_id, _load_options(args)))
+
+
+@_engine_command
+def _models_pull(args: argparse.Namespace) -> str:
+    import anyio
+
+    from .engine.auto_model import pull
+
+    document, package, files = anyio.run(pull, args.model_id, _load_options(args))
+    paths = "\n".join(f"  {path}" for path in files.values())
+    return f"{document.model_id}: package {package.package_id} ({package.backend}, {package.quantization}) ready\n{paths}"
+
+
+@_engine_command
+def _models_list(args: argparse.Namespace) -> str:
+    from .engine.cache import ModelCache
+
+    rows = [
+        f"{document.model_id:<32} {package.package_id:<28} {package.backend:<12} {package.quantization:<5} {folder}"
+        for document, package, folder in ModelCache(args.cache_dir).cached_packages()
+    ]
+    header = f"{'model':<32} {'package':<28} {'backend':<12} {'quant':<5} folder"
+    return "\n".join([header, *rows]) if rows else "no models in the cache"
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -171,13 +171,13 @@ class Result:
             "wall_time": self.frame.wall_time,
             "width": self.frame.width,
             "height": self.frame.height,
-            "detections": _detections_to_dicts(self.detections, self.class_names()),
+            "detections": detections_to_dicts(self.detections, self.class_names()),
             "model": self.model.provenance(),
             **self.extra,
         }
 
 
-def _detections_to_dicts(detections: Detections, names: list[str]) -> list[dict[str, Any]]:
+def detections_to_dicts(detections: Detections, names: list[str]) -> list[dict[str, Any]]:
     rows = []
     for i in range(len(detections)):
         row: dict[str, Any] = {

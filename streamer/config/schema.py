@@ -24,8 +24,17 @@ class ModelConfig(Base, kw_only=True):
 
     id: NonEmpty = "centerface"
     architecture: str | None = None
-    backend: Literal["onnxruntime"] = "onnxruntime"
-    device: Literal["cpu"] = "cpu"
+    backend: Literal["onnxruntime", "torch", "tensorrt"] | None = None
+    device: Annotated[str, msgspec.Meta(pattern=r"^(cpu|cuda(:[0-9]+)?)$")] = "cpu"
+    quantization: Literal["fp32", "fp16", "int8"] | None = None
+    onnx_execution_providers: list[str] | None = None
+    disabled_backends: list[Literal["onnxruntime", "torch", "tensorrt"]] = []
+    allow_untrusted_packages: bool = False
+    cache_dir: str | None = None
+    offline: bool = False
+    registry_url: str | None = None
+    registry_token: str | None = None
+    dependency_models_params: dict[str, dict[str, object]] = {}
     confidence: Fraction | None = None
     iou: Fraction | None = None
     input_size: tuple[Positive, Positive] | None = None
@@ -79,7 +88,24 @@ class CustomStage(Base, tag_field="type", tag="custom", kw_only=True):
     options: dict[str, object] = {}
 
 
-StageConfig = Union[FilterStage, CustomStage]
+class ModelStage(Base, tag_field="type", tag="model", kw_only=True):
+    """Run a second model (`model`) or a named pipeline (`pipeline`) on every frame.
+
+    Its detections go to the result's `key` field (JSONL writes them beside the main ones).
+    """
+
+    model: str | None = None
+    pipeline: str | None = None
+    key: NonEmpty = "stage"
+    device: Annotated[str, msgspec.Meta(pattern=r"^(cpu|cuda(:[0-9]+)?)$")] = "cpu"
+    threads: Positive = 1
+
+    def __post_init__(self) -> None:
+        if (self.model is None) == (self.pipeline is None):
+            raise ValueError("set exactly one of `model` and `pipeline`")
+
+
+StageConfig = Union[FilterStage, CustomStage, ModelStage]
 
 
 class SinkBase(Base, tag_field="type", kw_only=True):

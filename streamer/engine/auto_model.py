@@ -1,134 +1,137 @@
-"""AutoModel: turn a model id or a file path into a ready detector.
+"""AutoModel: a model id or a path in, a ready model out.
 
-Loading is split in three steps, each small: resolve (id or path -> bytes and what we know of them),
-open a backend on those bytes, then build the architecture's model class around the backend.
+Loading is four small steps: resolve (id or path -> ModelDocument), negotiate (pick the package that
+fits this machine and the request), fetch (files into the cache, checked), instantiate (the family
+class for architecture x task x backend around its backend). Dependencies load first, one level deep.
 """
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
-from pathlib import Path
+import functools
+from typing import Any
 
-from ..batcher import InputSpec
-from ..errors import ModelError, ModelNotFoundError, UnknownArchitectureError
-from ..frames import ModelInfo
-from .backends.onnx import OnnxRuntimeBackend
+import anyio
+import msgspec
+
+from ..errors import DependencyModelError, ParameterError, StreamerError
+from .entities import ComputeEnvironment, LoadOptions, ModelDocument
 from .models import model_class
 from .models.base import DetectionModel
-from .models.yolo import is_ultralytics, read_metadata
-from .onnx_graph import with_dynamic_shapes
-from .providers.embedded import EMBEDDED, read_embedded
+from .resolve import resolve
 
 DEFAULT_MODEL = "centerface"
-CENTERFACE_DYNAMIC = {
-    "input.1": ["batch", 3, "height", "width"],
-    "537": ["batch", 1, "grid_h", "grid_w"],
-    "538": ["batch", 2, "grid_h", "grid_w"],
-    "539": ["batch", 2, "grid_h", "grid_w"],
-    "540": ["batch", 10, "grid_h", "grid_w"],
-}
 
-
-@dataclass(frozen=True)
-class _Resolved:
-    model_id: str
-    data: bytes
-    sha256: str
-    package: str
-    architecture: str | None
-    class_names: tuple[str, ...] = ()
-    input_size: tuple[int, int] | None = None
+# Options a dependency inherits from the model that needs it (its own params override them).
+FORWARDED_TO_DEPENDENCIES = (
+    "device",
+    "threads",
+    "disabled_backends",
+    "onnx_execution_providers",
+    "allow_untrusted_packages",
+    "cache_dir",
+    "offline",
+    "registry_url",
+    "registry_token",
+)
 
 
 class AutoModel:
-    """Entry point: `AutoModel.from_pretrained("centerface")` or `...("path/to/yolov8n.onnx")`."""
+    """`await AutoModel.load("centerface")`, or `AutoModel.from_pretrained(...)` from code that is not async.
+
+    Options are the fields of `LoadOptions` (backend, device, batch_size, quantization, ...), given as
+    keyword arguments or as one `options=` struct.
+    """
+
+    @staticmethod
+    async def load(
+        model_id_or_path: str = DEFAULT_MODEL, options: LoadOptions | None = None, **overrides: Any
+    ) -> DetectionModel:
+        return await load_model(model_id_or_path, make_options(options, overrides))
 
     @staticmethod
     def from_pretrained(
-        model_id_or_path: str = DEFAULT_MODEL,
-        *,
-        architecture: str | None = None,
-        backend: str = "onnxruntime",
-        device: str = "cpu",
-        batch_size: int = 4,
-        confidence: float | None = None,
-        iou: float | None = None,
-        input_size: tuple[int, int] | None = None,
-        threads: int = 1,
+        model_id_or_path: str = DEFAULT_MODEL, options: LoadOptions | None = None, **overrides: Any
     ) -> DetectionModel:
-        if backend != "onnxruntime" or device != "cpu":
-            raise ModelError(
-                f"model {model_id_or_path!r}: backend {backend!r} on {device!r} is not available yet "
-                "(this build runs ONNX Runtime on the CPU)"
+        return anyio.run(functools.partial(AutoModel.load, model_id_or_path, options, **overrides))
+
+
+def make_options(options: LoadOptions | None, overrides: dict[str, Any]) -> LoadOptions:
+    """One checked LoadOptions from a struct and/or keyword arguments (bad ones: ParameterError)."""
+    merged = {**(msgspec.to_builtins(options) if options is not None else {}), **overrides}
+    try:
+        return msgspec.convert(merged, type=LoadOptions)
+    except msgspec.ValidationError as exc:
+        raise ParameterError(f"invalid load options: {exc}") from exc
+
+
+@functools.lru_cache(maxsize=1)
+def compute_environment() -> ComputeEnvironment:
+    """This machine, probed once per process."""
+    from .environment import describe_compute_environment
+
+    return describe_compute_environment()
+
+
+async def load_model(model_id_or_path: str, options: LoadOptions, *, is_dependency: bool = False) -> DetectionModel:
+    document = await resolve(model_id_or_path, options)
+    from .negotiation import negotiate
+
+    if is_dependency and document.dependencies:
+        raise DependencyModelError(
+            f"model {document.model_id!r} is a dependency and has dependencies of its own; only one level is allowed"
+        )
+    package = negotiate(document, options, compute_environment()).chosen
+    files = await fetch(document, package, options)
+    dependencies = {} if is_dependency else await load_dependencies(document, options)
+    family = model_class(document.architecture, document.task, package.backend, f"model {document.model_id!r}")
+    return await anyio.to_thread.run_sync(family.load, document, package, files, options, dependencies)
+
+
+async def pull(model_id_or_path: str, options: LoadOptions) -> tuple[ModelDocument, Any, dict[str, Any]]:
+    """Resolve, negotiate and fetch without loading: what `streamer models pull` does."""
+    from .negotiation import negotiate
+
+    document = await resolve(model_id_or_path, options)
+    package = negotiate(document, options, compute_environment()).chosen
+    return document, package, await fetch(document, package, options)
+
+
+async def fetch(document: ModelDocument, package: Any, options: LoadOptions) -> dict[str, Any]:
+    from .cache import ModelCache
+    from .download import fetch_package
+
+    return await fetch_package(
+        document,
+        package,
+        ModelCache(options.cache_dir),
+        offline=options.offline,
+        allow_untrusted=options.allow_untrusted_packages,
+        headers=_registry_headers(options),
+    )
+
+
+def _registry_headers(options: LoadOptions) -> Any:
+    """The registry's credentials, sent only to the registry's own origin (None: no registry)."""
+    from .providers import registry_provider
+
+    registry = registry_provider(options)
+    return registry.headers_for if registry is not None else None  # type: ignore[attr-defined]
+
+
+async def load_dependencies(document: ModelDocument, options: LoadOptions) -> dict[str, DetectionModel]:
+    """Each declared dependency, loaded with the parent's options overridden by its own params."""
+    loaded: dict[str, DetectionModel] = {}
+    parent = msgspec.to_builtins(options)
+    shared = {key: parent[key] for key in FORWARDED_TO_DEPENDENCIES if key in parent}
+    for dependency in document.dependencies:
+        params = dict(options.dependency_models_params.get(dependency.name, {}))
+        model_id = params.pop("model_id_or_path", dependency.model_id)
+        try:
+            loaded[dependency.name] = await load_model(
+                model_id, make_options(None, {**shared, **params}), is_dependency=True
             )
-        resolved = _resolve(model_id_or_path)
-        runtime = OnnxRuntimeBackend(resolved.data, name=f"model {resolved.model_id!r}", threads=threads)
-        architecture = architecture or resolved.architecture or _guess_architecture(runtime, resolved.model_id)
-        class_names, native_size = _describe(resolved, runtime, architecture)
-        width, height = input_size or native_size
-        info = ModelInfo(
-            model_id=resolved.model_id,
-            architecture=architecture,
-            task="detect",
-            backend=runtime.name,
-            package=resolved.package,
-            sha256=resolved.sha256,
-            class_names=class_names,
-            input_size=(width, height),
-        )
-        spec = _input_spec(architecture, width, height, runtime)
-        cls = model_class(architecture, f"model {resolved.model_id!r}")
-        return cls(runtime, info, spec, confidence=confidence, iou=iou, batch_size=batch_size)
-
-
-def _resolve(model_id_or_path: str) -> _Resolved:
-    if model_id_or_path in EMBEDDED:
-        embedded = EMBEDDED[model_id_or_path]
-        data = with_dynamic_shapes(read_embedded(embedded), CENTERFACE_DYNAMIC)
-        return _Resolved(
-            model_id=embedded.model_id,
-            data=data,
-            sha256=embedded.sha256,
-            package=embedded.package,
-            architecture=embedded.architecture,
-            class_names=embedded.class_names,
-            input_size=embedded.input_size,
-        )
-    path = Path(model_id_or_path)
-    if not path.is_file():
-        known = ", ".join(sorted(EMBEDDED))
-        raise ModelNotFoundError(
-            f"model {model_id_or_path!r}: no such file, and not a known model id (known ids: {known})"
-        )
-    data = path.read_bytes()
-    return _Resolved(
-        model_id=str(path), data=data, sha256=hashlib.sha256(data).hexdigest(), package=path.name, architecture=None
-    )
-
-
-def _guess_architecture(runtime: OnnxRuntimeBackend, model_id: str) -> str:
-    if is_ultralytics(runtime.metadata):
-        return "yolo"
-    raise UnknownArchitectureError(
-        f"model {model_id!r}: cannot tell its architecture from the file's metadata; "
-        "set `architecture` in [model] (for example \"yolo\" or \"centerface\")"
-    )
-
-
-def _describe(resolved: _Resolved, runtime: OnnxRuntimeBackend, architecture: str) -> tuple[tuple[str, ...], tuple[int, int]]:
-    if architecture == "yolo":
-        return read_metadata(runtime.metadata, f"model {resolved.model_id!r}")
-    size = resolved.input_size or _static_input_size(runtime) or (640, 640)
-    return resolved.class_names or ("face",), size
-
-
-def _static_input_size(runtime: OnnxRuntimeBackend) -> tuple[int, int] | None:
-    height, width = runtime.input_shape[2:4]
-    return (width, height) if isinstance(width, int) and isinstance(height, int) else None
-
-
-def _input_spec(architecture: str, width: int, height: int, runtime: OnnxRuntimeBackend) -> InputSpec:
-    if architecture == "centerface":
-        return InputSpec(width, height, runtime.input_dtype, scale=1.0, pad_value=0.0)
-    return InputSpec(width, height, runtime.input_dtype)
+        except StreamerError as exc:
+            raise DependencyModelError(
+                f"model {document.model_id!r}: its dependency {dependency.name!r} ({model_id!r}) failed to load: {exc}"
+            ) from exc
+    return loaded

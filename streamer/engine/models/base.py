@@ -1,14 +1,21 @@
-"""What every detection model shares: batching into reusable buffers, then decoding raw outputs."""
+"""What every model family shares: loading from a package, batching into reusable buffers, decoding.
+
+A family subclasses `DetectionModel`, says how its input looks (`input_spec`) and how to read its
+raw outputs (`decode`); `load` builds it from a negotiated package whatever the backend.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import time
-from typing import ClassVar, Protocol, Sequence
+from pathlib import Path
+from typing import ClassVar, Mapping, Protocol, Sequence
 
 import numpy as np
 
 from ...batcher import InputBuffers, InputSpec, Placement
 from ...frames import Detections, Frame, ModelInfo
+from ..entities import LoadOptions, ModelDocument, ModelPackage
 
 
 class Backend(Protocol):
@@ -17,6 +24,7 @@ class Backend(Protocol):
     name: str
     input_dtype: np.dtype
     input_shape: list[int | str]
+    fixed_batch: int | None
     metadata: dict[str, str]
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]: ...
@@ -31,6 +39,7 @@ class DetectionModel:
 
     default_confidence: ClassVar[float] = 0.25
     default_iou: ClassVar[float] = 0.45
+    default_input_size: ClassVar[tuple[int, int]] = (640, 640)
 
     def __init__(
         self,
@@ -41,6 +50,7 @@ class DetectionModel:
         confidence: float | None = None,
         iou: float | None = None,
         batch_size: int = 4,
+        dependencies: Mapping[str, DetectionModel] | None = None,
     ) -> None:
         self.backend = backend
         self.info = info
@@ -48,7 +58,60 @@ class DetectionModel:
         self.confidence = self.default_confidence if confidence is None else confidence
         self.iou = self.default_iou if iou is None else iou
         self.batch_size = batch_size
+        self.dependencies = dict(dependencies or {})
         self.buffers = InputBuffers(spec, batch_size)
+
+    @classmethod
+    def load(
+        cls,
+        document: ModelDocument,
+        package: ModelPackage,
+        files: Mapping[str, Path],
+        options: LoadOptions,
+        dependencies: Mapping[str, DetectionModel] | None = None,
+    ) -> DetectionModel:
+        """Build the family's model from a fetched package (runs in a worker thread)."""
+        from ..loading import open_backend, primary_file
+
+        backend = open_backend(package, files, options, prepare_onnx=cls.prepare_onnx)
+        class_names, input_size = cls.describe(document, backend, options)
+        info = ModelInfo(
+            model_id=document.model_id,
+            architecture=document.architecture,
+            task=document.task,
+            backend=backend.name,
+            package=package.package_id,
+            sha256=_sha256_of(package, primary_file(package, files)),
+            class_names=class_names,
+            input_size=input_size,
+        )
+        spec = cls.input_spec(document, input_size, backend.input_dtype)
+        return cls(
+            backend,
+            info,
+            spec,
+            confidence=options.confidence,
+            iou=options.iou,
+            batch_size=options.batch_bounds[1],
+            dependencies=dependencies,
+        )
+
+    @classmethod
+    def prepare_onnx(cls, model: bytes) -> bytes:
+        """A chance to rewrite an ONNX graph before ONNX Runtime loads it (default: as is)."""
+        return model
+
+    @classmethod
+    def describe(
+        cls, document: ModelDocument, backend: Backend, options: LoadOptions
+    ) -> tuple[tuple[str, ...], tuple[int, int]]:
+        """Class names and input size (width, height): options, then the document, then the file."""
+        size = options.input_size or document.input_size or static_input_size(backend) or cls.default_input_size
+        return tuple(document.class_names), (int(size[0]), int(size[1]))
+
+    @classmethod
+    def input_spec(cls, document: ModelDocument, input_size: tuple[int, int], dtype: np.dtype) -> InputSpec:
+        return InputSpec(input_size[0], input_size[1], dtype)
 
     def detect(self, frames: Sequence[Frame | np.ndarray]) -> list[Detections]:
         """Detect objects in frames (or RGB uint8 arrays)."""
@@ -80,6 +143,23 @@ def _as_frame(item: Frame | np.ndarray) -> Frame:
     if item.ndim != 3 or item.shape[2] != 3 or item.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 image of shape (H, W, 3), got {item.dtype} {item.shape}")
     return Frame("image", 0, None, time.time(), image=item)
+
+
+def static_input_size(backend: Backend) -> tuple[int, int] | None:
+    """(width, height) when the model's input fixes them."""
+    height, width = (list(backend.input_shape) + [None, None, None, None])[2:4]
+    return (width, height) if isinstance(width, int) and isinstance(height, int) else None
+
+
+def _sha256_of(package: ModelPackage, path: Path) -> str:
+    declared = next((f.sha256 for f in package.files if f.name == path.name and f.sha256), None)
+    if declared:
+        return declared
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def clip_boxes(xyxy: np.ndarray, frame: Frame) -> np.ndarray:

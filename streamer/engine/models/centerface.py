@@ -9,16 +9,45 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...batcher import Placement
+from ...batcher import InputSpec, Placement
 from ...frames import Detections, Frame
-from .base import DetectionModel, clip_boxes, nms
+from ..entities import LoadOptions, ModelDocument
+from ..onnx_graph import with_dynamic_shapes
+from .base import Backend, DetectionModel, clip_boxes, nms
 
 STRIDE = 4
 
 
+# CenterFace's published export fixes its input at 10 x 3 x 32 x 32; these names make it dynamic.
+DYNAMIC_SHAPES: dict[str, list[str | int]] = {
+    "input.1": ["batch", 3, "height", "width"],
+    "537": ["batch", 1, "grid_h", "grid_w"],
+    "538": ["batch", 2, "grid_h", "grid_w"],
+    "539": ["batch", 2, "grid_h", "grid_w"],
+    "540": ["batch", 10, "grid_h", "grid_w"],
+}
+
+
 class CenterFace(DetectionModel):
+    """Input: RGB 0..255, no normalisation, letterboxed with black."""
+
     default_confidence = 0.5
     default_iou = 0.3
+    default_input_size = (640, 384)
+
+    @classmethod
+    def prepare_onnx(cls, model: bytes) -> bytes:
+        return with_dynamic_shapes(model, DYNAMIC_SHAPES)
+
+    @classmethod
+    def describe(cls, document: ModelDocument, backend: Backend, options: LoadOptions):  # type: ignore[override]
+        names, _ = super().describe(document, backend, options)
+        size = options.input_size or document.input_size or cls.default_input_size  # the file says 32 x 32
+        return names or ("face",), (int(size[0]), int(size[1]))
+
+    @classmethod
+    def input_spec(cls, document: ModelDocument, input_size: tuple[int, int], dtype: np.dtype) -> InputSpec:
+        return InputSpec(input_size[0], input_size[1], dtype, scale=1.0, pad_value=0.0)
 
     def decode(self, outputs: list[np.ndarray], placements: list[Placement], frames: list[Frame]) -> list[Detections]:
         heatmap, scale, offset, landmarks = outputs

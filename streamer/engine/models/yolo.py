@@ -9,7 +9,8 @@ import numpy as np
 from ...batcher import Placement
 from ...errors import UnknownArchitectureError
 from ...frames import Detections, Frame
-from .base import DetectionModel, clip_boxes, nms
+from ..entities import LoadOptions, ModelDocument
+from .base import Backend, DetectionModel, clip_boxes, nms
 
 CLASS_OFFSET = 8192.0  # shifts each class's boxes apart so one NMS pass never mixes classes
 
@@ -17,6 +18,15 @@ CLASS_OFFSET = 8192.0  # shifts each class's boxes apart so one NMS pass never m
 class UltralyticsYolo(DetectionModel):
     default_confidence = 0.25
     default_iou = 0.45
+
+    @classmethod
+    def describe(cls, document: ModelDocument, backend: Backend, options: LoadOptions):  # type: ignore[override]
+        """Class names and input size from the export's own metadata unless the document gives them."""
+        names, size = super().describe(document, backend, options)
+        if names and document.input_size:
+            return names, size
+        file_names, file_size = read_metadata(backend.metadata, f"model {document.model_id!r}")
+        return names or file_names, options.input_size or document.input_size or file_size
 
     def decode(self, outputs: list[np.ndarray], placements: list[Placement], frames: list[Frame]) -> list[Detections]:
         predictions = outputs[0]

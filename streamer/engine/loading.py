@@ -1,0 +1,60 @@
+"""Open the backend a negotiated package asks for, on its fetched files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Mapping
+
+from ..errors import PackageError
+from .entities import LoadOptions, ModelPackage
+from .models.base import Backend
+
+MODEL_SUFFIXES = (".onnx", ".pt", ".pt2", ".torchscript", ".ts", ".engine", ".plan")
+
+
+def primary_file(package: ModelPackage, files: Mapping[str, Path]) -> Path:
+    """The file holding the network: `extra.model_file`, else the first with a model suffix."""
+    name = package.extra.get("model_file") or next(
+        (spec.name for spec in package.files if spec.name.endswith(MODEL_SUFFIXES)), None
+    )
+    if name is None or name not in files:
+        raise PackageError(f"package {package.package_id!r} has no model file ({', '.join(MODEL_SUFFIXES)})")
+    return files[name]
+
+
+def open_backend(
+    package: ModelPackage,
+    files: Mapping[str, Path],
+    options: LoadOptions,
+    prepare_onnx: Callable[[bytes], bytes] = lambda model: model,
+) -> Backend:
+    path = primary_file(package, files)
+    name = f"package {package.package_id!r} ({path.name})"
+    if package.backend == "onnxruntime":
+        from .backends.onnx import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(
+            prepare_onnx(path.read_bytes()),
+            name=name,
+            threads=options.threads,
+            device=options.device,
+            providers=options.onnx_execution_providers,
+        )
+    if package.backend == "torch":
+        from .backends.torch import TorchBackend
+
+        return TorchBackend(
+            path,
+            name=name,
+            format=package.format,
+            device=options.device,
+            half=package.quantization == "fp16",
+            threads=options.threads,
+        )
+    return _open_tensorrt(package, path, name, options)
+
+
+def _open_tensorrt(package: ModelPackage, path: Path, name: str, options: LoadOptions) -> Backend:
+    from .backends.tensorrt import TensorRTBackend
+
+    return TensorRTBackend.from_package_file(path, package=package, name=name, options=options)

@@ -1,0 +1,102 @@
+"""Step one of loading: turn a model id or a path into a ModelDocument."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from ..errors import ModelFormatError, ModelNotFoundError, UnknownArchitectureError
+from .entities import BatchProfile, FileSpec, LoadOptions, ModelDocument, ModelPackage
+from .models import DEFAULT_TASKS, architectures
+from .providers import WeightsProvider, default_providers
+from .providers.local import MANIFEST, read_model_folder
+
+# suffix -> (backend, format)
+FILE_KINDS = {
+    ".onnx": ("onnxruntime", "onnx"),
+    ".pt": ("torch", "torchscript"),
+    ".torchscript": ("torch", "torchscript"),
+    ".ts": ("torch", "torchscript"),
+    ".pt2": ("torch", "torch-export"),
+    ".engine": ("tensorrt", "trt-plan"),
+    ".plan": ("tensorrt", "trt-plan"),
+}
+
+
+async def resolve(
+    model_id_or_path: str, options: LoadOptions, providers: list[WeightsProvider] | None = None
+) -> ModelDocument:
+    path = Path(model_id_or_path)
+    if path.is_dir() and (path / MANIFEST).is_file():
+        return read_model_folder(path)
+    if path.is_file():
+        return document_for_file(path, options)
+    if options.offline and (cached := _cached_document(model_id_or_path, options)) is not None:
+        return cached
+    asked = providers if providers is not None else default_providers(options)
+    if options.offline:
+        asked = [provider for provider in asked if provider.name != "registry"]
+    for provider in asked:
+        document = await provider.get_model(model_id_or_path)
+        if document is not None:
+            return document
+    names = ", ".join(provider.name for provider in asked)
+    if options.offline:
+        names += "; offline, so the registry was not asked: run `streamer models pull ID` while online"
+    raise ModelNotFoundError(
+        f"model {model_id_or_path!r}: no such file or model folder, and no provider knows that id "
+        f"(asked: {names}); `streamer models list` shows cached models, `streamer describe model ID` one model"
+    )
+
+
+def _cached_document(model_id: str, options: LoadOptions) -> ModelDocument | None:
+    from .cache import ModelCache
+
+    return ModelCache(options.cache_dir).load_document(model_id)
+
+
+def document_for_file(path: Path, options: LoadOptions) -> ModelDocument:
+    """A one-package document for a bare model file given by path."""
+    backend, form = FILE_KINDS.get(path.suffix.lower(), ("onnxruntime", "onnx"))
+    data = path.read_bytes()
+    metadata, batch = _onnx_facts(data, path) if form == "onnx" else ({}, BatchProfile())
+    architecture = options.architecture or _architecture_from(metadata, path)
+    package = ModelPackage(
+        package_id=f"file-{form}",
+        backend=backend,  # type: ignore[arg-type]
+        format=form,  # type: ignore[arg-type]
+        batch=batch,
+        files=[FileSpec(name=path.name, url=path.resolve().as_uri(), sha256=hashlib.sha256(data).hexdigest())],
+    )
+    return ModelDocument(
+        model_id=str(path),
+        task=DEFAULT_TASKS.get(architecture, "object-detection"),
+        architecture=architecture,
+        packages=[package],
+    )
+
+
+def _onnx_facts(data: bytes, path: Path) -> tuple[dict[str, str], BatchProfile]:
+    """The file's metadata and batch profile, read without running it."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        model = onnx.load_from_string(data)
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        raise ModelFormatError(f"model {str(path)!r}: not an ONNX model ({exc})") from exc
+    if not model.graph.node:
+        raise ModelFormatError(f"model {str(path)!r}: not an ONNX model (no graph)")
+    metadata = {prop.key: prop.value for prop in model.metadata_props}
+    first = model.graph.input[0].type.tensor_type.shape.dim if model.graph.input else []
+    size = first[0].dim_value if len(first) and first[0].HasField("dim_value") else 0
+    return metadata, BatchProfile(dynamic=False, size=size) if size > 0 else BatchProfile()
+
+
+def _architecture_from(metadata: dict[str, str], path: Path) -> str:
+    if metadata.get("author", "").lower().startswith("ultralytics"):
+        return "yolo"
+    raise UnknownArchitectureError(
+        f"model {str(path)!r}: cannot tell its architecture from the file's metadata; set `architecture` "
+        f"in [model] or pass architecture=... (known: {', '.join(architectures())})"
+    )
