@@ -222,3 +222,24 @@ def test_cli_describe_model_when_unknown_exits_1_with_the_reason():
     done = run_cli("describe", "model", "no/such-model")
 
     assert done.returncode == 1 and "no/such-model" in done.stderr
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+def test_auto_model_runs_a_torchscript_file_through_the_torch_backend(tmp_path):
+    torch = pytest.importorskip("torch")
+
+    class Brightness(torch.nn.Module):
+        """Dark or bright: logits from the mean pixel, a classifier in two lines."""
+
+        def forward(self, x):
+            mean = x.mean(dim=(1, 2, 3))
+            return torch.stack([0.5 - mean, mean - 0.5], dim=1) * 20
+
+    path = tmp_path / "brightness.pt"
+    torch.jit.script(Brightness()).save(str(path))
+
+    model = AutoModel.from_pretrained(str(path), architecture="classifier", input_size=(32, 32))
+    dark, bright = model.detect([np.full((40, 60, 3), 10, np.uint8), np.full((40, 60, 3), 240, np.uint8)])
+
+    assert model.info.backend == "torch-cpu" and model.info.package == "file-torchscript"
+    assert dark.class_id.tolist() == [0] and bright.class_id.tolist() == [1]
