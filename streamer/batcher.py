@@ -27,15 +27,22 @@ from .sources.queue import FrameQueue
 class Batcher:
     """Round-robin batches over a changing set of frame queues."""
 
-    def __init__(self, max_batch_size: int, max_wait_ms: float) -> None:
+    def __init__(self, max_batch_size: int, max_wait_ms: float, keep_alive: bool = False) -> None:
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000
+        self.keep_alive = keep_alive
         self._queues: list[FrameQueue] = []
         self._next = 0
         self._ready = anyio.Event()
 
     def add_queue(self, queue: FrameQueue) -> None:
         self._queues.append(queue)
+        self.notify()
+
+    def close(self) -> None:
+        """End once every queue is drained, even when kept alive for sources added later."""
+        self.keep_alive = False
+        self.notify()
 
     def notify(self) -> None:
         """Called by a queue when a frame arrives or it finishes."""
@@ -83,7 +90,8 @@ class Batcher:
         return taken
 
     def _all_exhausted(self) -> bool:
-        return all(queue.exhausted for queue in self._queues)
+        self._queues = [queue for queue in self._queues if not queue.exhausted]
+        return not self._queues and not self.keep_alive
 
 
 @dataclass(frozen=True)

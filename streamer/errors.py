@@ -3,8 +3,10 @@
     StreamerError
     ├── ConfigError                 the TOML file or config object is invalid (names the key path)
     ├── SourceError                 one video source failed; the others keep running
-    │   ├── SourceOpenError         could not open the file, device or stream
-    │   └── SourceDecodeError       opened, but the data could not be decoded
+    │   ├── SourceOpenError         could not open the file, device or stream (live ones retry)
+    │   │   └── SourceRefusedError  wrong credentials, no such stream or file: no retry helps
+    │   ├── SourceDecodeError       opened, but the data could not be decoded (or the link dropped)
+    │   └── SourceStalledError      connected, but no frame for longer than the read timeout
     ├── ModelError
     │   ├── ModelNotFoundError      no model with that id or path
     │   ├── ModelFormatError        the file is not a model we can read
@@ -42,8 +44,13 @@ class StreamerError(Exception):
     def help_url(cls) -> str:
         return f"{DOCS_URL}#{cls.anchor}"
 
+    @property
+    def message(self) -> str:
+        """The text without the help link, for embedding in another message."""
+        return super().__str__()
+
     def __str__(self) -> str:
-        return f"{super().__str__()} (see {self.help_url()})"
+        return f"{self.message} (see {self.help_url()})"
 
 
 class ConfigError(StreamerError, ValueError):
@@ -71,9 +78,21 @@ class SourceOpenError(SourceError, OSError):
 
 
 class SourceDecodeError(SourceError):
-    """The source opened but its data could not be decoded."""
+    """The source opened but its data could not be decoded, or the connection broke mid-stream."""
 
     anchor = "sourcedecodeerror"
+
+
+class SourceRefusedError(SourceOpenError):
+    """The source said no: wrong credentials, no such stream, no such file. Retrying will not help."""
+
+    anchor = "sourcerefusederror"
+
+
+class SourceStalledError(SourceError):
+    """Connected, but no frame came for longer than the read timeout (the watchdog fired)."""
+
+    anchor = "sourcestallederror"
 
 
 class ModelError(StreamerError):

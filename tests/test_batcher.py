@@ -14,6 +14,7 @@ import pytest
 from streamer.batcher import Batcher, InputBuffers, InputSpec, Placement, place
 from streamer.frames import Frame
 from streamer.sources import AvSource
+from streamer.sources.base import only_frames
 from streamer.sources.queue import FrameQueue
 
 F32 = np.dtype(np.float32)
@@ -381,7 +382,7 @@ def test_new_buffer_starts_padded() -> None:
 
 @pytest.fixture(scope="module")
 def decoded_frames(clip: Path) -> list[Frame]:
-    return list(AvSource("clip", str(clip), max_frames=3).frames(threading.Event()))
+    return list(only_frames(AvSource("clip", str(clip), max_frames=3).frames(threading.Event())))
 
 
 def test_fill_accepts_decoded_pyav_frames(decoded_frames: list[Frame]) -> None:

@@ -49,7 +49,7 @@ def test_validate_when_invalid_names_the_key_path_and_exits_2(tmp_path):
 
 
 def test_run_when_invalid_exits_2_before_loading_anything(tmp_path):
-    config = write_config(tmp_path / "bad.toml", '[[sources]]\ntype = "rtsp"\n')
+    config = write_config(tmp_path / "bad.toml", '[[sources]]\ntype = "ndi"\n')
 
     done = streamer_cli("run", str(config), cwd=tmp_path)
 

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from ..errors import ConfigError
-from .schema import Config, FileSource, VideoSink
+from .schema import Config, FileSource, SourceConfig, VideoSink
 
 _AT_PATH = re.compile(r"^(?P<message>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.DOTALL)
 _UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(?P<key>[^`]*)`$")
@@ -28,6 +28,20 @@ def load_config(source: str | Path | dict[str, Any] | Config) -> Config:
     except OSError as exc:
         raise ConfigError(f"cannot read config file: {exc.strerror}", file=str(path)) from exc
     return _checked(_decode_toml(raw, file=str(path)), file=str(path))
+
+
+def source_config(source: SourceConfig | dict[str, Any], taken: set[str]) -> SourceConfig:
+    """One checked source table (for sources added at run time), named without clashing with `taken`."""
+    data = msgspec.to_builtins(source) if not isinstance(source, dict) else source
+    try:
+        config: SourceConfig = msgspec.convert(data, type=SourceConfig)
+    except msgspec.ValidationError as exc:
+        raise _config_error(str(exc).replace("`$", "`$.source"), None) from exc
+    if config.id is not None and config.id in taken:
+        raise ConfigError(f"source id {config.id!r} is already running", "$.source.id")
+    if config.id is None:
+        config.id = _default_source_id(config, len(taken), taken)
+    return config
 
 
 def _decode_toml(raw: bytes, file: str) -> Config:

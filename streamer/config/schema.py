@@ -54,6 +54,8 @@ class SourceBase(Base, tag_field="type", kw_only=True):
     queue_size: Positive = 8
     policy: QueuePolicy | None = None
     max_frames: Positive | None = None
+    max_fps: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    staleness_ms: Annotated[float, msgspec.Meta(gt=0)] | None = None
 
 
 class FileSource(SourceBase, tag="file", kw_only=True):
@@ -71,7 +73,40 @@ class LavfiSource(SourceBase, tag="lavfi", kw_only=True):
     realtime: bool = True
 
 
-SourceConfig = Union[FileSource, LavfiSource]
+class LiveSourceBase(SourceBase, kw_only=True):
+    """Network streams and cameras: timeouts, and reconnects with exponential backoff and jitter."""
+
+    open_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    read_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    backoff_initial_s: Annotated[float, msgspec.Meta(gt=0)] = 0.5
+    backoff_max_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    max_attempts: Annotated[int, msgspec.Meta(ge=0)] = 0
+    options: dict[str, str] = {}
+
+
+class RtspSource(LiveSourceBase, tag="rtsp", kw_only=True):
+    """An RTSP camera: `rtsp://user:pass@host:554/path`; credentials are masked everywhere."""
+
+    url: Annotated[str, msgspec.Meta(pattern=r"^rtsps?://")]
+    transport: Literal["tcp", "udp"] = "tcp"
+
+
+class HlsSource(LiveSourceBase, tag="hls", kw_only=True):
+    """An HTTP stream FFmpeg can read: HLS playlists (`.m3u8`) and the like."""
+
+    url: Annotated[str, msgspec.Meta(pattern=r"^https?://")]
+
+
+class WebcamSource(LiveSourceBase, tag="webcam", kw_only=True):
+    """A V4L2 camera such as `/dev/video0` (needs a PyAV build with v4l2 input)."""
+
+    device: NonEmpty
+    video_size: str | None = None  # e.g. "1280x720"
+    framerate: str | None = None  # e.g. "30"
+    input_format: str | None = None  # e.g. "mjpeg"
+
+
+SourceConfig = Union[FileSource, LavfiSource, RtspSource, HlsSource, WebcamSource]
 
 
 class FilterStage(Base, tag_field="type", tag="filter", kw_only=True):

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Sequence
+from typing import Any, AsyncIterator, Callable, Sequence
 
 import anyio
 import msgspec
@@ -25,12 +24,15 @@ from ..config import Config, load_config
 from ..engine import AutoModel, DetectionModel
 from ..engine.auto_model import make_options
 from ..engine.entities import LoadOptions
-from ..errors import SourceError
 from ..frames import Frame, Result
 from ..sinks import Sink, accepts, build_sink
-from ..sources import FrameQueue, Source, build_source, default_policy
+from ..config.loader import source_config
+from ..config.schema import SourceConfig
+from ..errors import ConfigError
+from ..sources import SourceEvent, SourceState
+from .readers import SourceSet
 from .stages import Stage, build_stage, run_stages
-from .summary import SourceReport, Summary
+from .summary import Summary
 
 log = logging.getLogger("streamer")
 
@@ -57,17 +59,20 @@ async def open(
     *,
     sinks: Sequence[Sink] = (),
     model: DetectionModel | None = None,
+    keep_alive: bool = False,
 ) -> AsyncIterator[Stream]:
     """Run a pipeline for the duration of the `async with` block; iterate the stream for results.
 
-    Leaving the block early stops the sources and lets frames already read reach the sinks.
+    The pipeline ends when every source has ended, unless `keep_alive` (sources may be added later;
+    `stop()` ends it). Leaving the block early stops the sources and lets frames already read reach
+    the sinks.
     """
     config = load_config(config)
     if model is None:
         model = await AutoModel.load(config.model.id, model_options(config))
     all_sinks = [build_sink(sink, i) for i, sink in enumerate(config.sinks)] + list(sinks)
     stages = [await build_stage(stage, i) for i, stage in enumerate(config.stages)]
-    stream = Stream(config, model, all_sinks, stages)
+    stream = Stream(config, model, all_sinks, stages, keep_alive=keep_alive)
     try:
         async with anyio.create_task_group() as group:
             await group.start(stream.run)
@@ -83,22 +88,19 @@ async def open(
 class Stream:
     """A running pipeline: `async for result in stream`, `await stream.wait()`, `stream.stop()`."""
 
-    def __init__(self, config: Config, model: DetectionModel, sinks: list[Sink], stages: list[Stage]) -> None:
+    def __init__(
+        self, config: Config, model: DetectionModel, sinks: list[Sink], stages: list[Stage], *, keep_alive: bool = False
+    ) -> None:
         self.config = config
         self.model = model
         self.sinks = sinks
         self.stages = stages
-        self.sources: list[Source] = [build_source(source) for source in config.sources]
         self.workers = config.model.workers or max(1, min(4, os.cpu_count() or 1))
-        self.batcher = Batcher(config.batching.max_batch_size, config.batching.max_wait_ms)
+        self.batcher = Batcher(config.batching.max_batch_size, config.batching.max_wait_ms, keep_alive=keep_alive)
         self.summary = Summary(model=model.info, outputs=[sink.describe() for sink in sinks])
-        self._queues = {
-            source.id: FrameQueue(source.id, cfg.queue_size, default_policy(cfg), self.batcher.notify)  # type: ignore[arg-type]
-            for source, cfg in zip(self.sources, config.sources)
-        }
-        self._stop = threading.Event()
+        self.sources = SourceSet(self.batcher, self.summary)
+        self._stopping = False
         self._results_send, self._results = anyio.create_memory_object_stream[Result](64)
-        self._source_threads = anyio.CapacityLimiter(max(1, len(self.sources)))
         self._inference_threads = anyio.CapacityLimiter(self.workers)
 
     def __aiter__(self) -> AsyncIterator[Result]:
@@ -106,14 +108,39 @@ class Stream:
 
     @property
     def stopping(self) -> bool:
-        return self._stop.is_set()
+        return self._stopping
 
     def stop(self) -> None:
         """Stop reading sources; frames already read still flow to the sinks. Safe to call twice."""
-        if not self._stop.is_set():
-            self._stop.set()
-            for queue in self._queues.values():
-                queue.finish()
+        if not self._stopping:
+            self._stopping = True
+            self.sources.stop_all()
+            self.batcher.close()
+
+    def add_source(self, source: SourceConfig | dict[str, Any]) -> str:
+        """Start another source while the pipeline runs; returns its id."""
+        config = source_config(source, taken=set(self.sources.readers) | set(self.summary.sources))
+        if self._stopping:
+            raise ConfigError("the pipeline is stopping: no source can be added", "$")
+        self.sources.add(config)
+        return config.id  # type: ignore[return-value]
+
+    def remove_source(self, source_id: str) -> None:
+        """Stop one source; what it already queued still reaches the sinks."""
+        if source_id not in self.sources.readers:
+            raise ConfigError(f"no running source has id {source_id!r}", "$")
+        self.sources.remove(source_id)
+
+    def source_state(self, source_id: str) -> SourceState | None:
+        return self.sources.states.get(source_id)
+
+    async def wait_for_state(self, source_id: str, *states: SourceState) -> SourceState:
+        """Wait until the source reaches one of `states` (wrap in anyio.fail_after for a limit)."""
+        return await self.sources.wait_for_state(source_id, *states)
+
+    def on_source_event(self, listener: Callable[[SourceEvent], None]) -> None:
+        """Call `listener(event)` at every source state change (on the event loop: keep it quick)."""
+        self.sources.subscribe(listener)
 
     async def wait(self) -> Summary:
         """Consume the remaining results until the pipeline ends; returns the run's summary."""
@@ -127,40 +154,15 @@ class Stream:
             sink_inputs = [await group.start(self._drive_sink, sink) for sink in self.sinks]
             batches_send, batches = anyio.create_memory_object_stream[Batch](self.workers)
             inferred_send, inferred = anyio.create_memory_object_stream[Inferred](self.workers)
-            for source in self.sources:
-                self.batcher.add_queue(self._queues[source.id])
-                group.start_soon(self._read, source)
+            self.sources.start(group, self.config.sources)
             group.start_soon(self._batch, batches_send)
             async with batches, inferred_send:
                 for _ in range(self.workers):
                     group.start_soon(self._infer, batches.clone(), inferred_send.clone())
             group.start_soon(self._deliver, inferred, sink_inputs)
             task_status.started()
+        self.sources.final_counts()
         self.summary.finished = time.monotonic()
-
-    async def _read(self, source: Source) -> None:
-        queue = self._queues[source.id]
-        report = self.summary.sources.setdefault(source.id, SourceReport(source.id))
-        try:
-            await anyio.to_thread.run_sync(
-                self._pump, source, queue, abandon_on_cancel=True, limiter=self._source_threads
-            )
-        except Exception as exc:  # one broken source must never stop the others
-            error = exc if isinstance(exc, SourceError) else SourceError(f"{source.describe()} failed: {exc!r}")
-            report.error = str(error)
-            log.error("%s", error)
-        finally:
-            queue.finish()
-            report.dropped = queue.dropped
-
-    def _pump(self, source: Source, queue: FrameQueue) -> None:
-        """Runs in the source's thread: decode and queue until the source ends or we stop."""
-        for frame in source.frames(self._stop):
-            queued = anyio.from_thread.run_sync(queue.try_put, frame)  # cheap: no task per frame
-            if queued is None:
-                queued = anyio.from_thread.run(queue.put, frame)  # full: wait for room
-            if not queued:
-                return
 
     async def _batch(self, send: MemoryObjectSendStream[Batch]) -> None:
         async with send:

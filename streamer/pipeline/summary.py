@@ -12,6 +12,9 @@ class SourceReport:
     source_id: str
     frames: int = 0
     dropped: int = 0
+    stale: int = 0
+    reconnects: int = 0
+    state: str = "connecting"
     error: str | None = None
 
 
@@ -49,7 +52,10 @@ class Summary:
             f"model: {self.model.model_id} ({self.model.architecture}, {self.model.backend})",
         ]
         for report in self.sources.values():
-            status = f"FAILED: {report.error}" if report.error else "ok"
-            lines.append(f"source {report.source_id}: {report.frames} frames, {report.dropped} dropped, {status}")
+            status = f"FAILED: {report.error}" if report.error else report.state
+            lines.append(
+                f"source {report.source_id}: {report.frames} frames, {report.dropped} dropped, "
+                f"{report.stale} stale, {report.reconnects} reconnects, {status}"
+            )
         lines += [f"output: {output}" for output in self.outputs]
         return "\n".join(lines)

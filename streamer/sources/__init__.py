@@ -1,29 +1,71 @@
 """Video sources: each decodes in its own thread into its own bounded queue."""
 
-from ..config.schema import FileSource, LavfiSource, SourceConfig
+from ..config.schema import FileSource, HlsSource, LavfiSource, LiveSourceBase, RtspSource, SourceConfig, WebcamSource
 from .av_source import AvSource
 from .base import Source
 from .queue import FrameQueue
+from .state import Backoff, SourceEvent, SourceState, StateChange
+from .urls import mask_url
 
-__all__ = ["AvSource", "FrameQueue", "Source", "build_source", "default_policy"]
+__all__ = [
+    "AvSource",
+    "Backoff",
+    "FrameQueue",
+    "Source",
+    "SourceEvent",
+    "SourceState",
+    "StateChange",
+    "build_source",
+    "default_policy",
+    "mask_url",
+]
 
 
 def build_source(config: SourceConfig) -> Source:
     """The Source object a config table describes."""
     assert config.id is not None, "load_config gives every source an id"
+    common = {"max_frames": config.max_frames, "max_fps": config.max_fps}
     if isinstance(config, FileSource):
-        return AvSource(
-            config.id, config.path, realtime=config.realtime, loop=config.loop, max_frames=config.max_frames
-        )
+        return AvSource(config.id, config.path, realtime=config.realtime, loop=config.loop, **common)
     if isinstance(config, LavfiSource):
-        return AvSource(
-            config.id, config.graph, format="lavfi", live=True, realtime=config.realtime, max_frames=config.max_frames
-        )
+        return AvSource(config.id, config.graph, kind="lavfi graph", format="lavfi", live=True,
+                        realtime=config.realtime, **common)
+    if isinstance(config, LiveSourceBase):
+        return _live_source(config, common)
     raise TypeError(f"unknown source config {type(config).__name__}")
+
+
+def _live_source(config: LiveSourceBase, common: dict) -> Source:
+    url, kind, format, options = _stream_address(config)
+    return AvSource(
+        config.id,  # type: ignore[arg-type]
+        url,
+        kind=kind,
+        format=format,
+        live=True,
+        options={**options, **config.options},
+        open_timeout_s=config.open_timeout_s,
+        read_timeout_s=config.read_timeout_s,
+        backoff=Backoff(config.backoff_initial_s, config.backoff_max_s, config.max_attempts),
+        **common,
+    )
+
+
+def _stream_address(config: LiveSourceBase) -> tuple[str, str, str | None, dict[str, str]]:
+    """(url, kind, FFmpeg format, FFmpeg options) for each live source type."""
+    if isinstance(config, RtspSource):
+        return config.url, "rtsp", None, {"rtsp_transport": config.transport}
+    if isinstance(config, HlsSource):
+        return config.url, "stream", None, {}
+    assert isinstance(config, WebcamSource)
+    options = {key: value for key, value in (
+        ("video_size", config.video_size), ("framerate", config.framerate), ("input_format", config.input_format)
+    ) if value}
+    return config.device, "webcam", "v4l2", options
 
 
 def default_policy(config: SourceConfig) -> str:
     """`block` for files (lose nothing), `latest` for live sources (never fall behind)."""
     if config.policy is not None:
         return config.policy
-    return "latest" if isinstance(config, LavfiSource) else "block"
+    return "block" if isinstance(config, FileSource) else "latest"

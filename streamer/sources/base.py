@@ -1,25 +1,32 @@
-"""The Source interface: a blocking iterator of frames, run by the pipeline in a worker thread."""
+"""The Source interface: a blocking iterator of frames and state changes, run in a worker thread."""
 
 from __future__ import annotations
 
 import threading
-from typing import Iterator, Protocol
+from typing import Iterable, Iterator, Protocol
 
 from ..frames import Frame
+from .state import StateChange
 
 
 class Source(Protocol):
     """Anything that yields frames.
 
-    `frames` runs in its own thread and must return soon after `stop` is set; it raises a
-    `SourceError` subclass when the source cannot be opened or read.
+    `frames` runs in its own thread and must return soon after `stop` is set. Between frames it may
+    yield `StateChange`s (connecting, running, reconnecting ...). It raises a `SourceError` subclass
+    when the source cannot be opened or read and will not recover.
     """
 
     id: str
     live: bool
 
-    def frames(self, stop: threading.Event) -> Iterator[Frame]: ...
+    def frames(self, stop: threading.Event) -> Iterator[Frame | StateChange]: ...
 
     def describe(self) -> str:
         """A short name for logs and errors (never containing credentials)."""
         ...
+
+
+def only_frames(items: Iterable[Frame | StateChange]) -> Iterator[Frame]:
+    """The frames of a source's output, without its state changes."""
+    return (item for item in items if isinstance(item, Frame))

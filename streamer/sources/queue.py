@@ -7,6 +7,7 @@ threads reach it through `anyio.from_thread.run`.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import Callable, Literal
 
@@ -24,10 +25,13 @@ class FrameQueue:
         maxsize: int,
         policy: Literal["block", "latest"],
         on_ready: Callable[[], None] = lambda: None,
+        staleness_s: float | None = None,
     ) -> None:
         self.source_id = source_id
         self.maxsize = maxsize
         self.policy = policy
+        self.staleness_s = staleness_s
+        self.stale = 0
         self.dropped = 0
         self.accepted = 0
         self.finished = False
@@ -62,11 +66,14 @@ class FrameQueue:
         return True
 
     def get_nowait(self) -> Frame | None:
-        if not self._items:
-            return None
-        frame = self._items.popleft()
-        self._wake_putters()
-        return frame
+        """The oldest frame; frames older than the staleness budget are dropped (and counted) on the way."""
+        while self._items:
+            frame = self._items.popleft()
+            self._wake_putters()
+            if self.staleness_s is None or time.time() - frame.wall_time <= self.staleness_s:
+                return frame
+            self.stale += 1
+        return None
 
     def finish(self) -> None:
         """No more frames will come: what is queued is still taken, further puts are refused."""

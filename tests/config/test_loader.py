@@ -256,10 +256,10 @@ def test_load_config_when_value_violates_a_constraint(tmp_path: Path, table: str
 
 
 def test_load_config_when_source_type_is_unknown(tmp_path: Path) -> None:
-    error = config_error(write_toml(tmp_path, '[[sources]]\ntype = "rtsp"\nurl = "rtsp://cam"\n'))
+    error = config_error(write_toml(tmp_path, '[[sources]]\ntype = "ndi"\nurl = "ndi://cam"\n'))
 
     assert error.path == "$.sources[0].type"
-    assert "rtsp" in str(error)
+    assert "ndi" in str(error)
 
 
 def test_load_config_when_sources_list_is_empty(tmp_path: Path) -> None:

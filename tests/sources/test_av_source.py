@@ -15,6 +15,7 @@ from streamer.config.schema import FileSource, LavfiSource
 from streamer.errors import SourceDecodeError, SourceError, SourceOpenError
 from streamer.frames import Frame
 from streamer.sources import AvSource, build_source, default_policy
+from streamer.sources.base import only_frames
 from tests.media import pattern, write_clip
 
 HANG_LIMIT_S = 20.0  # far beyond any run of these tiny clips: reaching it means the source hung
@@ -25,7 +26,7 @@ def collect(source: AvSource, stop: threading.Event | None = None) -> list[Frame
     """Every frame the source yields, read in a worker thread so that a hang fails instead of blocking."""
     stop = stop or threading.Event()
     with ThreadPoolExecutor(1) as pool:
-        future = pool.submit(lambda: list(source.frames(stop)))
+        future = pool.submit(lambda: list(only_frames(source.frames(stop))))
         try:
             return future.result(timeout=HANG_LIMIT_S)
         except FutureTimeout:
@@ -117,7 +118,7 @@ def test_av_source_when_stop_is_set_mid_stream_ends_iteration(clip: Path) -> Non
     taken: list[Frame] = []
 
     def read() -> None:
-        for frame in source.frames(stop):
+        for frame in only_frames(source.frames(stop)):
             taken.append(frame)
             if len(taken) == 5:
                 stop.set()
@@ -137,7 +138,7 @@ def test_av_source_when_stop_is_set_while_pacing_returns_without_the_next_frame(
     taken: list[Frame] = []
 
     def read() -> None:
-        for frame in source.frames(stop):
+        for frame in only_frames(source.frames(stop)):
             taken.append(frame)
             first.set()
 
@@ -280,3 +281,59 @@ def test_default_policy_keeps_latest_for_lavfi() -> None:
 )
 def test_default_policy_when_explicit_policy_is_set_uses_it(config: FileSource | LavfiSource) -> None:
     assert default_policy(config) == config.policy
+
+
+def test_av_source_with_max_fps_keeps_at_most_that_many_frames_a_second(clip: Path) -> None:
+    frames = collect(AvSource("cam", str(clip), max_fps=10))  # the clip has 30 frames at 30 fps
+
+    assert len(frames) == 10
+    assert [f.index for f in frames] == list(range(10))
+    assert all(b.pts - a.pts >= 0.1 - 1e-6 for a, b in zip(frames, frames[1:]))
+
+
+def test_av_source_reports_connecting_then_running_then_ended(clip: Path) -> None:
+    from streamer.sources import SourceState, StateChange
+
+    changes = [item.state for item in AvSource("cam", str(clip)).frames(threading.Event()) if isinstance(item, StateChange)]
+
+    assert changes == [SourceState.CONNECTING, SourceState.RUNNING, SourceState.ENDED]
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # closed again when this returns: nothing listens there
+
+
+def test_av_source_when_a_camera_never_comes_up_gives_up_after_its_attempts_with_the_password_masked() -> None:
+    from streamer.errors import SourceOpenError
+    from streamer.sources import Backoff, SourceState, StateChange
+
+    url = f"rtsp://admin:hunter2@127.0.0.1:{closed_port()}/live"
+    source = AvSource("door", url, kind="rtsp", live=True, open_timeout_s=1, read_timeout_s=1,
+                      options={"rtsp_transport": "tcp"}, backoff=Backoff(0.05, 0.1, max_attempts=3))
+    seen: list[SourceState] = []
+
+    with pytest.raises(SourceOpenError, match="gave up after 3 attempts") as caught:
+        for item in source.frames(threading.Event()):
+            if isinstance(item, StateChange):
+                seen.append(item.state)
+
+    assert "hunter2" not in str(caught.value) and "admin:***@" in str(caught.value)
+    assert seen == [SourceState.CONNECTING, SourceState.RECONNECTING] * 2 + [SourceState.CONNECTING]
+    assert "hunter2" not in source.describe()
+
+
+def test_av_source_when_the_format_is_missing_from_pyav_says_how_to_get_it() -> None:
+    from streamer.errors import SourceRefusedError
+
+    source = AvSource("webcam", "/dev/video0", kind="webcam", format="v4l2", live=True)
+
+    try:
+        collect(source)
+    except SourceRefusedError as error:  # this PyAV build has no v4l2 input
+        assert "no-binary" in str(error) or "video0" in str(error)
+    except SourceOpenError as error:  # a build with v4l2, on a machine with no camera
+        assert "video0" in str(error)

@@ -218,3 +218,18 @@ def test_get_nowait_when_empty_returns_none() -> None:
 
     assert queue.get_nowait() is None
     assert len(queue) == 0
+
+
+async def test_queue_with_a_staleness_budget_drops_and_counts_old_frames() -> None:
+    import time
+
+    from streamer.frames import Frame
+
+    queue = FrameQueue("cam", 8, "latest", staleness_s=0.5)
+    old = Frame("cam", 0, None, time.time() - 2.0, image=np.zeros((2, 2, 3), np.uint8))
+    fresh = Frame("cam", 1, None, time.time(), image=np.zeros((2, 2, 3), np.uint8))
+    await queue.put(old)
+    await queue.put(fresh)
+
+    assert queue.get_nowait() is fresh
+    assert queue.stale == 1 and queue.get_nowait() is None

@@ -1,0 +1,148 @@
+"""The running sources: a reader task and a decode thread each, their states, and their events.
+
+Sources can be added and removed while the pipeline runs. Stopping never waits for a thread stuck in
+FFmpeg (a camera that does not answer): its task is cancelled and the thread, abandoned, ends on its
+own at its next frame or timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+import anyio
+from anyio.abc import TaskGroup
+
+from ..batcher import Batcher
+from ..config.schema import SourceConfig
+from ..errors import SourceError
+from ..sources import FrameQueue, Source, SourceEvent, SourceState, StateChange, build_source, default_policy
+from .summary import SourceReport, Summary
+
+log = logging.getLogger("streamer.sources")
+
+EVENT_HISTORY = 1000
+
+
+@dataclass
+class Reader:
+    source: Source
+    queue: FrameQueue
+    stop: threading.Event = field(default_factory=threading.Event)
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+
+
+class SourceSet:
+    def __init__(self, batcher: Batcher, summary: Summary) -> None:
+        self.batcher = batcher
+        self.summary = summary
+        self.readers: dict[str, Reader] = {}
+        self._queues: dict[str, FrameQueue] = {}  # every source ever started, for the final counts
+        self.states: dict[str, SourceState] = {}
+        self.events: deque[SourceEvent] = deque(maxlen=EVENT_HISTORY)
+        self._listeners: list[Callable[[SourceEvent], None]] = []
+        self._changed = anyio.Event()
+        self._threads = anyio.CapacityLimiter(10_000)  # one per source; the default limiter is shared
+        self._group: TaskGroup | None = None
+
+    def start(self, group: TaskGroup, configs: list[SourceConfig]) -> None:
+        self._group = group
+        for config in configs:
+            self.add(config)
+
+    def add(self, config: SourceConfig) -> None:
+        assert self._group is not None and config.id is not None
+        source = build_source(config)
+        staleness = config.staleness_ms / 1000 if config.staleness_ms else None
+        queue = FrameQueue(source.id, config.queue_size, default_policy(config), self.batcher.notify, staleness)  # type: ignore[arg-type]
+        reader = Reader(source, queue)
+        self.readers[source.id] = reader
+        self._queues[source.id] = queue
+        self.summary.sources[source.id] = SourceReport(source.id)
+        self.batcher.add_queue(queue)
+        self._group.start_soon(self._read, reader)
+
+    def remove(self, source_id: str) -> None:
+        reader = self.readers.pop(source_id)
+        self._halt(reader)
+
+    def stop_all(self) -> None:
+        for reader in self.readers.values():
+            self._halt(reader)
+
+    def final_counts(self) -> None:
+        """Copy each queue's drop counts into the summary (the batcher keeps dropping stale frames
+        from a queue after its reader ended)."""
+        for source_id, queue in self._queues.items():
+            report = self.summary.sources[source_id]
+            report.dropped, report.stale = queue.dropped, queue.stale
+
+    def subscribe(self, listener: Callable[[SourceEvent], None]) -> None:
+        """Call `listener(event)` on the event loop at every state change (keep it quick)."""
+        self._listeners.append(listener)
+
+    async def wait_for_state(self, source_id: str, *states: SourceState) -> SourceState:
+        while (state := self.states.get(source_id)) not in states:
+            changed = self._changed
+            await changed.wait()
+        return state  # type: ignore[return-value]
+
+    def _halt(self, reader: Reader) -> None:
+        reader.stop.set()
+        reader.queue.finish()
+        reader.scope.cancel()
+
+    async def _read(self, reader: Reader) -> None:
+        source, report = reader.source, self.summary.sources[reader.source.id]
+        try:
+            with reader.scope:
+                await anyio.to_thread.run_sync(self._pump, reader, abandon_on_cancel=True, limiter=self._threads)
+        except Exception as exc:  # one broken source must never stop the others
+            error = exc if isinstance(exc, SourceError) else SourceError(f"{source.describe()} failed: {exc!r}")
+            report.error = str(error)
+            self._record(source.id, StateChange(SourceState.FAILED, str(error)))
+        finally:
+            reader.queue.finish()
+            report.dropped, report.stale = reader.queue.dropped, reader.queue.stale
+            if not self.states.get(source.id, SourceState.CONNECTING).final:
+                self._record(source.id, StateChange(SourceState.ENDED, "stopped"))
+
+    def _pump(self, reader: Reader) -> None:
+        """Runs in the source's thread: decode and queue until the source ends or is stopped."""
+        for item in reader.source.frames(reader.stop):
+            if isinstance(item, StateChange):
+                anyio.from_thread.run_sync(self._record, reader.source.id, item)
+                continue
+            queued = anyio.from_thread.run_sync(reader.queue.try_put, item)  # cheap: no task per frame
+            if queued is None:
+                queued = anyio.from_thread.run(reader.queue.put, item)  # full: wait for room
+            if not queued:
+                return
+
+    def _record(self, source_id: str, change: StateChange) -> None:
+        previous = self.states.get(source_id)
+        if previous == change.state:
+            return
+        self.states[source_id] = change.state
+        event = SourceEvent(source_id, previous, change.state, change.reason, change.attempt)
+        self.events.append(event)
+        report = self.summary.sources.get(source_id)
+        if report is not None:
+            report.state = change.state.value
+            report.reconnects += change.state is SourceState.RECONNECTING
+        _log_event(event, change)
+        for listener in self._listeners:
+            listener(event)
+        self._changed.set()
+        self._changed = anyio.Event()
+
+
+def _log_event(event: SourceEvent, change: StateChange) -> None:
+    level = logging.WARNING if event.state in (SourceState.RECONNECTING, SourceState.FAILED) else logging.INFO
+    retry = f", retry in {change.retry_in_s:.1f} s (attempt {change.attempt})" if change.retry_in_s else ""
+    reason = f": {event.reason}" if event.reason else ""
+    previous = event.previous.value if event.previous else "new"
+    log.log(level, "source %s: %s -> %s%s%s", event.source_id, previous, event.state.value, reason, retry)
