@@ -54,7 +54,8 @@ def _live_source(config: LiveSourceBase, common: dict) -> Source:
 def _stream_address(config: LiveSourceBase) -> tuple[str, str, str | None, dict[str, str]]:
     """(url, kind, FFmpeg format, FFmpeg options) for each live source type."""
     if isinstance(config, RtspSource):
-        return config.url, "rtsp", None, {"rtsp_transport": config.transport}
+        # FFmpeg probes a stream for 5 s by default; half a second finds an H.264 camera's size.
+        return config.url, "rtsp", None, {"rtsp_transport": config.transport, "analyzeduration": "500000"}
     if isinstance(config, HlsSource):
         return config.url, "stream", None, {}
     assert isinstance(config, WebcamSource)
