@@ -166,7 +166,7 @@ async def _run_until_done_or_signalled(config):  # type: ignore[no-untyped-def]
 
     from .pipeline import open
 
-    async with open(config) as stream:
+    async with open(config, results=False) as stream:
         async with anyio.create_task_group() as group:
             group.start_soon(_stop_on_signal, stream)
             summary = await stream.wait()

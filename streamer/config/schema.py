@@ -51,7 +51,7 @@ class BatchingConfig(Base, kw_only=True):
 
 class SourceBase(Base, tag_field="type", kw_only=True):
     id: NonEmpty | None = None
-    queue_size: Positive = 8
+    queue_size: Positive | None = None  # default: 8 for files, 2 for live sources
     policy: QueuePolicy | None = None
     max_frames: Positive | None = None
     max_fps: Annotated[float, msgspec.Meta(gt=0)] | None = None

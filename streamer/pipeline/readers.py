@@ -19,7 +19,7 @@ from anyio.abc import TaskGroup
 from ..batcher import Batcher
 from ..config.schema import SourceConfig
 from ..errors import SourceError
-from ..sources import FrameQueue, Source, SourceEvent, SourceState, StateChange, build_source, default_policy
+from ..sources import FrameQueue, Source, SourceEvent, SourceState, StateChange, build_source, default_policy, default_queue_size
 from .summary import SourceReport, Summary
 
 log = logging.getLogger("streamer.sources")
@@ -57,7 +57,7 @@ class SourceSet:
         assert self._group is not None and config.id is not None
         source = build_source(config)
         staleness = config.staleness_ms / 1000 if config.staleness_ms else None
-        queue = FrameQueue(source.id, config.queue_size, default_policy(config), self.batcher.notify, staleness)  # type: ignore[arg-type]
+        queue = FrameQueue(source.id, default_queue_size(config), default_policy(config), self.batcher.notify, staleness)  # type: ignore[arg-type]
         reader = Reader(source, queue)
         self.readers[source.id] = reader
         self._queues[source.id] = queue

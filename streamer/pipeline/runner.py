@@ -1,8 +1,9 @@
 """The one module that wires every layer: sources -> batcher -> inference -> stages -> sinks.
 
-Every arrow is a bounded channel and every box a task in one task group. Decoding and inference run
-in worker threads. Batches carry a sequence number, so several inference workers may overlap while
-results still leave in frame order.
+Every arrow is a bounded queue and every box a task in one task group. Decoding and inference run
+in worker threads. An inference worker takes a batch only when it is free, so frames wait in their
+source's queue, where a live source's `latest` policy keeps them fresh. Batches carry a sequence
+number, so several workers may overlap while results still leave in frame order.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from .summary import Summary
 
 log = logging.getLogger("streamer")
 
-Batch = tuple[int, list[Frame]]
 Inferred = tuple[int, list[Frame], list[Any]]
 
 
@@ -60,19 +60,21 @@ async def open(
     sinks: Sequence[Sink] = (),
     model: DetectionModel | None = None,
     keep_alive: bool = False,
+    results: bool = True,
 ) -> AsyncIterator[Stream]:
     """Run a pipeline for the duration of the `async with` block; iterate the stream for results.
 
     The pipeline ends when every source has ended, unless `keep_alive` (sources may be added later;
     `stop()` ends it). Leaving the block early stops the sources and lets frames already read reach
-    the sinks.
+    the sinks. With `results=False` the stream is not iterated (results go to the sinks only), so
+    nobody has to read it for the pipeline to keep going.
     """
     config = load_config(config)
     if model is None:
         model = await AutoModel.load(config.model.id, model_options(config))
     all_sinks = [build_sink(sink, i) for i, sink in enumerate(config.sinks)] + list(sinks)
     stages = [await build_stage(stage, i) for i, stage in enumerate(config.stages)]
-    stream = Stream(config, model, all_sinks, stages, keep_alive=keep_alive)
+    stream = Stream(config, model, all_sinks, stages, keep_alive=keep_alive, results=results)
     try:
         async with anyio.create_task_group() as group:
             await group.start(stream.run)
@@ -89,7 +91,14 @@ class Stream:
     """A running pipeline: `async for result in stream`, `await stream.wait()`, `stream.stop()`."""
 
     def __init__(
-        self, config: Config, model: DetectionModel, sinks: list[Sink], stages: list[Stage], *, keep_alive: bool = False
+        self,
+        config: Config,
+        model: DetectionModel,
+        sinks: list[Sink],
+        stages: list[Stage],
+        *,
+        keep_alive: bool = False,
+        results: bool = True,
     ) -> None:
         self.config = config
         self.model = model
@@ -100,10 +109,15 @@ class Stream:
         self.summary = Summary(model=model.info, outputs=[sink.describe() for sink in sinks])
         self.sources = SourceSet(self.batcher, self.summary)
         self._stopping = False
+        self._iterable = results
         self._results_send, self._results = anyio.create_memory_object_stream[Result](64)
         self._inference_threads = anyio.CapacityLimiter(self.workers)
+        self._taking = anyio.Lock()
+        self._sequence = 0
 
     def __aiter__(self) -> AsyncIterator[Result]:
+        if not self._iterable:
+            raise TypeError("this stream was opened with results=False: its results go to the sinks only")
         return self._results.__aiter__()
 
     @property
@@ -152,28 +166,30 @@ class Stream:
         self.summary.started = time.monotonic()
         async with anyio.create_task_group() as group:
             sink_inputs = [await group.start(self._drive_sink, sink) for sink in self.sinks]
-            batches_send, batches = anyio.create_memory_object_stream[Batch](self.workers)
             inferred_send, inferred = anyio.create_memory_object_stream[Inferred](self.workers)
             self.sources.start(group, self.config.sources)
-            group.start_soon(self._batch, batches_send)
-            async with batches, inferred_send:
+            async with inferred_send:
                 for _ in range(self.workers):
-                    group.start_soon(self._infer, batches.clone(), inferred_send.clone())
+                    group.start_soon(self._infer, inferred_send.clone())
             group.start_soon(self._deliver, inferred, sink_inputs)
             task_status.started()
         self.sources.final_counts()
         self.summary.finished = time.monotonic()
 
-    async def _batch(self, send: MemoryObjectSendStream[Batch]) -> None:
-        async with send:
-            sequence = 0
-            while (frames := await self.batcher.next_batch()) is not None:
-                await send.send((sequence, frames))
-                sequence += 1
+    async def _next_batch(self) -> tuple[int, list[Frame]] | None:
+        """The next batch and its sequence number, taken only by a worker that is free, so frames
+        wait in their source's queue (where `latest` can still replace them), not in a channel."""
+        async with self._taking:
+            frames = await self.batcher.next_batch()
+            if frames is None:
+                return None
+            self._sequence += 1
+            return self._sequence - 1, frames
 
-    async def _infer(self, batches: MemoryObjectReceiveStream[Batch], send: MemoryObjectSendStream[Inferred]) -> None:
-        async with batches, send:
-            async for sequence, frames in batches:
+    async def _infer(self, send: MemoryObjectSendStream[Inferred]) -> None:
+        async with send:
+            while (batch := await self._next_batch()) is not None:
+                sequence, frames = batch
                 detections = await anyio.to_thread.run_sync(
                     self.model.detect, frames, limiter=self._inference_threads
                 )
@@ -207,7 +223,8 @@ class Stream:
         for sink, send in zip(self.sinks, sink_inputs):
             if accepts(sink, published):
                 await send.send(published)
-        await self._results_send.send(published)
+        if self._iterable:
+            await self._results_send.send(published)
 
     async def _drive_sink(self, sink: Sink, *, task_status: TaskStatus[MemoryObjectSendStream[Result]]) -> None:
         send, receive = anyio.create_memory_object_stream[Result](sink.queue_size)

@@ -17,6 +17,7 @@ __all__ = [
     "StateChange",
     "build_source",
     "default_policy",
+    "default_queue_size",
     "mask_url",
 ]
 
@@ -63,6 +64,13 @@ def _stream_address(config: LiveSourceBase) -> tuple[str, str, str | None, dict[
         ("video_size", config.video_size), ("framerate", config.framerate), ("input_format", config.input_format)
     ) if value}
     return config.device, "webcam", "v4l2", options
+
+
+def default_queue_size(config: SourceConfig) -> int:
+    """Files queue a few frames to keep the model busy; live sources keep two, to stay fresh."""
+    if config.queue_size is not None:
+        return config.queue_size
+    return 8 if isinstance(config, FileSource) else 2
 
 
 def default_policy(config: SourceConfig) -> str:

@@ -66,7 +66,12 @@ class FrameQueue:
         return True
 
     def get_nowait(self) -> Frame | None:
-        """The oldest frame; frames older than the staleness budget are dropped (and counted) on the way."""
+        """The next frame: the oldest under `block`, the newest under `latest` (older ones are dropped
+        and counted: a live source is always processed at its freshest). Frames older than the
+        staleness budget are dropped (and counted as stale) on the way."""
+        while self.policy == "latest" and len(self._items) > 1:
+            self._items.popleft()
+            self.dropped += 1
         while self._items:
             frame = self._items.popleft()
             self._wake_putters()

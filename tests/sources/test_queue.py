@@ -133,17 +133,27 @@ async def test_latest_queue_keeps_the_newest_frames_and_counts_drops() -> None:
         results = [await queue.put(frame(i)) for i in range(10)]
 
     assert results == [True] * 10
-    assert drain(queue) == [7, 8, 9]
-    assert queue.dropped == 7 and queue.accepted == 10
+    assert len(queue) == 3  # the newest three wait
+    assert drain(queue) == [9]  # and the consumer gets the freshest
+    assert queue.dropped == 9 and queue.accepted == 10
 
 
-async def test_latest_queue_when_not_full_drops_nothing() -> None:
+async def test_latest_queue_hands_out_the_newest_frame_and_counts_the_older_ones() -> None:
     queue = FrameQueue("s", maxsize=3, policy="latest")
+    for i in range(2):
+        await queue.put(frame(i))
+
+    assert queue.dropped == 0  # nothing lost while there was room
+    assert drain(queue) == [1]
+    assert queue.dropped == 1
+
+
+async def test_block_queue_hands_out_frames_oldest_first() -> None:
+    queue = FrameQueue("s", maxsize=3, policy="block")
     for i in range(3):
         await queue.put(frame(i))
 
-    assert drain(queue) == [0, 1, 2]
-    assert queue.dropped == 0
+    assert drain(queue) == [0, 1, 2] and queue.dropped == 0
 
 
 # --- on_ready -------------------------------------------------------------------------------------
@@ -225,7 +235,7 @@ async def test_queue_with_a_staleness_budget_drops_and_counts_old_frames() -> No
 
     from streamer.frames import Frame
 
-    queue = FrameQueue("cam", 8, "latest", staleness_s=0.5)
+    queue = FrameQueue("cam", 8, "block", staleness_s=0.5)
     old = Frame("cam", 0, None, time.time() - 2.0, image=np.zeros((2, 2, 3), np.uint8))
     fresh = Frame("cam", 1, None, time.time(), image=np.zeros((2, 2, 3), np.uint8))
     await queue.put(old)
