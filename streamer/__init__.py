@@ -7,7 +7,7 @@
 
 from .api import run
 from .config import Config, load_config
-from .engine import AutoModel, DetectionModel
+from .engine import AutoModel, AutoModelPipeline, DetectionModel, LoadOptions
 from .errors import (
     ConfigError,
     ModelError,
@@ -20,11 +20,13 @@ from .frames import Detections, Frame, ModelInfo, Result
 from .interop import to_supervision
 from .pipeline import Stream, Summary, open
 from .sinks import CallbackSink, JsonlSink, VideoSink
+from .sources import SourceEvent, SourceState
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AutoModel",
+    "AutoModelPipeline",
     "CallbackSink",
     "Config",
     "ConfigError",
@@ -32,10 +34,13 @@ __all__ = [
     "Detections",
     "Frame",
     "JsonlSink",
+    "LoadOptions",
     "ModelError",
     "ModelInfo",
     "Result",
     "SinkError",
+    "SourceEvent",
+    "SourceState",
     "SourceError",
     "StageError",
     "Stream",
