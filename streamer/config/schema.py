@@ -146,6 +146,7 @@ StageConfig = Union[FilterStage, CustomStage, ModelStage]
 class SinkBase(Base, tag_field="type", kw_only=True):
     sources: list[str] | None = None
     queue_size: Positive = 64
+    overflow: Literal["block", "drop_oldest"] = "block"  # when the sink's queue is full
 
 
 class JsonlSink(SinkBase, tag="jsonl", kw_only=True):

@@ -33,7 +33,8 @@ from ..errors import ConfigError
 from ..sources import SourceEvent, SourceState
 from .readers import SourceSet
 from .stages import Stage, build_stage, run_stages
-from .summary import Summary
+from .sink_queue import SinkQueue
+from .summary import SinkReport, Summary
 
 log = logging.getLogger("streamer")
 
@@ -61,13 +62,15 @@ async def open(
     model: DetectionModel | None = None,
     keep_alive: bool = False,
     results: bool = True,
+    shutdown_timeout_s: float = 10.0,
 ) -> AsyncIterator[Stream]:
     """Run a pipeline for the duration of the `async with` block; iterate the stream for results.
 
     The pipeline ends when every source has ended, unless `keep_alive` (sources may be added later;
     `stop()` ends it). Leaving the block early stops the sources and lets frames already read reach
     the sinks. With `results=False` the stream is not iterated (results go to the sinks only), so
-    nobody has to read it for the pipeline to keep going.
+    nobody has to read it for the pipeline to keep going. Leaving waits at most `shutdown_timeout_s`
+    for the sinks to take what is in flight; a sink still stuck then is cut off (and logged).
     """
     config = load_config(config)
     if model is None:
@@ -82,7 +85,12 @@ async def open(
                 yield stream
             finally:
                 stream.stop()
-                await stream.wait()
+                with anyio.move_on_after(shutdown_timeout_s) as deadline:
+                    await stream.wait()
+                    await stream.finished.wait()
+                if deadline.cancelled_caught:
+                    log.warning("sinks still busy %.1f s after stop: cut off (%s)", shutdown_timeout_s, stream.summary.sinks)
+                    group.cancel_scope.cancel()
     except BaseExceptionGroup as group_error:
         raise _sole_error(group_error) from None
 
@@ -113,6 +121,7 @@ class Stream:
         self._results_send, self._results = anyio.create_memory_object_stream[Result](64)
         self._inference_threads = anyio.CapacityLimiter(self.workers)
         self._taking = anyio.Lock()
+        self.finished = anyio.Event()
         self._sequence = 0
 
     def __aiter__(self) -> AsyncIterator[Result]:
@@ -175,6 +184,7 @@ class Stream:
             task_status.started()
         self.sources.final_counts()
         self.summary.finished = time.monotonic()
+        self.finished.set()
 
     async def _next_batch(self) -> tuple[int, list[Frame]] | None:
         """The next batch and its sequence number, taken only by a worker that is free, so frames
@@ -197,7 +207,7 @@ class Stream:
                 await send.send((sequence, frames, detections))
 
     async def _deliver(
-        self, inferred: MemoryObjectReceiveStream[Inferred], sink_inputs: list[MemoryObjectSendStream[Result]]
+        self, inferred: MemoryObjectReceiveStream[Inferred], sink_inputs: list[SinkQueue]
     ) -> None:
         """Put batches back in order, run the stages, and hand each result to every sink that wants it."""
         waiting: dict[int, tuple[list[Frame], list[Any]]] = {}
@@ -211,27 +221,29 @@ class Stream:
                             await self._publish(Result(frame, found, self.model.info), sink_inputs)
                         next_sequence += 1
             finally:
-                for send in sink_inputs:
-                    send.close()
+                for queue in sink_inputs:
+                    queue.close()
 
-    async def _publish(self, result: Result, sink_inputs: list[MemoryObjectSendStream[Result]]) -> None:
+    async def _publish(self, result: Result, sink_inputs: list[SinkQueue]) -> None:
         self.summary.count_frame(result.source_id)
         published = await run_stages(self.stages, result)
         if published is None:
             return
         self.summary.detections += len(published.detections)
-        for sink, send in zip(self.sinks, sink_inputs):
+        for sink, queue in zip(self.sinks, sink_inputs):
             if accepts(sink, published):
-                await send.send(published)
+                await queue.put(published)
         if self._iterable:
             await self._results_send.send(published)
 
-    async def _drive_sink(self, sink: Sink, *, task_status: TaskStatus[MemoryObjectSendStream[Result]]) -> None:
-        send, receive = anyio.create_memory_object_stream[Result](sink.queue_size)
-        async with sink, receive:
-            task_status.started(send)
-            async for result in receive:
+    async def _drive_sink(self, sink: Sink, *, task_status: TaskStatus[SinkQueue]) -> None:
+        report = self.summary.sinks.setdefault(sink.describe(), SinkReport(sink.describe()))
+        queue = SinkQueue(sink.queue_size, getattr(sink, "overflow", "block"), report)
+        async with sink:
+            task_status.started(queue)
+            while (result := await queue.get()) is not None:
                 await sink.write(result)
+                report.written += 1
 
 
 def _sole_error(group: BaseExceptionGroup) -> BaseException:

@@ -19,10 +19,18 @@ class SourceReport:
 
 
 @dataclass
+class SinkReport:
+    name: str
+    written: int = 0
+    dropped: int = 0
+
+
+@dataclass
 class Summary:
     model: ModelInfo
     outputs: list[str]
     sources: dict[str, SourceReport] = field(default_factory=dict)
+    sinks: dict[str, SinkReport] = field(default_factory=dict)
     frames: int = 0
     detections: int = 0
     batches: int = 0
@@ -57,5 +65,8 @@ class Summary:
                 f"source {report.source_id}: {report.frames} frames, {report.dropped} dropped, "
                 f"{report.stale} stale, {report.reconnects} reconnects, {status}"
             )
-        lines += [f"output: {output}" for output in self.outputs]
+        for output in self.outputs:
+            sink = self.sinks.get(output)
+            counts = f" ({sink.written} written, {sink.dropped} dropped)" if sink else ""
+            lines.append(f"output: {output}{counts}")
         return "\n".join(lines)

@@ -15,6 +15,12 @@ __all__ = ["CallbackSink", "JsonlSink", "Sink", "SinkBase", "VideoSink", "accept
 
 def build_sink(config: schema.SinkConfig, index: int = 0) -> Sink:
     """The Sink object a config table describes."""
+    sink = _build(config, index)
+    sink.overflow = config.overflow  # type: ignore[attr-defined]
+    return sink
+
+
+def _build(config: schema.SinkConfig, index: int) -> Sink:
     common = {"sources": config.sources, "queue_size": config.queue_size}
     if isinstance(config, schema.JsonlSink):
         return JsonlSink(config.path, **common)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal, Protocol
 
 from ..frames import Result
 
@@ -10,7 +10,9 @@ from ..frames import Result
 class Sink(Protocol):
     """Opened once (errors there stop start-up), written per result, closed once (flushes).
 
-    `sources` limits the sink to those source ids (None: all); `queue_size` bounds its own queue.
+    `sources` limits the sink to those source ids (None: all); `queue_size` bounds its own queue and
+    `overflow` says what happens when it is full: "block" waits (nothing lost), "drop_oldest" drops
+    and counts. A sink without `overflow` blocks.
     """
 
     sources: frozenset[str] | None
@@ -28,9 +30,12 @@ class Sink(Protocol):
 class SinkBase:
     """Defaults shared by the built-in sinks."""
 
-    def __init__(self, sources: list[str] | None = None, queue_size: int = 64) -> None:
+    def __init__(
+        self, sources: list[str] | None = None, queue_size: int = 64, overflow: Literal["block", "drop_oldest"] = "block"
+    ) -> None:
         self.sources = frozenset(sources) if sources is not None else None
         self.queue_size = queue_size
+        self.overflow = overflow
 
     async def __aenter__(self) -> SinkBase:
         return self

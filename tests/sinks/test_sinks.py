@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+import anyio
 import av
 import numpy as np
 import pytest
 
 import streamer
-from streamer.sinks import CallbackSink, JsonlSink, VideoSink
+from streamer.sinks import CallbackSink, JsonlSink, SinkBase, VideoSink
 from tests.media import write_clip, write_image_clip
 
 
@@ -130,3 +131,35 @@ async def test_file_sinks_when_the_folder_is_unwritable_fail_on_open(sink, tmp_p
     with pytest.raises(streamer.SinkError, match="not-a-folder"):
         async with sink(str(blocker / "out")):
             pass
+
+
+class StuckSink(SinkBase):
+    """A sink whose endpoint never answers: every write blocks forever."""
+
+    def __init__(self) -> None:
+        super().__init__(queue_size=4, overflow="drop_oldest")
+        self.started = 0
+
+    def describe(self) -> str:
+        return "stuck"
+
+    async def write(self, result):
+        self.started += 1
+        await anyio.sleep_forever()
+
+    async def __aexit__(self, *exc_info):
+        return None
+
+
+async def test_a_sink_that_blocks_forever_never_stalls_a_jsonl_sink_beside_it(centerface, clip, tmp_path):
+    out = tmp_path / "out.jsonl"
+    stuck = StuckSink()
+    cfg = {"sources": [file_source(clip, "a")], "sinks": [{"type": "jsonl", "path": str(out)}]}
+
+    with anyio.fail_after(30):
+        async with streamer.open(cfg, model=centerface, sinks=[stuck], shutdown_timeout_s=1) as stream:
+            async for result in stream:
+                pass  # every result arrives although one sink never takes a second one
+
+    assert [json.loads(line)["frame_index"] for line in out.read_text().splitlines()] == list(range(30))
+    assert stuck.started == 1 and stream.summary.sinks["stuck"].dropped == 30 - 1 - 4

@@ -1,0 +1,59 @@
+"""Each sink's own bounded queue, so a slow sink never stalls inference or the other sinks.
+
+`block` (the default) makes the pipeline wait for the sink: nothing is lost, and a sink that keeps
+up costs nothing. `drop_oldest` never waits: when full, the oldest waiting result is dropped and
+counted. Sinks that must neither wait nor lose (webhook, MQTT) spool internally and choose `block`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Literal
+
+import anyio
+
+from ..frames import Result
+from .summary import SinkReport
+
+Overflow = Literal["block", "drop_oldest"]
+
+
+class SinkQueue:
+    def __init__(self, maxsize: int, overflow: Overflow = "block", report: SinkReport | None = None) -> None:
+        self.maxsize = maxsize
+        self.overflow = overflow
+        self.report = report or SinkReport("")
+        self._items: deque[Result] = deque()
+        self._closed = False
+        self._changed = anyio.Event()
+
+    async def put(self, result: Result) -> None:
+        while self.overflow == "block" and len(self._items) >= self.maxsize:
+            await self._wait()
+        if len(self._items) >= self.maxsize:
+            self._items.popleft()
+            self.report.dropped += 1
+        self._items.append(result)
+        self._notify()
+
+    def close(self) -> None:
+        """No more results: the consumer ends once it has taken what is queued."""
+        self._closed = True
+        self._notify()
+
+    async def get(self) -> Result | None:
+        """The next result, or None once closed and empty."""
+        while not self._items:
+            if self._closed:
+                return None
+            await self._wait()
+        result = self._items.popleft()
+        self._notify()
+        return result
+
+    async def _wait(self) -> None:
+        await self._changed.wait()
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, anyio.Event()
+        changed.set()
