@@ -150,9 +150,16 @@ class SinkBase(Base, tag_field="type", kw_only=True):
 
 
 class JsonlSink(SinkBase, tag="jsonl", kw_only=True):
-    """One JSON line per frame."""
+    """One JSON line per frame, optionally rotated by size or age (rotated files are kept up to `keep`)."""
 
     path: NonEmpty
+    rotate_bytes: Positive | None = None
+    rotate_seconds: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    keep: Positive | None = None
+
+    def __post_init__(self) -> None:
+        if self.keep is not None and self.rotate_bytes is None and self.rotate_seconds is None:
+            raise ValueError("`keep` needs `rotate_bytes` or `rotate_seconds`")
 
 
 class VideoSink(SinkBase, tag="video", kw_only=True):
@@ -164,13 +171,24 @@ class VideoSink(SinkBase, tag="video", kw_only=True):
     fps: Annotated[float, msgspec.Meta(gt=0)] | None = None
 
 
+class SnapshotSink(SinkBase, tag="snapshot", kw_only=True):
+    """A JPEG in `folder/<source>/` whenever a detection of `classes` (any, when absent) is confident enough."""
+
+    folder: NonEmpty
+    classes: list[str] | None = None
+    min_confidence: Fraction = 0.5
+    min_interval_s: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    annotate: bool = True
+    quality: Annotated[int, msgspec.Meta(ge=1, le=100)] = 90
+
+
 class CallbackSink(SinkBase, tag="callback", kw_only=True):
     """A user function `module:function` called with each Result (sync or async)."""
 
     function: NonEmpty
 
 
-SinkConfig = Union[JsonlSink, VideoSink, CallbackSink]
+SinkConfig = Union[JsonlSink, VideoSink, SnapshotSink, CallbackSink]
 
 
 class Config(Base, kw_only=True):

@@ -27,6 +27,7 @@ from ..engine.auto_model import make_options
 from ..engine.entities import LoadOptions
 from ..frames import Frame, Result
 from ..sinks import Sink, accepts, build_sink
+from ..sinks.topics import Subscription, TopicSink
 from ..config.loader import source_config
 from ..config.schema import SourceConfig
 from ..errors import ConfigError
@@ -110,7 +111,8 @@ class Stream:
     ) -> None:
         self.config = config
         self.model = model
-        self.sinks = sinks
+        self.topics = TopicSink()
+        self.sinks = [*sinks, self.topics]
         self.stages = stages
         self.workers = config.model.workers or max(1, min(4, os.cpu_count() or 1))
         self.batcher = Batcher(config.batching.max_batch_size, config.batching.max_wait_ms, keep_alive=keep_alive)
@@ -160,6 +162,15 @@ class Stream:
     async def wait_for_state(self, source_id: str, *states: SourceState) -> SourceState:
         """Wait until the source reaches one of `states` (wrap in anyio.fail_after for a limit)."""
         return await self.sources.wait_for_state(source_id, *states)
+
+    def subscribe(self, pattern: str, callback: Callable[[Result], Any]) -> Subscription:
+        """Call `callback(result)` for results on topics matching an MQTT-style filter.
+
+        Topics are `<source>/detections` and `<source>/detections/<class name>`; `+` matches one
+        level and `#` the rest, e.g. `cam1/detections`, `+/detections/person`, `#`. Sync callbacks
+        run in a worker thread, async ones are awaited; one that raises is logged and isolated.
+        """
+        return self.topics.subscribe(pattern, callback)
 
     def on_source_event(self, listener: Callable[[SourceEvent], None]) -> None:
         """Call `listener(event)` at every source state change (on the event loop: keep it quick)."""

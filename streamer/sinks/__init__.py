@@ -23,7 +23,20 @@ def build_sink(config: schema.SinkConfig, index: int = 0) -> Sink:
 def _build(config: schema.SinkConfig, index: int) -> Sink:
     common = {"sources": config.sources, "queue_size": config.queue_size}
     if isinstance(config, schema.JsonlSink):
-        return JsonlSink(config.path, **common)
+        rotation = {"rotate_bytes": config.rotate_bytes, "rotate_seconds": config.rotate_seconds, "keep": config.keep}
+        return JsonlSink(config.path, **rotation, **common)
+    if isinstance(config, schema.SnapshotSink):
+        from .snapshot import SnapshotSink
+
+        return SnapshotSink(
+            config.folder,
+            classes=config.classes,
+            min_confidence=config.min_confidence,
+            min_interval_s=config.min_interval_s,
+            annotate=config.annotate,
+            quality=config.quality,
+            **common,
+        )
     if isinstance(config, schema.VideoSink):
         return VideoSink(config.path, codec=config.codec, crf=config.crf, fps=config.fps, **common)
     if isinstance(config, schema.CallbackSink):

@@ -1,9 +1,20 @@
-"""JSONL sink: one JSON object per frame, per line."""
+"""JSONL sink: one JSON object per frame, per line, optionally rotated by size or age.
+
+A rotated file is renamed `<stem>.<UTC time of rotation, YYYYmmddTHHMMSS>[-n]<suffix>` next to the
+current one (`-1`, `-2` ... only when that name is taken: nothing is overwritten) and a fresh file
+is opened at the configured path. Rotation happens between lines, so no line is ever split.
+"""
 
 from __future__ import annotations
 
+import errno
+import os
+import re
 import time
-from typing import IO
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Iterator
 
 import msgspec
 
@@ -17,22 +28,53 @@ FLUSH_EVERY_S = 0.25
 
 
 class JsonlSink(SinkBase):
-    """Lines are flushed to the OS at least every quarter second, and on close."""
+    """Lines are flushed to the OS at least every quarter second, on rotation, and on close.
 
-    def __init__(self, path: str, *, sources: list[str] | None = None, queue_size: int = 64) -> None:
+    `rotate_bytes`: start a new file before a line would take the current one past this size (a file
+    always holds at least one line). `rotate_seconds`: start a new file at the first line written
+    that long after the current one was opened. `keep`: how many rotated files to keep, deleting the
+    oldest (None keeps all). Without rotation an existing file is replaced, as before; with it, an
+    existing non-empty file is rotated away first, so a restart loses nothing.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        sources: list[str] | None = None,
+        queue_size: int = 64,
+        rotate_bytes: int | None = None,
+        rotate_seconds: float | None = None,
+        keep: int | None = None,
+    ) -> None:
         super().__init__(sources, queue_size)
+        _check_rotation(rotate_bytes, rotate_seconds, keep)
         self.path = path
+        self.rotate_bytes = rotate_bytes
+        self.rotate_seconds = rotate_seconds
+        self.keep = keep
         self.written = 0
+        self.rotated = 0
         self._encoder = msgspec.json.Encoder()
         self._file: IO[bytes] | None = None
+        self._target = Path(path)
+        self._size = 0
+        self._opened_at = 0.0
         self._flushed_at = 0.0
+
+    @property
+    def rotates(self) -> bool:
+        return self.rotate_bytes is not None or self.rotate_seconds is not None
 
     def describe(self) -> str:
         return f"jsonl {self.path}"
 
     async def __aenter__(self) -> JsonlSink:
-        target = prepare_output(self.path, "jsonl sink")
-        self._file = open(target, "wb")
+        self._target = prepare_output(self.path, "jsonl sink")
+        with self._translate("open"):
+            if self.rotates and self._target.stat().st_size > 0:
+                self._rotate_file()
+            self._open()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -42,11 +84,81 @@ class JsonlSink(SinkBase):
 
     async def write(self, result: Result) -> None:
         assert self._file is not None, "write() before the sink was opened"
-        try:
-            self._file.write(self._encoder.encode(result.to_dict()) + b"\n")
+        line = self._encoder.encode(result.to_dict()) + b"\n"
+        with self._translate("write"):
+            if self._due(len(line)):
+                self._rotate()
+            self._file.write(line)
+            self._size += len(line)
             if time.monotonic() - self._flushed_at >= FLUSH_EVERY_S:
                 self._file.flush()
                 self._flushed_at = time.monotonic()
-        except OSError as exc:
-            raise SinkError(f"jsonl sink: cannot write {self.path!r}: {exc.strerror}") from exc
         self.written += 1
+
+    def rotated_files(self) -> list[Path]:
+        """The rotated files next to the current one, oldest first."""
+        return [path for *_, path in self._rotated()]
+
+    def _rotated(self) -> list[tuple[str, int, Path]]:
+        """(timestamp, number, path) of each rotated file, sorted oldest first."""
+        pattern = re.compile(
+            re.escape(self._target.stem) + r"\.(\d{8}T\d{6})(?:-(\d+))?" + re.escape(self._target.suffix) + "$"
+        )
+        found = []
+        for candidate in self._target.parent.iterdir():
+            if match := pattern.match(candidate.name):
+                found.append((match[1], int(match[2] or 0), candidate))
+        return sorted(found)
+
+    def _due(self, line_size: int) -> bool:
+        if self._size == 0:
+            return False  # never rotate an empty file: every file holds at least one line
+        too_big = self.rotate_bytes is not None and self._size + line_size > self.rotate_bytes
+        too_old = self.rotate_seconds is not None and time.monotonic() - self._opened_at >= self.rotate_seconds
+        return too_big or too_old
+
+    def _rotate(self) -> None:
+        assert self._file is not None
+        self._file.close()
+        try:
+            self._rotate_file()
+        finally:
+            self._open()  # appends to the old file if the rename failed: no line is lost
+
+    def _rotate_file(self) -> None:
+        """Rename the closed file at the path to a new rotated name, then prune the oldest."""
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        numbers = [n for when, n, _ in self._rotated() if when == stamp]
+        n = max(numbers) + 1 if numbers else 0  # above every number in use, so names sort in order
+        name = f"{self._target.stem}.{stamp}{f'-{n}' if n else ''}{self._target.suffix}"
+        if (self._target.parent / name).exists():
+            raise FileExistsError(errno.EEXIST, "a file with the rotated name exists", name)
+        os.rename(self._target, self._target.parent / name)
+        self.rotated += 1
+        if self.keep is not None:
+            for old in self.rotated_files()[: -self.keep]:
+                old.unlink(missing_ok=True)
+
+    def _open(self) -> None:
+        # With rotation the path is free or empty here (or its rename failed: then append to it).
+        self._file = open(self._target, "ab" if self.rotates else "wb")
+        self._size = 0
+        self._opened_at = self._flushed_at = time.monotonic()
+
+    @contextmanager
+    def _translate(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            raise SinkError(f"jsonl sink: cannot {action} {self.path!r}: {exc.strerror or exc}") from exc
+
+
+def _check_rotation(rotate_bytes: int | None, rotate_seconds: float | None, keep: int | None) -> None:
+    if rotate_bytes is not None and rotate_bytes <= 0:
+        raise ValueError(f"jsonl sink: rotate_bytes must be positive, got {rotate_bytes}")
+    if rotate_seconds is not None and rotate_seconds <= 0:
+        raise ValueError(f"jsonl sink: rotate_seconds must be positive, got {rotate_seconds}")
+    if keep is not None and keep < 1:
+        raise ValueError(f"jsonl sink: keep must be at least 1 (None keeps every rotated file), got {keep}")
+    if keep is not None and rotate_bytes is None and rotate_seconds is None:
+        raise ValueError("jsonl sink: keep needs rotate_bytes or rotate_seconds")

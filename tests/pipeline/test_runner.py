@@ -176,3 +176,36 @@ def test_run_calls_a_plain_callback_with_every_result_in_order(centerface, clip)
 
     assert seen == list(range(30))
     assert summary.frames == 30
+
+
+async def test_stream_subscribe_delivers_results_by_topic_with_wildcards(centerface, astronaut, tmp_path):
+    face = write_image_clip(tmp_path / "face.mp4", astronaut, frames=3)
+    empty = write_clip(tmp_path / "empty.mp4", frames=4)
+    by_pattern: dict[str, list[str]] = {"face/detections": [], "+/detections": [], "+/detections/face": []}
+
+    async with streamer.open(config(file_source(face, "face"), file_source(empty, "empty")), model=centerface) as stream:
+        for pattern, seen in by_pattern.items():
+            stream.subscribe(pattern, lambda result, seen=seen: seen.append(result.source_id))
+        await stream.wait()
+
+    assert by_pattern["face/detections"] == ["face"] * 3
+    assert sorted(by_pattern["+/detections"]) == ["empty"] * 4 + ["face"] * 3
+    assert by_pattern["+/detections/face"] == ["face"] * 3  # only frames where a face was found
+
+
+async def test_config_wires_jsonl_rotation_and_snapshots(centerface, astronaut, tmp_path):
+    clip = write_image_clip(tmp_path / "a.mp4", astronaut, frames=4)
+    cfg = config(
+        file_source(clip, "cam"),
+        sinks=[
+            {"type": "jsonl", "path": str(tmp_path / "out" / "r.jsonl"), "rotate_bytes": 400},
+            {"type": "snapshot", "folder": str(tmp_path / "snaps"), "classes": ["face"]},
+        ],
+    )
+
+    await collect(cfg, centerface)
+
+    files = sorted((tmp_path / "out").glob("r*.jsonl"))
+    lines = [json.loads(line) for path in files for line in path.read_text().splitlines()]
+    assert len(files) > 1 and sorted(line["frame_index"] for line in lines) == [0, 1, 2, 3]
+    assert len(list((tmp_path / "snaps" / "cam").glob("*.jpg"))) == 4

@@ -1,0 +1,128 @@
+"""Snapshot sink: a JPEG of the frame when a detection of interest appears.
+
+A frame qualifies when one of its detections is of a class in `classes` (any class when None) with
+confidence >= `min_confidence`. It is saved as `<folder>/<source>/<source>_<frame index>_<UTC
+time, YYYYmmddTHHMMSS.fff>.jpg`, with boxes and labels drawn unless `annotate=False`. At most one
+snapshot per source per `min_interval_s`, measured on the source's own timeline (frame timestamps),
+so a recording read faster than real time still gets one snapshot per `min_interval_s` of video.
+Drawing and encoding (Pillow) run in a worker thread; a file appears whole or not at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import anyio
+import numpy as np
+
+from ..errors import SinkError
+from ..frames import Result
+from .base import SinkBase
+from .video import _Annotator
+
+
+class SnapshotSink(SinkBase):
+    def __init__(
+        self,
+        folder: str,
+        *,
+        classes: list[str] | None = None,
+        min_confidence: float = 0.5,
+        min_interval_s: float = 0.0,
+        annotate: bool = True,
+        quality: int = 90,
+        sources: list[str] | None = None,
+        queue_size: int = 64,
+    ) -> None:
+        super().__init__(sources, queue_size)
+        if not 1 <= quality <= 100:
+            raise ValueError(f"snapshot sink: quality must be between 1 and 100, got {quality}")
+        if min_interval_s < 0:
+            raise ValueError(f"snapshot sink: min_interval_s must not be negative, got {min_interval_s}")
+        self.folder = Path(folder)
+        self.classes = frozenset(classes) if classes is not None else None
+        self.min_confidence = min_confidence
+        self.min_interval_s = min_interval_s
+        self.annotate = annotate
+        self.quality = quality
+        self.written = 0
+        self._last: dict[str, float] = {}  # source id -> timeline time of its last snapshot
+        self._annotator: _Annotator | None = None
+
+    def describe(self) -> str:
+        return f"snapshots {self.folder}"
+
+    async def __aenter__(self) -> SnapshotSink:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.folder):
+                pass
+        except OSError as exc:
+            raise SinkError(
+                f"snapshot sink: cannot write to folder {str(self.folder)!r}: {exc.strerror or exc}; "
+                "choose a writable folder"
+            ) from exc
+        if self.annotate:
+            self._annotator = _Annotator()
+        return self
+
+    def wants(self, result: Result) -> bool:
+        """Whether this result has a detection that calls for a snapshot."""
+        if not len(result.detections):
+            return False
+        confident = result.detections.confidence >= self.min_confidence
+        if self.classes is None:
+            return bool(confident.any())
+        named = np.array([name in self.classes for name in result.class_names()], dtype=bool)
+        return bool((confident & named).any())
+
+    async def write(self, result: Result) -> None:
+        if not self.wants(result) or not self._due(result):
+            return
+        await anyio.to_thread.run_sync(self._save, result)
+        self.written += 1
+
+    def _due(self, result: Result) -> bool:
+        now = result.frame.pts if result.frame.pts is not None else result.frame.wall_time
+        last = self._last.get(result.source_id)
+        if last is not None and last <= now < last + self.min_interval_s:
+            return False  # (a timeline that went backwards starts afresh)
+        self._last[result.source_id] = now
+        return True
+
+    def _save(self, result: Result) -> Path:
+        """Runs in a worker thread: draw, encode to a temporary name, then rename into place."""
+        from PIL import Image
+
+        image = self._annotator(result) if self._annotator is not None else result.frame.image
+        target = self._path_for(result)
+        partial = target.with_name(target.name + ".part")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.ascontiguousarray(image)).save(partial, "JPEG", quality=self.quality)
+            os.replace(partial, target)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
+            raise SinkError(f"snapshot sink: cannot write {str(target)!r}: {exc.strerror or exc}") from exc
+        return target
+
+    def _path_for(self, result: Result) -> Path:
+        source = _safe_name(result.source_id)
+        stamp = datetime.fromtimestamp(result.frame.wall_time, timezone.utc).strftime("%Y%m%dT%H%M%S.%f")[:-3]
+        stem = f"{source}_{result.frame_index}_{stamp}"
+        target, n = self.folder / source / f"{stem}.jpg", 0
+        while target.exists():  # the same frame index at the same millisecond: a restarted run
+            n += 1
+            target = self.folder / source / f"{stem}-{n}.jpg"
+        return target
+
+
+def _safe_name(name: str) -> str:
+    """A source id as one file-name component: no separators, not hidden, never `.` or `..`."""
+    return re.sub(r"^\.", "_", re.sub(r"[^A-Za-z0-9._-]", "_", name))
