@@ -1,0 +1,455 @@
+"""Webhook sink: POST results as JSON to an HTTP endpoint, never losing one while it is down.
+
+`write()` only appends the result to a durable spool on disk (see spool.py) and returns; a delivery
+task sends the spool's oldest results, in order, and removes them once the endpoint answered 2xx:
+
+    2xx                          delivered: committed
+    5xx, 408, 429, timeout,      retried with capped exponential backoff and full jitter, for as long
+    connection error             as it takes (the spool keeps the results meanwhile, even across a
+                                 restart); 429's Retry-After is honoured up to the cap
+    other 4xx (and 1xx, 3xx)     the endpoint refuses them: the batch goes to the dead-letter JSONL
+                                 file with the status and the response's text, and delivery goes on
+
+The body is a JSON array of `Result.to_dict()` objects, each with an `idempotency_key` (stored with
+the result, so a replay sends the same key); with `batch_size == 1` the key is also sent as the
+`Idempotency-Key` header. With a secret, `X-Streamer-Signature: sha256=<hex HMAC-SHA256 of the
+body bytes>`. Header values and the secret are never logged, and URLs are logged with credentials
+masked and the query hidden.
+
+Closing drains: delivery goes on for up to `drain_s`; what is still pending stays in the spool
+and is sent first when a sink opens that spool folder again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+import msgspec
+
+from ..errors import SinkError
+from ..frames import Result
+from ..sources.urls import mask_url, scrub
+from .base import SinkBase
+from .files import prepare_output
+from .spool import Spool, json_default
+
+if TYPE_CHECKING:
+    import aiohttp
+    from anyio.abc import TaskGroup
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Streamer-Signature"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+RETRYABLE_4XX = frozenset({408, 429})
+RESPONSE_TEXT_LIMIT = 4096
+REMIND_EVERY_S = 60.0  # while the endpoint keeps failing, a warning this often (the rest at DEBUG)
+
+Outcome = Literal["delivered", "retry", "refused"]
+
+
+class _Keyed(msgspec.Struct):
+    idempotency_key: str
+
+
+def idempotency_key(result: Result) -> str:
+    """A key unique to this result: model, source, frame index, pts and capture time, hashed.
+
+    The capture time is part of it because a live source's frame indexes start again at 0 after a
+    restart: without it, a receiver deduping by key would throw away the new run's results.
+    """
+    frame = result.frame
+    text = f"{result.model.sha256}\0{frame.source_id}\0{frame.index}\0{frame.pts!r}\0{frame.wall_time!r}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def loggable_url(url: str) -> str:
+    """The URL with its password masked and its query (which may hold a token) hidden."""
+    parts = urlsplit(mask_url(url))
+    return urlunsplit(parts._replace(query="***" if parts.query else "", fragment=""))
+
+
+def default_spool_dir(url: str) -> Path:
+    """`$XDG_STATE_HOME/streamer/spool/webhook-<hash of the URL>` (`~/.local/state` by default)."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "streamer" / "spool" / f"webhook-{hashlib.sha256(url.encode()).hexdigest()[:16]}"
+
+
+class WebhookSink(SinkBase):
+    """POST results to `url` as JSON arrays, spooled on disk until the endpoint accepts them.
+
+    Batching: a request carries up to `batch_size` results and leaves when it is full or `batch_ms`
+    after delivery found the first of them waiting (0: at once, with whatever is waiting).
+    Counters: `written`, `delivered`, `retried` (failed attempts), `spooled` (results that had to
+    wait in the spool while the endpoint was failing), `dead_lettered`, `dropped` (by the full
+    spool), `pending` (in the spool now).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        sources: list[str] | None = None,
+        queue_size: int = 64,
+        batch_size: int = 1,
+        batch_ms: float = 0.0,
+        timeout_s: float = 10.0,
+        backoff_s: float = 0.5,
+        backoff_max_s: float = 10.0,
+        secret: str | None = None,
+        secret_env: str | None = None,
+        headers: dict[str, str] | None = None,
+        header_env: dict[str, str] | None = None,
+        spool_dir: str | Path | None = None,
+        spool_max_bytes: int = 64 << 20,
+        dead_letter_path: str | Path | None = None,
+        drain_s: float = 10.0,
+        sync_interval_s: float = 0.2,
+    ) -> None:
+        super().__init__(sources, queue_size)
+        _check_options(url, batch_size, batch_ms, timeout_s, backoff_s, backoff_max_s, drain_s, secret, secret_env)
+        self.url = url
+        self.batch_size = batch_size
+        self.batch_ms = batch_ms
+        self.timeout_s = timeout_s
+        self.backoff_s = backoff_s
+        self.backoff_max_s = backoff_max_s
+        self.spool_dir = Path(spool_dir) if spool_dir is not None else default_spool_dir(url)
+        self.spool_max_bytes = spool_max_bytes
+        self.dead_letter_path = Path(dead_letter_path or self.spool_dir / "dead-letter.jsonl")
+        self.drain_s = drain_s
+        self.sync_interval_s = sync_interval_s
+        self.written = self.delivered = self.retried = self.spooled = self.dead_lettered = 0
+        self._public_url = loggable_url(url)
+        self._secret = secret.encode() if secret is not None else None
+        self._secret_env = secret_env
+        self._static_headers = dict(headers or {})
+        self._header_env = dict(header_env or {})
+        self._headers: dict[str, str] = {}
+        self._encoder = msgspec.json.Encoder(enc_hook=json_default)
+        self._spool: Spool | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._stack: AsyncExitStack | None = None
+        self._group: TaskGroup | None = None
+        self._wakeup: anyio.Event | None = None  # events are made in __aenter__, inside the event loop
+        self._delivery_done: anyio.Event | None = None
+        self._closing = False
+        self._failures = 0  # consecutive failed attempts
+        self._warned_at = 0.0
+        self._backoff: anyio.CancelScope | None = None
+
+    def __repr__(self) -> str:
+        return f"WebhookSink({self._public_url!r})"
+
+    def describe(self) -> str:
+        return f"webhook {self._public_url}"
+
+    @property
+    def dropped(self) -> int:
+        return self._spool.dropped if self._spool is not None else 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._spool) if self._spool is not None else 0
+
+    # ---- the Sink interface ------------------------------------------------------------------
+
+    async def __aenter__(self) -> WebhookSink:
+        import aiohttp
+
+        self._headers = self._resolve_headers()
+        self._closing = False
+        self._wakeup, self._delivery_done = anyio.Event(), anyio.Event()
+        async with AsyncExitStack() as stack:
+            self._spool = await anyio.to_thread.run_sync(self._open_spool)
+            stack.push_async_callback(self._close_spool)
+            await anyio.to_thread.run_sync(prepare_output, self.dead_letter_path, "webhook dead-letter file")
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+            stack.push_async_callback(self._close_session, self._session)
+            self._group = await stack.enter_async_context(anyio.create_task_group())
+            self._group.start_soon(self._deliver_all)
+            self._group.start_soon(self._spool.sync_periodically, self.sync_interval_s)
+            self._stack = stack.pop_all()
+        if len(self._spool):
+            log.info("%s: %d results spooled by an earlier run are sent first", self.describe(), len(self._spool))
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        stack, self._stack = self._stack, None
+        if stack is None:
+            return None
+        error: BaseException | None = None
+        try:
+            await self._drain()
+        except BaseException as exc:  # cancelled while draining: re-raised below, after closing
+            error = exc
+        assert self._group is not None
+        self._group.cancel_scope.cancel()  # the closing callbacks below are shielded from cancellation
+        if error is None:
+            return await stack.__aexit__(*exc_info)
+        if not await stack.__aexit__(type(error), error, error.__traceback__):
+            raise error
+        return None
+
+    async def write(self, result: Result) -> None:
+        """Append the result to the spool (a small disk write); delivery happens in the background."""
+        assert self._spool is not None, "write() before the sink was opened"
+        record = {**result.to_dict(), "idempotency_key": idempotency_key(result)}
+        self._spool.append_raw(self._encoder.encode(record))
+        self.written += 1
+        if self._failures:
+            self.spooled += 1
+        self._wake()
+
+    # ---- opening and closing -----------------------------------------------------------------
+
+    def _resolve_headers(self) -> dict[str, str]:
+        """Literal headers, then those read from the environment; the secret from its variable."""
+        headers = {"Content-Type": "application/json", **self._static_headers}
+        for name, variable in self._header_env.items():
+            headers[name] = self._from_environment(variable, f"header {name!r}")
+        if self._secret_env is not None:
+            self._secret = self._from_environment(self._secret_env, "the signing secret").encode()
+        for name, value in headers.items():
+            if any(c in name + value for c in "\r\n\0"):
+                raise SinkError(f"{self.describe()}: header {name!r} has a line break or NUL in its name or value")
+        if urlsplit(self.url).username is not None and "authorization" in {name.lower() for name in headers}:
+            raise SinkError(f"{self.describe()}: give credentials in the URL or an Authorization header, not both")
+        return headers
+
+    def _from_environment(self, variable: str, what: str) -> str:
+        value = os.environ.get(variable)
+        if not value:
+            raise SinkError(f"{self.describe()}: {what} comes from ${variable}, which is not set (or empty)")
+        return value
+
+    def _open_spool(self) -> Spool:
+        return Spool(self.spool_dir, max_bytes=self.spool_max_bytes, what="webhook spool")
+
+    async def _close_session(self, session: aiohttp.ClientSession) -> None:
+        with anyio.CancelScope(shield=True):
+            await session.close()
+
+    async def _close_spool(self) -> None:
+        spool = self._spool
+        assert spool is not None
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(spool.close)
+        if len(spool):
+            log.warning(
+                "%s: %d results not delivered yet stay in %s; they are sent when the sink opens it again",
+                self.describe(), len(spool), self.spool_dir,
+            )
+
+    async def _drain(self) -> None:
+        """Let delivery go on until the spool is empty, for at most `drain_s`."""
+        assert self._delivery_done is not None
+        self._closing = True
+        self._wake()
+        if self._backoff is not None:
+            self._backoff.cancel()
+        with anyio.move_on_after(self.drain_s):
+            await self._delivery_done.wait()
+
+    # ---- delivery ----------------------------------------------------------------------------
+
+    async def _deliver_all(self) -> None:
+        """Send the spool's oldest batch until closing finds it empty."""
+        assert self._spool is not None
+        while True:
+            batch = await self._next_batch(self._spool)
+            if not batch:
+                assert self._delivery_done is not None
+                self._delivery_done.set()
+                return
+            await self._deliver(batch)
+
+    async def _next_batch(self, spool: Spool) -> list[bytes]:
+        """The next batch: full, or what waits once `batch_ms` passed; empty when closing and done."""
+        while not len(spool):
+            if self._closing:
+                return []
+            await self._wait_for_writes()
+        if len(spool) < self.batch_size and self.batch_ms > 0 and not self._closing:
+            with anyio.move_on_after(self.batch_ms / 1000):
+                while len(spool) < self.batch_size and not self._closing:
+                    await self._wait_for_writes()
+        return spool.peek_raw(self.batch_size)
+
+    async def _wait_for_writes(self) -> None:
+        self._wakeup = anyio.Event()
+        await self._wakeup.wait()
+
+    def _wake(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    async def _deliver(self, batch: list[bytes]) -> None:
+        """One attempt: commit on success or refusal, back off before the next one on failure."""
+        assert self._spool is not None
+        answer = await self._post(b"[" + b",".join(batch) + b"]", batch)
+        if answer.outcome == "retry":
+            await self._back_off(answer)
+            return
+        if answer.outcome == "refused":
+            await anyio.to_thread.run_sync(self._dead_letter, batch, answer)
+            self.dead_lettered += len(batch)
+        else:
+            self.delivered += len(batch)
+        self._spool.commit(len(batch))
+        self._recovered()
+
+    async def _post(self, body: bytes, batch: list[bytes]) -> _Answer:
+        """POST one body and classify the answer (or the failure to get one)."""
+        import aiohttp
+
+        from ..engine.retry import describe_failure
+
+        assert self._session is not None
+        try:
+            async with self._session.post(
+                self.url, data=body, headers=self._request_headers(body, batch), allow_redirects=False
+            ) as response:
+                if 200 <= response.status < 300:
+                    await response.read()
+                    return _Answer("delivered", response.status)
+                retry = response.status >= 500 or response.status in RETRYABLE_4XX
+                return _Answer(
+                    "retry" if retry else "refused",
+                    response.status,
+                    await _response_text(response),
+                    _seconds(response.headers.get("Retry-After", "")),
+                )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return _Answer("retry", None, scrub(describe_failure(exc), self.url))
+
+    def _request_headers(self, body: bytes, batch: list[bytes]) -> dict[str, str]:
+        headers = dict(self._headers)
+        if self._secret is not None:
+            headers[SIGNATURE_HEADER] = "sha256=" + hmac.new(self._secret, body, hashlib.sha256).hexdigest()
+        if self.batch_size == 1:
+            try:
+                headers[IDEMPOTENCY_HEADER] = msgspec.json.decode(batch[0], type=_Keyed).idempotency_key
+            except msgspec.DecodeError:  # a damaged record: the endpoint will say what it thinks of it
+                pass
+        return headers
+
+    async def _back_off(self, answer: _Answer) -> None:
+        from ..engine.retry import backoff_delay
+
+        delay = backoff_delay(self._failures, self.backoff_s, self.backoff_max_s)
+        delay = max(delay, min(answer.retry_after_s, self.backoff_max_s))
+        if not self._failures:
+            self.spooled += self.pending  # from now on, what is written waits in the spool too
+        self._failures += 1
+        self.retried += 1
+        loud = self._failures == 1 or time.monotonic() - self._warned_at >= REMIND_EVERY_S
+        self._warned_at = time.monotonic() if loud else self._warned_at
+        log.log(logging.WARNING if loud else logging.DEBUG, "%s: %s; %d results wait in the spool; retrying in %.2f s",
+                self.describe(), answer.reason(), self.pending, delay)
+        with anyio.CancelScope() as self._backoff:  # closing cuts this wait short: one more try at once
+            await anyio.sleep(delay)
+        self._backoff = None
+
+    def _recovered(self) -> None:
+        if self._failures:
+            log.info("%s: the endpoint accepts results again after %d failed attempts; %d results to send",
+                     self.describe(), self._failures, self.pending)
+            self._failures = 0
+
+    def _dead_letter(self, batch: list[bytes], answer: _Answer) -> None:
+        """Append the refused batch, the status and the answer to the dead-letter file (blocking)."""
+        line = self._encoder.encode({
+            "time": time.time(),
+            "url": self._public_url,
+            "status": answer.status,
+            "response": answer.text,
+            "results": [_decoded(record) for record in batch],
+        })
+        try:
+            with open(self.dead_letter_path, "ab") as file:
+                file.write(line + b"\n")
+                file.flush()
+                os.fsync(file.fileno())
+        except OSError as exc:
+            raise SinkError(f"{self.describe()}: cannot write {str(self.dead_letter_path)!r}: {exc.strerror}") from exc
+        log.error("%s: %s refused %d results; they are in %s",
+                  self.describe(), answer.reason(), len(batch), self.dead_letter_path)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """How one attempt went: the endpoint's status and text, or (status None) why there was none."""
+
+    outcome: Outcome
+    status: int | None
+    text: str = ""
+    retry_after_s: float = 0.0
+
+    def reason(self) -> str:
+        return self.text if self.status is None else f"HTTP {self.status} {self.text[:200]!r}"
+
+
+async def _response_text(response: aiohttp.ClientResponse) -> str:
+    """The start of the answer's body, for the dead-letter file and the log (the status decides)."""
+    import aiohttp
+
+    try:
+        data = await response.content.read(RESPONSE_TEXT_LIMIT)
+    except (aiohttp.ClientError, TimeoutError):
+        return ""
+    try:
+        return data.decode(response.charset or "utf-8", errors="replace")
+    except LookupError:
+        return data.decode("utf-8", errors="replace")
+
+
+def _decoded(record: bytes) -> Any:
+    """A spooled record as JSON, or as text if it is damaged (so the dead-letter file keeps it)."""
+    try:
+        return msgspec.json.decode(record)
+    except msgspec.DecodeError:
+        return record.decode("utf-8", errors="replace")
+
+
+def _seconds(retry_after: str) -> float:
+    """Retry-After in seconds (only the delta-seconds form; a date counts as nothing)."""
+    try:
+        return max(0.0, float(retry_after))
+    except ValueError:
+        return 0.0
+
+
+def _check_options(
+    url: str,
+    batch_size: int,
+    batch_ms: float,
+    timeout_s: float,
+    backoff_s: float,
+    backoff_max_s: float,
+    drain_s: float,
+    secret: str | None,
+    secret_env: str | None,
+) -> None:
+    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+        raise ValueError(f"webhook sink: the URL must be http(s)://host/..., got {loggable_url(url)!r}")
+    if batch_size < 1:
+        raise ValueError(f"webhook sink: batch_size must be at least 1, got {batch_size}")
+    for name, value in (("batch_ms", batch_ms), ("backoff_s", backoff_s), ("drain_s", drain_s)):
+        if value < 0:
+            raise ValueError(f"webhook sink: {name} must not be negative, got {value}")
+    if timeout_s <= 0 or backoff_max_s <= 0:
+        raise ValueError("webhook sink: timeout_s and backoff_max_s must be positive")
+    if secret is not None and secret_env is not None:
+        raise ValueError("webhook sink: give secret or secret_env, not both")
+
