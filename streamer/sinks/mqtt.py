@@ -1,0 +1,432 @@
+"""MQTT sink: each result as JSON on a topic per source, at QoS 0, 1 or 2, through broker restarts.
+
+    write() -> in-flight buffer (bounded: when full, the oldest result is dropped) -> publisher task
+                    ^                                                                    |
+                    +------ a result leaves the buffer once the broker acknowledged it --+
+
+The publisher task holds one connection (aiomqtt) and, when it breaks, reconnects with capped
+exponential backoff and jitter, then sends again, in order, every result not yet acknowledged. At
+QoS 1 or 2 a result counts as delivered when aiomqtt's `publish` returns, i.e. after PUBACK or
+PUBCOMP, so a broker restart loses nothing; a result may arrive twice, and receivers dedupe by its
+`idempotency_key`. A retained "online" on `status_topic`, with a retained "offline" as the
+connection's last will (and published on close), tells subscribers whether the daemon runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import ssl
+import string
+from collections import deque
+from collections.abc import Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import msgspec
+from anyio.abc import TaskGroup, TaskStatus
+
+from ..errors import ConfigError, MissingDependencyError, SinkError
+from ..frames import Result
+from .base import SinkBase
+
+log = logging.getLogger(__name__)
+
+TOPIC_FIELDS = ("source", "model")
+WINDOW = 32  # publishes awaiting their acknowledgement at once (and paho's in-flight limit)
+CONNECT_TIMEOUT_S = 10.0
+ACK_TIMEOUT_S = 30.0  # no PUBACK this long on a live connection: reconnect and send again
+CLOSE_TIMEOUT_S = 2.0  # after giving up on the buffer: time left to say "offline" and disconnect
+REFUSED_CODES = frozenset({133, 134, 135})  # client id not valid, bad user name or password, not authorized
+ONLINE, OFFLINE = b"online", b"offline"
+INSTALL_HINT = "pip install 'streamer[mqtt]'"
+
+
+class _Secret:
+    """A password that shows as *** in every repr (and so in every log line and traceback)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
+class _ReportOnce:
+    """task_status.started(value), the first time only."""
+
+    def __init__(self, task_status: TaskStatus[SinkError | None]) -> None:
+        self.task_status = task_status
+        self.done = False
+
+    def __call__(self, value: SinkError | None) -> None:
+        if not self.done:
+            self.done = True
+            self.task_status.started(value)
+
+
+@dataclass(eq=False)
+class _Entry:
+    """One result waiting in the buffer; `seq` numbers are consecutive from the buffer's left end."""
+
+    seq: int
+    topic: str
+    payload: bytes
+    acked: bool = False
+
+
+class MqttSink(SinkBase):
+    """Publish each result's JSON (`Result.to_dict()` plus `idempotency_key`) to an MQTT broker.
+
+    `topic` may use {source} and {model} (the model id, `/` replaced by `_`). `password_env` names an
+    environment variable read on open, so the password stays out of config files. `write()` never
+    waits for the broker: up to `max_in_flight` results wait for it, then the oldest are dropped
+    (counted in `dropped`). Closing waits up to `drain_timeout_s` for the rest to be delivered.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        *,
+        topic: str = "streamer/{source}/detections",
+        qos: int = 1,
+        retain: bool = False,
+        sources: list[str] | None = None,
+        queue_size: int = 64,
+        client_id: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        password_env: str | None = None,
+        tls: bool = False,
+        status_topic: str | None = "streamer/status",
+        keepalive_s: int = 30,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 10,
+        max_in_flight: int = 1000,
+        drain_timeout_s: float = 5.0,
+    ) -> None:
+        super().__init__(sources, queue_size)
+        check_topic(topic)
+        if status_topic is not None:
+            check_topic(status_topic, fields=())
+        _check(qos in (0, 1, 2), f"mqtt sink: qos must be 0, 1 or 2, not {qos!r}")
+        _check(max_in_flight >= 1, f"mqtt sink: max_in_flight must be at least 1, not {max_in_flight}")
+        _check(password is None or password_env is None, "mqtt sink: give password or password_env, not both")
+        self.host, self.port, self.topic, self.qos, self.retain = host, port, topic, qos, retain
+        self.client_id, self.username, self.password_env, self.tls = client_id, username, password_env, tls
+        self.status_topic, self.keepalive_s, self.max_in_flight = status_topic, keepalive_s, max_in_flight
+        self.backoff_initial_s, self.backoff_max_s = backoff_initial_s, backoff_max_s
+        self.drain_timeout_s = drain_timeout_s
+        self.password = None if password is None else _Secret(password)
+        self.published = self.reconnects = self.dropped = 0
+        self._buffer: deque[_Entry] = deque()
+        self._next_seq = 0
+        self._burst = 0  # results dropped since the broker last acknowledged one
+        self._encoder = msgspec.json.Encoder()
+        self._closing = self._giving_up = self._connected_before = False
+        self._changed: anyio.Event | None = None
+        self._finished: anyio.Event | None = None
+        self._group: TaskGroup | None = None
+        self._stack: AsyncExitStack | None = None
+        self._aiomqtt: Any = None
+
+    @property
+    def address(self) -> str:
+        """host:port, safe to log."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def pending(self) -> int:
+        """Results written but not yet acknowledged by the broker."""
+        return sum(not entry.acked for entry in self._buffer)
+
+    def describe(self) -> str:
+        return f"mqtt {self.address} {self.topic} (QoS {self.qos})"
+
+    def __repr__(self) -> str:
+        return (
+            f"MqttSink({self.host!r}, {self.port}, topic={self.topic!r}, qos={self.qos}, "
+            f"username={self.username!r}, password={self.password!r}, password_env={self.password_env!r})"
+        )
+
+    async def __aenter__(self) -> MqttSink:
+        self._aiomqtt = import_aiomqtt()
+        login = self._login()
+        self._changed, self._finished = anyio.Event(), anyio.Event()
+        self._closing = self._giving_up = self._connected_before = False
+        async with AsyncExitStack() as stack:
+            self._group = await stack.enter_async_context(anyio.create_task_group())
+            refusal = await self._group.start(self._run, login)
+            if refusal is None:
+                self._stack = stack.pop_all()
+                return self
+        raise refusal
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._stack is not None and self._group is not None
+        stack, self._stack = self._stack, None
+        try:
+            await self._close()
+        finally:
+            self._group.cancel_scope.cancel()  # a no-op once the publisher has finished
+            await stack.aclose()
+
+    async def _close(self) -> None:
+        """Let the publisher deliver the buffer, say offline and disconnect, all within bounded time."""
+        assert self._finished is not None
+        self._closing = True
+        self._notify()
+        with anyio.move_on_after(self.drain_timeout_s):
+            await self._finished.wait()
+        if not self._finished.is_set():
+            log.warning(
+                "mqtt sink %s: %d results not delivered within %.1f s of closing; giving up on them",
+                self.address, self.pending, self.drain_timeout_s,
+            )
+            self._giving_up = True
+            self._notify()
+            with anyio.move_on_after(CLOSE_TIMEOUT_S):
+                await self._finished.wait()
+
+    async def write(self, result: Result) -> None:
+        assert self._changed is not None, "write() before the sink was opened"
+        if len(self._buffer) >= self.max_in_flight:
+            self._buffer.popleft()
+            self._count_drop()
+        self._buffer.append(_Entry(self._next_seq, self._topic_for(result), self._payload(result)))
+        self._next_seq += 1
+        self._notify()
+
+    async def drain(self) -> None:
+        """Wait until every result written so far was acknowledged (or dropped)."""
+        assert self._changed is not None, "drain() before the sink was opened"
+        while self.pending:
+            await self._changed.wait()
+
+    def _topic_for(self, result: Result) -> str:
+        return self.topic.format(source=topic_level(result.source_id), model=topic_level(result.model.model_id))
+
+    def _payload(self, result: Result) -> bytes:
+        key = f"{result.source_id}:{result.frame_index}:{result.model.sha256[:12]}"
+        return self._encoder.encode({**result.to_dict(), "idempotency_key": key})
+
+    def _login(self) -> _Secret | None:
+        if self.password_env is None:
+            return self.password
+        value = os.environ.get(self.password_env)
+        if value is None:
+            raise SinkError(f"mqtt sink {self.address}: the environment variable {self.password_env} is not set")
+        return _Secret(value)
+
+    def _notify(self) -> None:
+        """Wake whoever waits for a change in the buffer (the publisher, drain(), close)."""
+        assert self._changed is not None
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    def _count_drop(self) -> None:
+        self.dropped += 1
+        self._burst += 1
+        if self._burst == 1:
+            log.warning(
+                "mqtt sink %s: %d results wait for the broker; dropping the oldest to make room",
+                self.address, self.max_in_flight,
+            )
+
+    # The publisher task: connect, publish, reconnect.
+
+    async def _run(self, login: _Secret | None, *, task_status: TaskStatus[SinkError | None]) -> None:
+        """Until closed: deliver the buffer over one connection after another.
+
+        Reports to __aenter__ after the first attempt: None (connected, or retrying in the background)
+        or the SinkError for a broker that refused the login, which no retry can fix.
+        """
+        report = _ReportOnce(task_status)
+        attempt = 0
+        while not self._giving_up:
+            failure, connected = await self._connection(login, attempt, report)
+            if failure is None:
+                break
+            attempt = 1 if connected else attempt + 1
+            refused = _reason_code(failure) in REFUSED_CODES
+            if refused and not report.done:
+                report(SinkError(f"mqtt sink {self.address}: the broker refused the login ({failure})"))
+                return
+            report(None)
+            self._log_failure(failure, attempt, refused, lost=connected)
+            await self._wait_for_retry(attempt)
+        assert self._finished is not None
+        self._finished.set()
+
+    async def _connection(
+        self, login: _Secret | None, attempt: int, report: _ReportOnce
+    ) -> tuple[Exception | None, bool]:
+        """Connect, say online, deliver until closed, say offline: (the MqttError that ended it, connected)."""
+        connected = delivered = False
+        failure: Exception | None = None
+        try:
+            async with self._client(login) as client:
+                connected = True
+                self._count_connection(attempt)
+                await self._say(client, ONLINE)
+                report(None)
+                await self._session(client)
+                delivered = True
+        except* self._aiomqtt.MqttError as errors:
+            failure = _first_leaf(errors)
+        return (None if delivered else failure), connected  # delivered: only the disconnect went wrong
+
+    def _count_connection(self, failed_attempts: int) -> None:
+        if failed_attempts:
+            log.info("mqtt sink %s: connected after %d failed attempt(s)", self.address, failed_attempts)
+        if self._connected_before:
+            self.reconnects += 1
+        self._connected_before = True
+
+    def _client(self, login: _Secret | None) -> Any:
+        mqtt = self._aiomqtt
+        will = None if self.status_topic is None else mqtt.Will(self.status_topic, OFFLINE, qos=1, retain=True)
+        client = mqtt.Client(
+            self.host,
+            self.port,
+            username=self.username,
+            password=None if login is None else login.reveal(),
+            identifier=self.client_id,
+            will=will,
+            keepalive=self.keepalive_s,
+            timeout=CONNECT_TIMEOUT_S,
+            max_inflight_messages=WINDOW,
+            tls_context=ssl.create_default_context() if self.tls else None,
+            logger=logging.getLogger(f"{__name__}.client"),
+        )
+        client.pending_calls_threshold = WINDOW  # aiomqtt warns above this many awaited publishes
+        return client
+
+    async def _session(self, client: Any) -> None:
+        """Publish until closed, then say offline; raises MqttError when the connection breaks."""
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._watch, client)
+            await self._feed(client, group)
+            group.cancel_scope.cancel()
+        await self._say(client, OFFLINE)
+
+    async def _say(self, client: Any, status: bytes) -> None:
+        if self.status_topic is not None:
+            await client.publish(self.status_topic, status, qos=1, retain=True, timeout=ACK_TIMEOUT_S)
+
+    async def _watch(self, client: Any) -> None:
+        """Raise MqttError when the connection drops (aiomqtt's message iterator does so)."""
+        async for _ in client.messages:
+            pass
+
+    async def _feed(self, client: Any, group: TaskGroup) -> None:
+        """Start publishing entries in order, at most WINDOW unacknowledged; return once closed and empty."""
+        window = anyio.Semaphore(WINDOW)
+        seq = self._buffer[0].seq if self._buffer else self._next_seq
+        while True:
+            await window.acquire()
+            entry = await self._next_unacked(seq)
+            if entry is None:
+                return
+            seq = entry.seq + 1
+            group.start_soon(self._publish, client, entry, window)
+
+    async def _next_unacked(self, seq: int) -> _Entry | None:
+        """The first unacknowledged entry from `seq` on, waiting for one; None once closing allows."""
+        assert self._changed is not None
+        while True:
+            for entry in self._entries_from(seq):
+                if not entry.acked:
+                    return entry
+            if self._closing and (self._giving_up or not self._buffer):
+                return None
+            await self._changed.wait()
+
+    def _entries_from(self, seq: int) -> Iterator[_Entry]:
+        if self._buffer:
+            start = max(0, seq - self._buffer[0].seq)
+            for index in range(start, len(self._buffer)):
+                yield self._buffer[index]
+
+    async def _publish(self, client: Any, entry: _Entry, window: anyio.Semaphore) -> None:
+        try:
+            await client.publish(entry.topic, entry.payload, qos=self.qos, retain=self.retain, timeout=ACK_TIMEOUT_S)
+        finally:
+            window.release()
+        entry.acked = True
+        self.published += 1
+        while self._buffer and self._buffer[0].acked:
+            self._buffer.popleft()
+        if self._burst:
+            log.warning("mqtt sink %s: dropped %d results the broker could not take in time", self.address, self._burst)
+            self._burst = 0
+        self._notify()
+
+    def _log_failure(self, failure: Exception | None, attempt: int, refused: bool, *, lost: bool) -> None:
+        """The first failure of an outage as a warning, the retries after it at DEBUG; refusals as errors."""
+        reason = str(failure.__cause__ or failure) if failure is not None else "unknown error"
+        level = logging.ERROR if refused else logging.WARNING if attempt == 1 else logging.DEBUG
+        log.log(
+            level, "mqtt sink %s: %s: %s (attempt %d, %d results waiting); retrying",
+            self.address, "connection lost" if lost else "cannot connect", reason, attempt, self.pending,
+        )
+
+    async def _wait_for_retry(self, attempt: int) -> None:
+        """Sleep the backoff delay, or less if close gives up on the buffer meanwhile."""
+        assert self._changed is not None
+        ceiling = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (attempt - 1))
+        with anyio.move_on_after(random.uniform(ceiling / 2, ceiling)):
+            while not self._giving_up:
+                await self._changed.wait()
+
+
+def import_aiomqtt() -> Any:
+    """aiomqtt, or MissingDependencyError naming the extra to install."""
+    try:
+        import aiomqtt
+    except ImportError as exc:
+        raise MissingDependencyError(f"the MQTT sink needs aiomqtt, which is not installed: {INSTALL_HINT}") from exc
+    return aiomqtt
+
+
+def check_topic(template: str, fields: tuple[str, ...] = TOPIC_FIELDS) -> None:
+    """Raise ConfigError unless `template` is a publishable topic using only `fields` as {placeholders}."""
+    allowed = ", ".join(f"{{{name}}}" for name in fields) or "no placeholders"
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        raise ConfigError(f"mqtt topic {template!r}: {exc}") from exc
+    for name in names:
+        _check(name in fields, f"mqtt topic {template!r}: unknown placeholder {{{name}}}; use {allowed}")
+    _check(bool(template), "mqtt topic: empty")
+    _check(not {"+", "#"} & set(template), f"mqtt topic {template!r}: wildcards (+ or #) are for subscribers only")
+
+
+def topic_level(value: str) -> str:
+    """A source or model id made safe as one topic level (no `/`, `+` or `#`)."""
+    return value.replace("/", "_").replace("+", "_").replace("#", "_")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _first_leaf(error: BaseException) -> Exception:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error  # type: ignore[return-value]
+
+
+def _reason_code(error: Exception | None) -> int | None:
+    code = getattr(error, "rc", None)
+    return getattr(code, "value", code)
