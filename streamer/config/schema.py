@@ -182,13 +182,51 @@ class SnapshotSink(SinkBase, tag="snapshot", kw_only=True):
     quality: Annotated[int, msgspec.Meta(ge=1, le=100)] = 90
 
 
+class WebhookSink(SinkBase, tag="webhook", kw_only=True):
+    """POST results as JSON; while the endpoint is down they wait in a durable on-disk spool."""
+
+    url: Annotated[str, msgspec.Meta(pattern=r"^https?://")]
+    batch_size: Positive = 1
+    batch_ms: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    backoff_s: Annotated[float, msgspec.Meta(gt=0)] = 0.5
+    backoff_max_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    secret_env: str | None = None  # HMAC-SHA256 key, read from this environment variable
+    headers: dict[str, str] = {}
+    header_env: dict[str, str] = {}  # header name -> environment variable holding its value
+    spool_dir: str | None = None
+    spool_max_bytes: Positive = 64 << 20
+    dead_letter_path: str | None = None
+    drain_s: Annotated[float, msgspec.Meta(ge=0)] = 5.0
+
+
+class MqttSink(SinkBase, tag="mqtt", kw_only=True):
+    """Publish each result to an MQTT broker (QoS 0/1/2); results wait in a bounded buffer while it is down."""
+
+    host: NonEmpty = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 1883
+    topic: NonEmpty = "streamer/{source}/detections"
+    qos: Literal[0, 1, 2] = 1
+    retain: bool = False
+    client_id: str | None = None
+    username: str | None = None
+    password_env: str | None = None  # the password itself never goes in a config file
+    tls: bool = False
+    status_topic: str | None = "streamer/status"
+    keepalive_s: Positive = 30
+    backoff_initial_s: Annotated[float, msgspec.Meta(gt=0)] = 0.5
+    backoff_max_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    max_in_flight: Positive = 1000
+    drain_timeout_s: Annotated[float, msgspec.Meta(ge=0)] = 5.0
+
+
 class CallbackSink(SinkBase, tag="callback", kw_only=True):
     """A user function `module:function` called with each Result (sync or async)."""
 
     function: NonEmpty
 
 
-SinkConfig = Union[JsonlSink, VideoSink, SnapshotSink, CallbackSink]
+SinkConfig = Union[JsonlSink, VideoSink, SnapshotSink, WebhookSink, MqttSink, CallbackSink]
 
 
 class Config(Base, kw_only=True):

@@ -89,6 +89,7 @@ async def open(
                 with anyio.move_on_after(shutdown_timeout_s) as deadline:
                     await stream.wait()
                     await stream.finished.wait()
+                stream.close_results()
                 if deadline.cancelled_caught:
                     log.warning("sinks still busy %.1f s after stop: cut off (%s)", shutdown_timeout_s, stream.summary.sinks)
                     group.cancel_scope.cancel()
@@ -175,6 +176,9 @@ class Stream:
     def on_source_event(self, listener: Callable[[SourceEvent], None]) -> None:
         """Call `listener(event)` at every source state change (on the event loop: keep it quick)."""
         self.sources.subscribe(listener)
+
+    def close_results(self) -> None:
+        self._results.close()
 
     async def wait(self) -> Summary:
         """Consume the remaining results until the pipeline ends; returns the run's summary."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from ..config import schema
 from ..errors import SinkError
 from ..importing import import_target
@@ -39,7 +41,23 @@ def _build(config: schema.SinkConfig, index: int) -> Sink:
         )
     if isinstance(config, schema.VideoSink):
         return VideoSink(config.path, codec=config.codec, crf=config.crf, fps=config.fps, **common)
+    if isinstance(config, schema.WebhookSink):
+        from .webhook import WebhookSink
+
+        return WebhookSink(**_own_fields(config), **common)
+    if isinstance(config, schema.MqttSink):
+        from .mqtt import MqttSink
+
+        return MqttSink(**_own_fields(config), **common)
     if isinstance(config, schema.CallbackSink):
         function = import_target(config.function, f"$.sinks[{index}].function", error=SinkError)
         return CallbackSink(function, **common)
     raise TypeError(f"unknown sink config {type(config).__name__}")
+
+
+def _own_fields(config: schema.SinkConfig) -> dict:
+    """The table's keys minus those every sink shares (passed separately)."""
+    fields = msgspec.structs.asdict(config)
+    for shared in ("sources", "queue_size", "overflow"):
+        fields.pop(shared)
+    return fields

@@ -163,3 +163,23 @@ async def test_a_sink_that_blocks_forever_never_stalls_a_jsonl_sink_beside_it(ce
 
     assert [json.loads(line)["frame_index"] for line in out.read_text().splitlines()] == list(range(30))
     assert stuck.started == 1 and stream.summary.sinks["stuck"].dropped == 30 - 1 - 4
+
+
+def test_build_sink_wires_webhook_and_mqtt_tables(tmp_path, monkeypatch):
+    from streamer.config import load_config
+    from streamer.sinks import build_sink
+
+    monkeypatch.setenv("HOOK_SECRET", "s3cr3t")
+    config = load_config({
+        "sources": [{"type": "lavfi", "graph": "testsrc2"}],
+        "sinks": [
+            {"type": "webhook", "url": "http://127.0.0.1:9/hook", "batch_size": 8, "secret_env": "HOOK_SECRET",
+             "spool_dir": str(tmp_path / "spool"), "overflow": "block"},
+            {"type": "mqtt", "port": 1884, "topic": "site/{source}/faces", "qos": 2},
+        ],
+    })
+
+    webhook, mqtt = (build_sink(sink) for sink in config.sinks)
+
+    assert type(webhook).__name__ == "WebhookSink" and webhook.batch_size == 8
+    assert type(mqtt).__name__ == "MqttSink" and mqtt.qos == 2 and "s3cr3t" not in repr(webhook)
