@@ -130,8 +130,10 @@ class AvSource:
         import av
 
         try:
+            # FFmpeg first returns a partial packet when a read times out, and fails on the next one:
+            # half the read timeout per read makes a stalled stream fail after about read_timeout_s.
             container = av.open(
-                self.url, format=self.format, options=self.options, timeout=(self.open_timeout_s, self.read_timeout_s)
+                self.url, format=self.format, options=self.options, timeout=(self.open_timeout_s, self.read_timeout_s / 2)
             )
         except FileNotFoundError as exc:
             raise SourceRefusedError(f"{self.describe()}: no such file; check the path") from exc
