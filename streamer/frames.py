@@ -7,7 +7,7 @@ converts it (lazily, once) when someone asks for its pixels.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
@@ -159,8 +159,7 @@ class Result:
         return self.frame.index
 
     def class_names(self) -> list[str]:
-        names = self.model.class_names
-        return [names[i] if 0 <= i < len(names) else str(i) for i in self.detections.class_id]
+        return class_labels(self.model.class_names, self.detections.class_id)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form written by the JSONL sink (one line per frame)."""
@@ -175,6 +174,11 @@ class Result:
             "model": self.model.provenance(),
             **self.extra,
         }
+
+
+def class_labels(names: Sequence[str], class_ids: np.ndarray) -> list[str]:
+    """Each class id's name (the id itself, as text, when the model names no such class)."""
+    return [names[i] if 0 <= i < len(names) else str(i) for i in class_ids]
 
 
 def detections_to_dicts(detections: Detections, names: list[str]) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..config import schema
 from ..errors import StageError
-from ..frames import Result, detections_to_dicts
+from ..frames import Result, class_labels, detections_to_dicts
 from ..importing import import_target
 
 
@@ -68,8 +68,7 @@ class ModelStage:
 
     async def __call__(self, result: Result) -> Result:
         found = await anyio.to_thread.run_sync(self.model.detect, [result.frame])
-        names = self.model.info.class_names
-        labels = [names[i] if 0 <= i < len(names) else str(i) for i in found[0].class_id]
+        labels = class_labels(self.model.info.class_names, found[0].class_id)
         result.extra[self.key] = detections_to_dicts(found[0], labels)
         return result
 

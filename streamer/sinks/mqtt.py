@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import ssl
 import string
 from collections import deque
@@ -31,6 +30,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from ..errors import ConfigError, MissingDependencyError, SinkError
 from ..frames import Result
+from ..sources.state import Backoff
 from .base import SinkBase
 
 log = logging.getLogger(__name__)
@@ -383,8 +383,7 @@ class MqttSink(SinkBase):
     async def _wait_for_retry(self, attempt: int) -> None:
         """Sleep the backoff delay, or less if close gives up on the buffer meanwhile."""
         assert self._changed is not None
-        ceiling = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (attempt - 1))
-        with anyio.move_on_after(random.uniform(ceiling / 2, ceiling)):
+        with anyio.move_on_after(Backoff(self.backoff_initial_s, self.backoff_max_s).delay(attempt)):
             while not self._giving_up:
                 await self._changed.wait()
 

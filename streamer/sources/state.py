@@ -50,7 +50,8 @@ class SourceEvent:
 
 @dataclass(frozen=True)
 class Backoff:
-    """Exponential backoff with full jitter and a cap: attempt n waits up to initial * 2**(n-1), capped."""
+    """Exponential backoff with a cap and jitter: attempt n (from 1) waits between half and all of
+    min(max_s, initial_s * 2**(n-1)), so many cameras never retry in step."""
 
     initial_s: float = 0.5
     max_s: float = 10.0
