@@ -1,8 +1,9 @@
 """The running sources: a reader task and a decode thread each, their states, and their events.
 
-Sources can be added and removed while the pipeline runs. Stopping never waits for a thread stuck in
-FFmpeg (a camera that does not answer): its task is cancelled and the thread, abandoned, ends on its
-own at its next frame or timeout.
+Sources can be added and removed while the pipeline runs. A stopped source's thread normally ends at
+once (it checks its stop event between frames and in every wait). One stuck in FFmpeg (a camera that
+does not answer) is abandoned after STUCK_GRACE_S: its task is cancelled and the thread ends on its
+own at its timeout, without calling back into the event loop, which may be gone by then.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .summary import SourceReport, Summary
 log = logging.getLogger("streamer.sources")
 
 EVENT_HISTORY = 1000
+STUCK_GRACE_S = 1.0
 
 
 @dataclass
@@ -33,6 +35,7 @@ class Reader:
     queue: FrameQueue
     stop: threading.Event = field(default_factory=threading.Event)
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    done: anyio.Event = field(default_factory=anyio.Event)
 
 
 class SourceSet:
@@ -93,6 +96,14 @@ class SourceSet:
     def _halt(self, reader: Reader) -> None:
         reader.stop.set()
         reader.queue.finish()
+        if self._group is not None and not reader.done.is_set():
+            self._group.start_soon(self._abandon_if_stuck, reader)
+
+    async def _abandon_if_stuck(self, reader: Reader) -> None:
+        with anyio.move_on_after(STUCK_GRACE_S):
+            await reader.done.wait()
+            return
+        log.warning("%s did not stop within %.1f s: abandoning its thread", reader.source.describe(), STUCK_GRACE_S)
         reader.scope.cancel()
 
     async def _read(self, reader: Reader) -> None:
@@ -105,6 +116,7 @@ class SourceSet:
             report.error = str(error)
             self._record(source.id, StateChange(SourceState.FAILED, str(error)))
         finally:
+            reader.done.set()
             reader.queue.finish()
             report.dropped, report.stale = reader.queue.dropped, reader.queue.stale
             if not self.states.get(source.id, SourceState.CONNECTING).final:
@@ -113,6 +125,8 @@ class SourceSet:
     def _pump(self, reader: Reader) -> None:
         """Runs in the source's thread: decode and queue until the source ends or is stopped."""
         for item in reader.source.frames(reader.stop):
+            if reader.stop.is_set():
+                return  # stopped: the task records the end itself, and the loop may be closing
             if isinstance(item, StateChange):
                 anyio.from_thread.run_sync(self._record, reader.source.id, item)
                 continue
