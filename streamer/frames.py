@@ -28,7 +28,7 @@ class Frame:
     is converted on first access, so pipelines that never look at full-size pixels never pay for it.
     """
 
-    __slots__ = ("source_id", "index", "pts", "wall_time", "width", "height", "_image", "_decoded")
+    __slots__ = ("source_id", "index", "pts", "wall_time", "session", "width", "height", "_image", "_decoded")
 
     def __init__(
         self,
@@ -38,6 +38,7 @@ class Frame:
         wall_time: float,
         image: np.ndarray | None = None,
         decoded: _VideoFrameLike | None = None,
+        session: int = 0,
     ) -> None:
         if image is None and decoded is None:
             raise ValueError("a Frame needs an image array or a decoded frame")
@@ -45,6 +46,7 @@ class Frame:
         self.index = index
         self.pts = pts
         self.wall_time = wall_time
+        self.session = session  # which connection (or loop) of the source: state keyed on it resets
         self._image = image
         self._decoded = decoded
         if image is not None:
@@ -59,6 +61,15 @@ class Frame:
 
             self._image = to_rgb(self._decoded)
         return self._image
+
+    @image.setter
+    def image(self, image: np.ndarray) -> None:
+        """Replace the pixels (an anonymising stage does), keeping the frame's size. The decoder's
+        frame is let go, so nothing downstream can reach the original picture through `decoded`."""
+        if image.shape[:2] != (self.height, self.width):
+            raise ValueError(f"the new image is {image.shape[1]}x{image.shape[0]}, the frame {self.width}x{self.height}")
+        self._image = image
+        self._decoded = None
 
     @property
     def decoded(self) -> _VideoFrameLike | None:
@@ -100,13 +111,15 @@ class Detections:
     """Boxes found in one frame, as parallel NumPy arrays (source pixel coordinates).
 
     xyxy: (N, 4) float32; confidence: (N,) float32; class_id: (N,) int64;
-    keypoints: (N, K, 2) float32 or None (CenterFace's five facial landmarks, for example).
+    keypoints: (N, K, 2) float32 or None (CenterFace's five facial landmarks, for example);
+    tracker_id: (N,) int64 or None (set by a tracking stage; unique across sources and reconnects).
     """
 
     xyxy: np.ndarray
     confidence: np.ndarray
     class_id: np.ndarray
     keypoints: np.ndarray | None = None
+    tracker_id: np.ndarray | None = None
     data: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -118,6 +131,8 @@ class Detections:
                 raise ValueError(f"{name} must have shape ({n},), got {getattr(self, name).shape}")
         if self.keypoints is not None and len(self.keypoints) != n:
             raise ValueError(f"keypoints must have {n} rows, got {len(self.keypoints)}")
+        if self.tracker_id is not None and self.tracker_id.shape != (n,):
+            raise ValueError(f"tracker_id must have shape ({n},), got {self.tracker_id.shape}")
 
     @classmethod
     def empty(cls) -> Detections:
@@ -131,24 +146,20 @@ class Detections:
         return len(self.xyxy)
 
     def __getitem__(self, index: np.ndarray | slice) -> Detections:
-        keypoints = None if self.keypoints is None else self.keypoints[index]
         return Detections(
             xyxy=self.xyxy[index],
             confidence=self.confidence[index],
             class_id=self.class_id[index],
-            keypoints=keypoints,
+            keypoints=None if self.keypoints is None else self.keypoints[index],
+            tracker_id=None if self.tracker_id is None else self.tracker_id[index],
             data={key: value[index] for key, value in self.data.items()},
         )
 
 
-@dataclass
-class Result:
-    """What the model (and the stages after it) made of one frame."""
+class _OfAFrame:
+    """What Results and Events share: the frame they are about."""
 
     frame: Frame
-    detections: Detections
-    model: ModelInfo
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def source_id(self) -> str:
@@ -158,8 +169,36 @@ class Result:
     def frame_index(self) -> int:
         return self.frame.index
 
+
+@dataclass
+class Result(_OfAFrame):
+    """What the model (and the stages after it) made of one frame."""
+
+    frame: Frame
+    detections: Detections
+    model: ModelInfo
+    extra: dict[str, Any] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    shapes: list[Shape] = field(default_factory=list)
+    model_detections: Detections | None = None  # what the model found, whatever stages did since
+
+    def __post_init__(self) -> None:
+        if self.model_detections is None:
+            self.model_detections = self.detections
+
     def class_names(self) -> list[str]:
         return class_labels(self.model.class_names, self.detections.class_id)
+
+    def emit(self, kind: str, **details: Any) -> Event:
+        """Raise an event about this frame (sinks with `kinds = ["events"]` receive it)."""
+        event = Event(kind, self.frame, self.model, details)
+        self.events.append(event)
+        return event
+
+    def identity(self) -> str:
+        """What makes this result unique: the model and the frame (for idempotency keys)."""
+        frame = self.frame
+        return f"{self.model.sha256}\0{frame.source_id}\0{frame.index}\0{frame.pts!r}\0{frame.wall_time!r}"
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form written by the JSONL sink (one line per frame)."""
@@ -176,6 +215,45 @@ class Result:
         }
 
 
+@dataclass
+class Event(_OfAFrame):
+    """Something a stage noticed in one frame: a zone entered, a line crossed, a class appeared.
+
+    `kind` names it ("zone_enter", "zone_leave", "line_cross", "class_appeared", "class_disappeared",
+    or a user stage's own); `details` hold the rest (zone or line, class_name, tracker_id, counts...).
+    """
+
+    kind: str
+    frame: Frame
+    model: ModelInfo
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def identity(self) -> str:
+        detail = "\0".join(f"{key}={value!r}" for key, value in sorted(self.details.items()) if key != "counts")
+        return f"{self.model.sha256}\0{self.frame.source_id}\0{self.frame.index}\0{self.frame.wall_time!r}\0{self.kind}\0{detail}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form: `event` names the kind (frame lines have no such key)."""
+        return {
+            "event": self.kind,
+            "source": self.frame.source_id,
+            "frame_index": self.frame.index,
+            "pts": self.frame.pts,
+            "wall_time": self.frame.wall_time,
+            **self.details,
+            "model": self.model.provenance(),
+        }
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A named zone (closed polygon) or line in source pixels, for sinks that draw the scene."""
+
+    name: str
+    points: np.ndarray  # (N, 2) int
+    closed: bool
+
+
 def class_labels(names: Sequence[str], class_ids: np.ndarray) -> list[str]:
     """Each class id's name (the id itself, as text, when the model names no such class)."""
     return [names[i] if 0 <= i < len(names) else str(i) for i in class_ids]
@@ -190,6 +268,8 @@ def detections_to_dicts(detections: Detections, names: list[str]) -> list[dict[s
             "class_id": int(detections.class_id[i]),
             "class_name": names[i],
         }
+        if detections.tracker_id is not None:
+            row["tracker_id"] = int(detections.tracker_id[i])
         if detections.keypoints is not None:
             row["keypoints"] = [[round(float(x), 2), round(float(y), 2)] for x, y in detections.keypoints[i]]
         rows.append(row)

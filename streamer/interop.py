@@ -26,7 +26,7 @@ def to_supervision(result: Result | Detections, class_names: list[str] | None = 
     """Convert a Result (or bare Detections) to `supervision.Detections`.
 
     Class names go to `data["class_name"]` as supervision's own loaders do; keypoints, when present,
-    to `data["keypoints"]`.
+    to `data["keypoints"]`; tracker ids, when a `track` stage set them, to `tracker_id`.
     """
     sv = import_supervision()
     if isinstance(result, Result):
@@ -42,5 +42,6 @@ def to_supervision(result: Result | Detections, class_names: list[str] | None = 
         xyxy=detections.xyxy.astype(np.float32, copy=False),
         confidence=detections.confidence,
         class_id=detections.class_id.astype(int, copy=False),
+        tracker_id=None if detections.tracker_id is None else detections.tracker_id.astype(int, copy=False),
         data=data,
     )

@@ -20,15 +20,23 @@ def pattern(index: int, width: int, height: int) -> np.ndarray:
 
 
 def write_clip(
-    path: Path, frames: int = 30, width: int = 160, height: int = 96, fps: int = 30, codec: str = "libx264"
+    path: Path,
+    frames: int = 30,
+    width: int = 160,
+    height: int = 96,
+    fps: int = 30,
+    codec: str = "libx264",
+    gop: int | None = None,
 ) -> Path:
-    """An H.264 MP4 with `frames` frames at `fps` (PTS i / fps)."""
+    """An H.264 MP4 with `frames` frames at `fps` (PTS i / fps), a keyframe every `gop` frames if given."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         if codec == "libx264":
             stream.options = {"preset": "ultrafast"}
+        if gop is not None:
+            stream.codec_context.gop_size = gop
         for index in range(frames):
             frame = av.VideoFrame.from_ndarray(pattern(index, width, height), format="rgb24")
             for packet in stream.encode(frame):
@@ -48,6 +56,45 @@ def write_image_clip(path: Path, image: np.ndarray, frames: int = 4, fps: int = 
         stream.options = {"preset": "ultrafast", "crf": "18"}
         for _ in range(frames):
             for packet in stream.encode(av.VideoFrame.from_ndarray(still, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+# The moving-face clip: the astronaut's face (this crop of scikit-image's photo) pasted on grey,
+# its left edge moving from FACE_START_X by FACE_STEP_X pixels per frame at height FACE_TOP.
+FACE_CROP = (160, 40, 290, 200)  # x1, y1, x2, y2 in the photo
+FACE_START_X, FACE_STEP_X, FACE_TOP = 30, 8, 110
+MOVING_SIZE = (640, 360)
+
+
+def face_box(index: int) -> tuple[int, int, int, int]:
+    """Where the pasted crop is in frame `index` (x1, y1, x2, y2)."""
+    x1, y1, x2, y2 = FACE_CROP
+    left = FACE_START_X + FACE_STEP_X * index
+    return left, FACE_TOP, left + (x2 - x1), FACE_TOP + (y2 - y1)
+
+
+def moving_face_frame(photo: np.ndarray, index: int) -> np.ndarray:
+    width, height = MOVING_SIZE
+    image = np.full((height, width, 3), 128, np.uint8)
+    x1, y1, x2, y2 = FACE_CROP
+    left, top, right, bottom = face_box(index)
+    image[top:bottom, left:right] = photo[y1:y2, x1:x2]
+    return image
+
+
+def write_moving_face_clip(path: Path, photo: np.ndarray, frames: int = 60, fps: int = 15) -> Path:
+    """A face moving left to right along a known path (see `face_box`), H.264 at high quality."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = MOVING_SIZE
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "12"}
+        for index in range(frames):
+            frame = av.VideoFrame.from_ndarray(moving_face_frame(photo, index), format="rgb24")
+            for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+import msgspec
+
+from streamer.config import schema
+from streamer.config.loader import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,3 +26,27 @@ def test_readme_quickstart_names_the_example_config_that_exists():
 
     assert "streamer run examples/quickstart.toml" in readme
     assert ROOT.joinpath("examples", "quickstart.toml").is_file()
+
+
+
+def test_readme_tracking_section_names_the_zones_example_and_it_is_a_valid_config():
+    readme = ROOT.joinpath("README.md").read_text()
+
+    assert "streamer run examples/zones.toml" in readme
+    stages = load_config(ROOT / "examples" / "zones.toml").stages
+    assert [type(stage) for stage in stages] == [
+        schema.AnonymizeStage,
+        schema.TrackStage,
+        schema.ZonesStage,
+        schema.PresenceStage,
+    ]
+
+
+def test_readme_tracking_section_toml_is_a_valid_config_given_a_source():
+    readme = ROOT.joinpath("README.md").read_text()
+    section = readme[readme.index("## Tracking, zones and events") :]
+    snippet = re.search(r"```toml\n(.*?)```", section, re.DOTALL)[1]
+
+    config = load_config(msgspec.toml.decode(f'[[sources]]\ntype = "file"\npath = "door.mp4"\n{snippet}'.encode()))
+
+    assert [sink.kinds for sink in config.sinks] == [["events"], ["events"]]

@@ -76,6 +76,10 @@ def _config_error(text: str, file: str | None) -> ConfigError:
 def _checked(config: Config, file: str | None = None) -> Config:
     """Give every source an id, then check the references between tables."""
     ids = _assign_source_ids(config, file)
+    for i, stage in enumerate(config.stages):
+        for j, name in enumerate(getattr(stage, "sources", None) or []):
+            if name not in ids:
+                raise ConfigError(f"no source has id {name!r} (ids: {ids})", f"$.stages[{i}].sources[{j}]", file)
     for i, sink in enumerate(config.sinks):
         for j, name in enumerate(sink.sources or []):
             if name not in ids:

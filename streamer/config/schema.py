@@ -13,6 +13,8 @@ Positive = Annotated[int, msgspec.Meta(gt=0)]
 Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 QueuePolicy = Literal["block", "latest"]
+# What a sink takes: each frame's result, the events stages raise, or both.
+Kinds = Annotated[list[Literal["frames", "events"]], msgspec.Meta(min_length=1)]
 
 
 class Base(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
@@ -140,7 +142,102 @@ class ModelStage(Base, tag_field="type", tag="model", kw_only=True):
             raise ValueError("set exactly one of `model` and `pipeline`")
 
 
-StageConfig = Union[FilterStage, CustomStage, ModelStage]
+class TrackStage(Base, tag_field="type", tag="track", kw_only=True):
+    """Follow objects across frames (ByteTrack, per source): every detection gets a `tracker_id`.
+
+    Detections the tracker does not (yet) follow are dropped. Ids are unique across sources and
+    start afresh when a source reconnects or changes resolution.
+    """
+
+    activation_threshold: Fraction = 0.25  # confidence a detection needs to start a track
+    lost_frames: Positive = 30  # frames a lost track is kept for before its id is retired
+    match_threshold: Fraction = 0.8
+    min_frames: Positive = 1  # frames a track must be seen on before it gets an id
+
+
+Anchor = Literal[
+    "center", "center_left", "center_right", "top_center", "top_left", "top_right",
+    "bottom_left", "bottom_center", "bottom_right", "center_of_mass",
+]  # fmt: skip
+Point = tuple[float, float]
+
+
+class ZoneConfig(Base, kw_only=True):
+    """A polygon: a tracked object's `anchor` point inside it is in the zone."""
+
+    name: NonEmpty
+    polygon: Annotated[list[Point], msgspec.Meta(min_length=3)]
+    classes: list[str] | None = None
+    anchor: Anchor = "bottom_center"
+
+
+class LineConfig(Base, kw_only=True):
+    """A line from `start` to `end`; a track crosses it when all of `anchors` changed sides."""
+
+    name: NonEmpty
+    start: Point
+    end: Point
+    classes: list[str] | None = None
+    anchors: list[Anchor] = msgspec.field(default_factory=lambda: ["top_left", "top_right", "bottom_left", "bottom_right"])
+    min_crossing_frames: Positive = 1  # frames a track must stay on the new side to count
+
+
+class ZonesStage(Base, tag_field="type", tag="zones", kw_only=True):
+    """Zone enter/leave and line-cross events, plus counts per zone and class (needs a `track` stage first).
+
+    Coordinates are source pixels, or fractions of the frame with `relative = true`. `sources`
+    limits the geometry to those cameras (all when absent). A track inside a zone that is not seen
+    for `forget_after_frames` frames leaves it.
+    """
+
+    zones: list[ZoneConfig] = []
+    lines: list[LineConfig] = []
+    sources: list[str] | None = None
+    relative: bool = False
+    forget_after_frames: Positive = 30
+
+    def __post_init__(self) -> None:
+        if not self.zones and not self.lines:
+            raise ValueError("give at least one of `zones` and `lines`")
+        names = [shape.name for shape in [*self.zones, *self.lines]]
+        if len(set(names)) != len(names):
+            raise ValueError(f"zone and line names must be unique, got {names}")
+        if self.relative:
+            points = [point for zone in self.zones for point in zone.polygon]
+            points += [point for line in self.lines for point in (line.start, line.end)]
+            outside = [point for point in points if not all(0.0 <= value <= 1.0 for value in point)]
+            if outside:
+                raise ValueError(f"with `relative = true` coordinates are fractions of the frame (0 to 1), got {outside[0]}")
+
+
+class PresenceStage(Base, tag_field="type", tag="presence", kw_only=True):
+    """`class_appeared` / `class_disappeared` events per source, debounced by consecutive frames."""
+
+    classes: list[str] | None = None
+    min_confidence: Fraction = 0.0
+    appear_frames: Positive = 3
+    disappear_frames: Positive = 15
+
+
+class AnonymizeStage(Base, tag_field="type", tag="anonymize", kw_only=True):
+    """Blur or pixelate faces (or other boxes) in the frame itself, so video and snapshot sinks never see them.
+
+    Boxes come from `model` (the default face detector), or from the main model's detections when
+    `model` is the main model or empty; `classes` then picks which. `strength` is the blur kernel or
+    pixel size as a fraction of the box's longer side; `padding` grows each box by that fraction.
+    """
+
+    method: Literal["blur", "pixelate"] = "blur"
+    model: str | None = "centerface"
+    classes: list[str] | None = None
+    min_confidence: Fraction = 0.3
+    padding: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.15
+    strength: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.35
+    device: Annotated[str, msgspec.Meta(pattern=r"^(cpu|cuda(:[0-9]+)?)$")] = "cpu"
+    threads: Positive = 1
+
+
+StageConfig = Union[FilterStage, CustomStage, ModelStage, TrackStage, ZonesStage, PresenceStage, AnonymizeStage]
 
 
 class SinkBase(Base, tag_field="type", kw_only=True):
@@ -156,6 +253,7 @@ class JsonlSink(SinkBase, tag="jsonl", kw_only=True):
     rotate_bytes: Positive | None = None
     rotate_seconds: Annotated[float, msgspec.Meta(gt=0)] | None = None
     keep: Positive | None = None
+    kinds: Kinds = msgspec.field(default_factory=lambda: ["frames"])
 
     def __post_init__(self) -> None:
         if self.keep is not None and self.rotate_bytes is None and self.rotate_seconds is None:
@@ -163,12 +261,13 @@ class JsonlSink(SinkBase, tag="jsonl", kw_only=True):
 
 
 class VideoSink(SinkBase, tag="video", kw_only=True):
-    """An annotated MP4 of one source (boxes and labels drawn)."""
+    """An MP4 of one source, annotated (boxes, labels, track ids, zones) unless `annotate = false`."""
 
     path: NonEmpty
     codec: NonEmpty = "libx264"
     crf: Annotated[int, msgspec.Meta(ge=0, le=51)] = 23
     fps: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    annotate: bool = True
 
 
 class SnapshotSink(SinkBase, tag="snapshot", kw_only=True):
@@ -198,6 +297,7 @@ class WebhookSink(SinkBase, tag="webhook", kw_only=True):
     spool_max_bytes: Positive = 64 << 20
     dead_letter_path: str | None = None
     drain_s: Annotated[float, msgspec.Meta(ge=0)] = 5.0
+    kinds: Kinds = msgspec.field(default_factory=lambda: ["frames"])
 
 
 class MqttSink(SinkBase, tag="mqtt", kw_only=True):
@@ -218,15 +318,42 @@ class MqttSink(SinkBase, tag="mqtt", kw_only=True):
     backoff_max_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     max_in_flight: Positive = 1000
     drain_timeout_s: Annotated[float, msgspec.Meta(ge=0)] = 5.0
+    kinds: Kinds = msgspec.field(default_factory=lambda: ["frames"])
 
 
 class CallbackSink(SinkBase, tag="callback", kw_only=True):
     """A user function `module:function` called with each Result (sync or async)."""
 
     function: NonEmpty
+    kinds: Kinds = msgspec.field(default_factory=lambda: ["frames"])
 
 
 SinkConfig = Union[JsonlSink, VideoSink, SnapshotSink, WebhookSink, MqttSink, CallbackSink]
+
+
+class ServerConfig(Base, kw_only=True):
+    """`[server]`: one HTTP server for /metrics (Prometheus), /healthz, /readyz, /status and the admin API.
+
+    It listens on loopback unless `host` says otherwise. With `token_env`, every route but the
+    health checks needs `Authorization: Bearer <the variable's value>`.
+    """
+
+    host: NonEmpty = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9464  # 0: any free port
+    token_env: str | None = None
+
+
+class RunConfig(Base, kw_only=True):
+    """`[run]`: how a `streamer run` ends and resumes.
+
+    SIGTERM/SIGINT stop reading and give the sinks `drain_timeout_s` to take what was read.
+    With `checkpoint`, file sources record the last frame every sink has written (every
+    `checkpoint_interval_s`), and a restarted run goes on after it.
+    """
+
+    drain_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    checkpoint: str | None = None
+    checkpoint_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 1.0
 
 
 class Config(Base, kw_only=True):
@@ -237,3 +364,5 @@ class Config(Base, kw_only=True):
     batching: BatchingConfig = msgspec.field(default_factory=BatchingConfig)
     stages: list[StageConfig] = []
     sinks: list[SinkConfig] = []
+    server: ServerConfig | None = None
+    run: RunConfig = msgspec.field(default_factory=RunConfig)

@@ -36,6 +36,17 @@ class Reader:
     stop: threading.Event = field(default_factory=threading.Event)
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     done: anyio.Event = field(default_factory=anyio.Event)
+    resumed: threading.Event = field(default_factory=threading.Event)  # cleared while paused
+
+    def __post_init__(self) -> None:
+        self.resumed.set()
+
+    def wait_while_paused(self) -> bool:
+        """In the source's thread: hold a paused file where it is; False once stopped."""
+        while not self.resumed.is_set():
+            if self.stop.wait(0.05):
+                return False
+        return True
 
 
 class SourceSet:
@@ -43,6 +54,7 @@ class SourceSet:
         self.batcher = batcher
         self.summary = summary
         self.readers: dict[str, Reader] = {}
+        self.configs: dict[str, SourceConfig] = {}  # of the running sources, as given
         self._queues: dict[str, FrameQueue] = {}  # every source ever started, for the final counts
         self.states: dict[str, SourceState] = {}
         self.events: deque[SourceEvent] = deque(maxlen=EVENT_HISTORY)
@@ -51,18 +63,22 @@ class SourceSet:
         self._threads = anyio.CapacityLimiter(10_000)  # one per source; the default limiter is shared
         self._group: TaskGroup | None = None
 
-    def start(self, group: TaskGroup, configs: list[SourceConfig]) -> None:
+    def start(
+        self, group: TaskGroup, configs: list[SourceConfig], resume: dict[str, tuple[int, float | None]] | None = None
+    ) -> None:
+        """Start every source; those in `resume` (file sources) go on after the frame it names."""
         self._group = group
         for config in configs:
-            self.add(config)
+            self.add(config, (resume or {}).get(config.id))  # type: ignore[arg-type]
 
-    def add(self, config: SourceConfig) -> None:
+    def add(self, config: SourceConfig, start_after: tuple[int, float | None] | None = None) -> None:
         assert self._group is not None and config.id is not None
-        source = build_source(config)
+        source = build_source(config, start_after)
         staleness = config.staleness_ms / 1000 if config.staleness_ms else None
         queue = FrameQueue(source.id, default_queue_size(config), default_policy(config), self.batcher.notify, staleness)  # type: ignore[arg-type]
         reader = Reader(source, queue)
         self.readers[source.id] = reader
+        self.configs[source.id] = config
         self._queues[source.id] = queue
         self.summary.sources[source.id] = SourceReport(source.id)
         self.batcher.add_queue(queue)
@@ -70,7 +86,24 @@ class SourceSet:
 
     def remove(self, source_id: str) -> None:
         reader = self.readers.pop(source_id)
+        self.configs.pop(source_id, None)
         self._halt(reader)
+
+    def pause(self, source_id: str) -> None:
+        """Stop feeding the pipeline: a file waits where it is, a live source's frames are discarded."""
+        reader = self.readers[source_id]
+        if reader.resumed.is_set():
+            reader.resumed.clear()
+            self._record(source_id, StateChange(SourceState.PAUSED, "paused by request"))
+
+    def resume(self, source_id: str) -> None:
+        reader = self.readers[source_id]
+        if not reader.resumed.is_set():
+            reader.resumed.set()
+            self._record(source_id, StateChange(SourceState.RUNNING, "resumed by request"))
+
+    def queue_depths(self) -> dict[str, int]:
+        return {source_id: len(reader.queue) for source_id, reader in self.readers.items()}
 
     def stop_all(self) -> None:
         for reader in self.readers.values():
@@ -114,30 +147,46 @@ class SourceSet:
         except Exception as exc:  # one broken source must never stop the others
             error = exc if isinstance(exc, SourceError) else SourceError(f"{source.describe()} failed: {exc!r}")
             report.error = str(error)
-            self._record(source.id, StateChange(SourceState.FAILED, str(error)))
+            if self._current(reader):
+                self._record(source.id, StateChange(SourceState.FAILED, str(error)))
         finally:
             reader.done.set()
             reader.queue.finish()
             report.dropped, report.stale = reader.queue.dropped, reader.queue.stale
-            if not self.states.get(source.id, SourceState.CONNECTING).final:
+            if self._current(reader) and not self.states.get(source.id, SourceState.CONNECTING).final:
                 self._record(source.id, StateChange(SourceState.ENDED, "stopped"))
+
+    def _current(self, reader: Reader) -> bool:
+        """Whether `reader` still owns its id's state (a removed source's id may have been reused)."""
+        return self.readers.get(reader.source.id, reader) is reader
 
     def _pump(self, reader: Reader) -> None:
         """Runs in the source's thread: decode and queue until the source ends or is stopped."""
+        report = self.summary.sources[reader.source.id]
         for item in reader.source.frames(reader.stop):
             if reader.stop.is_set():
                 return  # stopped: the task records the end itself, and the loop may be closing
             if isinstance(item, StateChange):
                 anyio.from_thread.run_sync(self._record, reader.source.id, item)
                 continue
+            if not reader.resumed.is_set():
+                if reader.source.live:
+                    report.paused += 1  # a camera stays connected; its frames are not wanted
+                    continue
+                if not reader.wait_while_paused():
+                    return
             queued = anyio.from_thread.run_sync(reader.queue.try_put, item)  # cheap: no task per frame
             if queued is None:
                 queued = anyio.from_thread.run(reader.queue.put, item)  # full: wait for room
             if not queued:
-                return
+                return  # stopped while this frame was in hand: it was never handed over
+            report.read += 1
 
     def _record(self, source_id: str, change: StateChange) -> None:
         previous = self.states.get(source_id)
+        reader = self.readers.get(source_id)
+        if change.state is SourceState.RUNNING and reader is not None and not reader.resumed.is_set():
+            change = StateChange(SourceState.PAUSED, change.reason)  # reconnected while paused
         if previous == change.state:
             return
         self.states[source_id] = change.state
@@ -147,6 +196,8 @@ class SourceSet:
         if report is not None:
             report.state = change.state.value
             report.reconnects += change.state is SourceState.RECONNECTING
+            if change.state in (SourceState.RECONNECTING, SourceState.FAILED):
+                report.last_error = change.reason
         _log_event(event, change)
         for listener in self._listeners:
             listener(event)

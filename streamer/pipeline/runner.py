@@ -25,7 +25,7 @@ from ..config import Config, load_config
 from ..engine import AutoModel, DetectionModel
 from ..engine.auto_model import make_options
 from ..engine.entities import LoadOptions
-from ..frames import Frame, Result
+from ..frames import Event, Frame, Result
 from ..sinks import Sink, accepts, build_sink
 from ..sinks.topics import Subscription, TopicSink
 from ..config.loader import source_config
@@ -33,7 +33,8 @@ from ..config.schema import SourceConfig
 from ..errors import ConfigError
 from ..sources import SourceEvent, SourceState
 from .readers import SourceSet
-from .stages import Stage, build_stage, run_stages
+from .observer import Observer, Observers
+from .stages import Stage, build_stage
 from .sink_queue import SinkQueue
 from .summary import SinkReport, Summary
 
@@ -64,6 +65,8 @@ async def open(
     keep_alive: bool = False,
     results: bool = True,
     shutdown_timeout_s: float = 10.0,
+    resume: dict[str, tuple[int, float | None]] | None = None,
+    observers: Sequence[Observer] = (),
 ) -> AsyncIterator[Stream]:
     """Run a pipeline for the duration of the `async with` block; iterate the stream for results.
 
@@ -72,13 +75,24 @@ async def open(
     the sinks. With `results=False` the stream is not iterated (results go to the sinks only), so
     nobody has to read it for the pipeline to keep going. Leaving waits at most `shutdown_timeout_s`
     for the sinks to take what is in flight; a sink still stuck then is cut off (and logged).
+    `resume` maps file source ids to the (index, pts) of the last frame a previous run delivered
+    (see service.checkpoint); `observers` see every batch, stage call and sink write.
     """
     config = load_config(config)
+    load_started = time.monotonic()
     if model is None:
         model = await AutoModel.load(config.model.id, model_options(config))
+    load_seconds = time.monotonic() - load_started
     all_sinks = [build_sink(sink, i) for i, sink in enumerate(config.sinks)] + list(sinks)
-    stages = [await build_stage(stage, i) for i, stage in enumerate(config.stages)]
-    stream = Stream(config, model, all_sinks, stages, keep_alive=keep_alive, results=results)
+    if resume is not None:  # a restarted job: file sinks continue their files instead of replacing them
+        for sink in all_sinks:
+            if hasattr(sink, "resume"):
+                sink.resume = True
+    stages = [await build_stage(stage, i, model.info) for i, stage in enumerate(config.stages)]
+    stream = Stream(config, model, all_sinks, stages, keep_alive=keep_alive, results=results, resume=resume)
+    stream.model_load_seconds = load_seconds
+    for observer in observers:
+        stream.observers.add(observer)
     try:
         async with anyio.create_task_group() as group:
             await group.start(stream.run)
@@ -109,12 +123,18 @@ class Stream:
         *,
         keep_alive: bool = False,
         results: bool = True,
+        resume: dict[str, tuple[int, float | None]] | None = None,
     ) -> None:
         self.config = config
         self.model = model
         self.topics = TopicSink()
         self.sinks = [*sinks, self.topics]
         self.stages = stages
+        self.stage_names = [f"{i}:{getattr(stage, 'name', type(stage).__name__)}" for i, stage in enumerate(stages)]
+        self.observers = Observers()
+        self.model_load_seconds = 0.0
+        self.sink_queues: dict[str, SinkQueue] = {}
+        self.resume = dict(resume or {})
         self.workers = config.model.workers or max(1, min(4, os.cpu_count() or 1))
         self.batcher = Batcher(config.batching.max_batch_size, config.batching.max_wait_ms, keep_alive=keep_alive)
         self.summary = Summary(model=model.info, outputs=[sink.describe() for sink in sinks])
@@ -145,7 +165,7 @@ class Stream:
 
     def add_source(self, source: SourceConfig | dict[str, Any]) -> str:
         """Start another source while the pipeline runs; returns its id."""
-        config = source_config(source, taken=set(self.sources.readers) | set(self.summary.sources))
+        config = source_config(source, taken=set(self.sources.readers))  # a removed source's id may return
         if self._stopping:
             raise ConfigError("the pipeline is stopping: no source can be added", "$")
         self.sources.add(config)
@@ -153,9 +173,26 @@ class Stream:
 
     def remove_source(self, source_id: str) -> None:
         """Stop one source; what it already queued still reaches the sinks."""
+        self._running_reader(source_id)
+        self.sources.remove(source_id)
+
+    def pause_source(self, source_id: str) -> None:
+        """Hold a source: a file waits where it is, a camera stays connected and its frames are discarded."""
+        self._running_reader(source_id)
+        self.sources.pause(source_id)
+
+    def resume_source(self, source_id: str) -> None:
+        self._running_reader(source_id)
+        self.sources.resume(source_id)
+
+    def _running_reader(self, source_id: str) -> None:
         if source_id not in self.sources.readers:
             raise ConfigError(f"no running source has id {source_id!r}", "$")
-        self.sources.remove(source_id)
+
+    @property
+    def ready(self) -> bool:
+        """The model is loaded (it is, once a Stream exists) and at least one source is running."""
+        return any(state is SourceState.RUNNING for state in self.sources.states.values())
 
     def source_state(self, source_id: str) -> SourceState | None:
         return self.sources.states.get(source_id)
@@ -191,7 +228,7 @@ class Stream:
         async with anyio.create_task_group() as group:
             sink_inputs = [await group.start(self._drive_sink, sink) for sink in self.sinks]
             inferred_send, inferred = anyio.create_memory_object_stream[Inferred](self.workers)
-            self.sources.start(group, self.config.sources)
+            self.sources.start(group, self.config.sources, self.resume)
             async with inferred_send:
                 for _ in range(self.workers):
                     group.start_soon(self._infer, inferred_send.clone())
@@ -215,9 +252,11 @@ class Stream:
         async with send:
             while (batch := await self._next_batch()) is not None:
                 sequence, frames = batch
+                started = time.perf_counter()
                 detections = await anyio.to_thread.run_sync(
                     self.model.detect, frames, limiter=self._inference_threads
                 )
+                self.observers.batch_done(len(frames), time.perf_counter() - started)
                 self.summary.batches += 1
                 await send.send((sequence, frames, detections))
 
@@ -240,25 +279,49 @@ class Stream:
                     queue.close()
 
     async def _publish(self, result: Result, sink_inputs: list[SinkQueue]) -> None:
+        """Run the stages, then hand the result and the events they raised to the sinks that take them.
+
+        Events go out even when a later stage dropped the frame: they happened."""
         self.summary.count_frame(result.source_id)
-        published = await run_stages(self.stages, result)
+        published, events = await self._run_stages(result)
+        items: list[Result | Event] = [published] if published is not None else []
+        items += events
+        self.summary.events += len(events)
+        for item in items:
+            for sink, queue in zip(self.sinks, sink_inputs):
+                if accepts(sink, item):
+                    await queue.put(item)
         if published is None:
             return
         self.summary.detections += len(published.detections)
-        for sink, queue in zip(self.sinks, sink_inputs):
-            if accepts(sink, published):
-                await queue.put(published)
         if self._iterable:
             await self._results_send.send(published)
 
+    async def _run_stages(self, result: Result) -> tuple[Result | None, list[Event]]:
+        """The stages in order (timed for the observers): the result (None once one dropped it) and
+        every event raised on the way, also when a stage returned a new Result instead of its input."""
+        for stage, name in zip(self.stages, self.stage_names):
+            started = time.perf_counter()
+            returned = await stage(result)
+            self.observers.stage_done(name, time.perf_counter() - started)
+            if returned is None:
+                return None, result.events
+            if returned is not result:
+                returned.events[:0] = [event for event in result.events if event not in returned.events]
+            result = returned
+        return result, result.events
+
     async def _drive_sink(self, sink: Sink, *, task_status: TaskStatus[SinkQueue]) -> None:
-        report = self.summary.sinks.setdefault(sink.describe(), SinkReport(sink.describe()))
+        name = sink.describe()
+        report = self.summary.sinks.setdefault(name, SinkReport(name))
         queue = SinkQueue(sink.queue_size, getattr(sink, "overflow", "block"), report)
+        self.sink_queues[name] = queue
         async with sink:
             task_status.started(queue)
             while (result := await queue.get()) is not None:
                 await sink.write(result)
                 report.written += 1
+                self.observers.sink_wrote(name, result)
 
 
 def _sole_error(group: BaseExceptionGroup) -> BaseException:

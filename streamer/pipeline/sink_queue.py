@@ -27,6 +27,9 @@ class SinkQueue:
         self._closed = False
         self._changed = anyio.Event()
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     async def put(self, result: Result) -> None:
         while self.overflow == "block" and len(self._items) >= self.maxsize:
             await self._wait()

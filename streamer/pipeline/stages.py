@@ -15,7 +15,7 @@ import numpy as np
 
 from ..config import schema
 from ..errors import StageError
-from ..frames import Result, class_labels, detections_to_dicts
+from ..frames import ModelInfo, Result, class_labels, detections_to_dicts
 from ..importing import import_target
 
 
@@ -83,7 +83,8 @@ async def load_model_stage(config: schema.ModelStage) -> ModelStage:
     return ModelStage(model, config.key)
 
 
-async def build_stage(config: schema.StageConfig, index: int = 0) -> Stage:
+async def build_stage(config: schema.StageConfig, index: int = 0, main_model: ModelInfo | None = None) -> Stage:
+    """The stage a config table describes (`main_model`: the pipeline's model, which some reuse)."""
     if isinstance(config, schema.ModelStage):
         return await load_model_stage(config)
     if isinstance(config, schema.FilterStage):
@@ -91,12 +92,38 @@ async def build_stage(config: schema.StageConfig, index: int = 0) -> Stage:
     if isinstance(config, schema.CustomStage):
         function = import_target(config.function, f"$.stages[{index}].function")
         return UserStage(function, config.function, dict(config.options))
+    if isinstance(config, schema.TrackStage):
+        from .tracking import TrackStage
+
+        return TrackStage(config.activation_threshold, config.lost_frames, config.match_threshold, config.min_frames)
+    if isinstance(config, schema.ZonesStage):
+        from .zones import ZonesStage
+
+        options = {"sources": config.sources, "relative": config.relative, "forget_after_frames": config.forget_after_frames}
+        return ZonesStage(config.zones, config.lines, **options)
+    if isinstance(config, schema.PresenceStage):
+        from .presence import PresenceStage
+
+        timing = {"appear_frames": config.appear_frames, "disappear_frames": config.disappear_frames}
+        return PresenceStage(config.classes, min_confidence=config.min_confidence, **timing)
+    if isinstance(config, schema.AnonymizeStage):
+        return await load_anonymize_stage(config, main_model)
     raise TypeError(f"unknown stage config {type(config).__name__}")
 
 
-async def run_stages(stages: list[Stage], result: Result) -> Result | None:
-    for stage in stages:
-        result = await stage(result)  # type: ignore[assignment]
-        if result is None:
-            return None
-    return result
+async def load_anonymize_stage(config: schema.AnonymizeStage, main_model: ModelInfo | None) -> Stage:
+    """An anonymize stage; it runs its own face detector unless that is the pipeline's model already."""
+    from ..engine import AutoModel
+    from .anonymize import AnonymizeStage
+
+    detector = None
+    if config.model and (main_model is None or config.model != main_model.model_id):
+        detector = await AutoModel.load(config.model, device=config.device, threads=config.threads)
+    return AnonymizeStage(
+        config.method,
+        detector=detector,
+        classes=config.classes,
+        min_confidence=config.min_confidence,
+        padding=config.padding,
+        strength=config.strength,
+    )

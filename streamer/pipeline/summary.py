@@ -10,12 +10,15 @@ from ..frames import ModelInfo
 @dataclass
 class SourceReport:
     source_id: str
-    frames: int = 0
+    read: int = 0  # frames the source handed to the pipeline
+    frames: int = 0  # frames processed
     dropped: int = 0
     stale: int = 0
     reconnects: int = 0
+    paused: int = 0  # a live source's frames discarded while it was paused
     state: str = "connecting"
-    error: str | None = None
+    error: str | None = None  # why it failed
+    last_error: str | None = None  # the latest reason it reconnected or failed (credentials masked)
 
 
 @dataclass
@@ -33,6 +36,7 @@ class Summary:
     sinks: dict[str, SinkReport] = field(default_factory=dict)
     frames: int = 0
     detections: int = 0
+    events: int = 0
     batches: int = 0
     started: float = 0.0
     finished: float | None = None
@@ -56,13 +60,14 @@ class Summary:
     def render(self) -> str:
         lines = [
             f"frames: {self.frames} in {self.seconds:.2f} s ({self.fps:.1f} frames/s), "
-            f"{self.batches} batches, {self.detections} detections",
+            f"{self.batches} batches, {self.detections} detections"
+            + (f", {self.events} events" if self.events else ""),
             f"model: {self.model.model_id} ({self.model.architecture}, {self.model.backend})",
         ]
         for report in self.sources.values():
             status = f"FAILED: {report.error}" if report.error else report.state
             lines.append(
-                f"source {report.source_id}: {report.frames} frames, {report.dropped} dropped, "
+                f"source {report.source_id}: {report.frames} frames ({report.read} read), {report.dropped} dropped, "
                 f"{report.stale} stale, {report.reconnects} reconnects, {status}"
             )
         for output in self.outputs:

@@ -26,7 +26,7 @@ def _build(config: schema.SinkConfig, index: int) -> Sink:
     common = {"sources": config.sources, "queue_size": config.queue_size}
     if isinstance(config, schema.JsonlSink):
         rotation = {"rotate_bytes": config.rotate_bytes, "rotate_seconds": config.rotate_seconds, "keep": config.keep}
-        return JsonlSink(config.path, **rotation, **common)
+        return JsonlSink(config.path, **rotation, kinds=config.kinds, **common)
     if isinstance(config, schema.SnapshotSink):
         from .snapshot import SnapshotSink
 
@@ -40,7 +40,8 @@ def _build(config: schema.SinkConfig, index: int) -> Sink:
             **common,
         )
     if isinstance(config, schema.VideoSink):
-        return VideoSink(config.path, codec=config.codec, crf=config.crf, fps=config.fps, **common)
+        encoding = {"codec": config.codec, "crf": config.crf, "fps": config.fps}
+        return VideoSink(config.path, **encoding, annotate=config.annotate, **common)
     if isinstance(config, schema.WebhookSink):
         from .webhook import WebhookSink
 
@@ -51,7 +52,7 @@ def _build(config: schema.SinkConfig, index: int) -> Sink:
         return MqttSink(**_own_fields(config), **common)
     if isinstance(config, schema.CallbackSink):
         function = import_target(config.function, f"$.sinks[{index}].function", error=SinkError)
-        return CallbackSink(function, **common)
+        return CallbackSink(function, kinds=config.kinds, **common)
     raise TypeError(f"unknown sink config {type(config).__name__}")
 
 

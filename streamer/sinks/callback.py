@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Iterable
 from typing import Any, Callable
 
 import anyio
 
-from ..frames import Result
-from .base import SinkBase
+from .base import Item, Kind, SinkBase
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +22,14 @@ class CallbackSink(SinkBase):
     """
 
     def __init__(
-        self, function: Callable[[Result], Any], *, sources: list[str] | None = None, queue_size: int = 64
+        self,
+        function: Callable[[Item], Any],
+        *,
+        sources: list[str] | None = None,
+        queue_size: int = 64,
+        kinds: Iterable[Kind] = ("frames",),
     ) -> None:
-        super().__init__(sources, queue_size)
+        super().__init__(sources, queue_size, kinds=kinds)
         self.function = function
         self.calls = 0
         self.errors = 0
@@ -33,7 +38,11 @@ class CallbackSink(SinkBase):
     def describe(self) -> str:
         return f"callback {getattr(self.function, '__qualname__', self.function)!r}"
 
-    async def write(self, result: Result) -> None:
+    def counters(self) -> dict[str, float]:
+        """What this sink counts beyond what the pipeline counts for every sink (for metrics)."""
+        return {"errors": self.errors}
+
+    async def write(self, result: Item) -> None:
         self.calls += 1
         try:
             if self._is_async:

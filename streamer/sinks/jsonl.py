@@ -11,6 +11,7 @@ import errno
 import os
 import re
 import time
+from collections.abc import Iterable
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,8 +20,8 @@ from typing import IO, Iterator
 import msgspec
 
 from ..errors import SinkError
-from ..frames import Result
-from .base import SinkBase
+from ..frames import Event
+from .base import Item, Kind, SinkBase
 from .files import prepare_output
 
 
@@ -35,6 +36,10 @@ class JsonlSink(SinkBase):
     that long after the current one was opened. `keep`: how many rotated files to keep, deleting the
     oldest (None keeps all). Without rotation an existing file is replaced, as before; with it, an
     existing non-empty file is rotated away first, so a restart loses nothing.
+
+    `resume` (a run restarted from a checkpoint): append to the existing file instead, after cutting
+    off a line a killed run left half-written, and skip every frame (and event) of a source whose
+    frame index is not past the last one the file already holds for it.
     """
 
     def __init__(
@@ -43,18 +48,23 @@ class JsonlSink(SinkBase):
         *,
         sources: list[str] | None = None,
         queue_size: int = 64,
+        kinds: Iterable[Kind] = ("frames",),
         rotate_bytes: int | None = None,
         rotate_seconds: float | None = None,
         keep: int | None = None,
+        resume: bool = False,
     ) -> None:
-        super().__init__(sources, queue_size)
+        super().__init__(sources, queue_size, kinds=kinds)
         _check_rotation(rotate_bytes, rotate_seconds, keep)
         self.path = path
         self.rotate_bytes = rotate_bytes
         self.rotate_seconds = rotate_seconds
         self.keep = keep
+        self.resume = resume
         self.written = 0
         self.rotated = 0
+        self.skipped = 0  # results a resumed run had already written
+        self._held: dict[tuple[str, bool], int] = {}  # (source, is event) -> last frame index in the file
         self._encoder = msgspec.json.Encoder()
         self._file: IO[bytes] | None = None
         self._target = Path(path)
@@ -69,21 +79,46 @@ class JsonlSink(SinkBase):
     def describe(self) -> str:
         return f"jsonl {self.path}"
 
+    def counters(self) -> dict[str, float]:
+        """What this sink counts beyond what the pipeline counts for every sink (for metrics)."""
+        return {"rotations": self.rotated, "skipped": self.skipped}
+
     async def __aenter__(self) -> JsonlSink:
         self._target = prepare_output(self.path, "jsonl sink")
         with self._translate("open"):
-            if self.rotates and self._target.stat().st_size > 0:
+            if self.resume:
+                self._held = _last_indexes(self._resumed_file())
+            elif self.rotates and self._target.stat().st_size > 0:
                 self._rotate_file()
             self._open()
         return self
+
+    def _resumed_file(self) -> Path:
+        """The file holding the latest lines: the current one, or the newest rotated one if it is empty."""
+        self._target.touch()
+        _cut_partial_line(self._target)
+        if self._target.stat().st_size == 0 and self.rotated_files():
+            return self.rotated_files()[-1]
+        return self._target
+
+    def flush_to_disk(self) -> None:
+        """Everything written so far into the file, durably (a checkpoint is taken after this)."""
+        if self._file is not None:
+            with self._translate("flush"):
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            self._flushed_at = time.monotonic()
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
 
-    async def write(self, result: Result) -> None:
+    async def write(self, result: Item) -> None:
         assert self._file is not None, "write() before the sink was opened"
+        if self._held and self._already_written(result):
+            self.skipped += 1
+            return
         line = self._encoder.encode(result.to_dict()) + b"\n"
         with self._translate("write"):
             if self._due(len(line)):
@@ -94,6 +129,10 @@ class JsonlSink(SinkBase):
                 self._file.flush()
                 self._flushed_at = time.monotonic()
         self.written += 1
+
+    def _already_written(self, item: Item) -> bool:
+        held = self._held.get((item.source_id, isinstance(item, Event)))
+        return held is not None and item.frame_index <= held
 
     def rotated_files(self) -> list[Path]:
         """The rotated files next to the current one, oldest first."""
@@ -141,7 +180,7 @@ class JsonlSink(SinkBase):
 
     def _open(self) -> None:
         # With rotation the path is free or empty here (or its rename failed: then append to it).
-        self._file = open(self._target, "ab" if self.rotates else "wb")
+        self._file = open(self._target, "ab" if self.rotates or self.resume else "wb")
         self._size = 0
         self._opened_at = self._flushed_at = time.monotonic()
 
@@ -151,6 +190,45 @@ class JsonlSink(SinkBase):
             yield
         except OSError as exc:
             raise SinkError(f"jsonl sink: cannot {action} {self.path!r}: {exc.strerror or exc}") from exc
+
+
+class _Line(msgspec.Struct):
+    source: str
+    frame_index: int
+    event: str | None = None
+
+
+def _cut_partial_line(path: Path) -> None:
+    """Truncate `path` after its last complete line (a killed writer may have left half a line)."""
+    with open(path, "rb+") as file:
+        size = file.seek(0, os.SEEK_END)
+        end = size
+        while end > 0:
+            start = max(0, end - 65536)
+            file.seek(start)
+            chunk = file.read(end - start)
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                end = start + newline + 1
+                break
+            end = start
+        if end != size:
+            file.truncate(end)
+
+
+def _last_indexes(path: Path) -> dict[tuple[str, bool], int]:
+    """The highest frame index per (source, is event) among the lines of a JSONL file."""
+    decoder = msgspec.json.Decoder(_Line)
+    held: dict[tuple[str, bool], int] = {}
+    with open(path, "rb") as file:
+        for line in file:
+            try:
+                seen = decoder.decode(line)
+            except msgspec.DecodeError:
+                continue  # not a line of ours
+            key = (seen.source, seen.event is not None)
+            held[key] = max(held.get(key, -1), seen.frame_index)
+    return held
 
 
 def _check_rotation(rotate_bytes: int | None, rotate_seconds: float | None, keep: int | None) -> None:

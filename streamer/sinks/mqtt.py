@@ -19,7 +19,7 @@ import os
 import ssl
 import string
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -29,13 +29,13 @@ import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 
 from ..errors import ConfigError, MissingDependencyError, SinkError
-from ..frames import Result
+from ..frames import Event
 from ..sources.state import Backoff
-from .base import SinkBase
+from .base import Item, Kind, SinkBase, idempotency_key
 
 log = logging.getLogger(__name__)
 
-TOPIC_FIELDS = ("source", "model")
+TOPIC_FIELDS = ("source", "model", "kind")
 WINDOW = 32  # publishes awaiting their acknowledgement at once (and paho's in-flight limit)
 CONNECT_TIMEOUT_S = 10.0
 ACK_TIMEOUT_S = 30.0  # no PUBACK this long on a live connection: reconnect and send again
@@ -86,7 +86,8 @@ class _Entry:
 class MqttSink(SinkBase):
     """Publish each result's JSON (`Result.to_dict()` plus `idempotency_key`) to an MQTT broker.
 
-    `topic` may use {source} and {model} (the model id, `/` replaced by `_`). `password_env` names an
+    `topic` may use {source}, {model} (the model id, `/` replaced by `_`) and {kind} ("detections"
+    for a frame's result, the event's kind for an event). `password_env` names an
     environment variable read on open, so the password stays out of config files. `write()` never
     waits for the broker: up to `max_in_flight` results wait for it, then the oldest are dropped
     (counted in `dropped`). Closing waits up to `drain_timeout_s` for the rest to be delivered.
@@ -102,6 +103,7 @@ class MqttSink(SinkBase):
         retain: bool = False,
         sources: list[str] | None = None,
         queue_size: int = 64,
+        kinds: Iterable[Kind] = ("frames",),
         client_id: str | None = None,
         username: str | None = None,
         password: str | None = None,
@@ -114,7 +116,7 @@ class MqttSink(SinkBase):
         max_in_flight: int = 1000,
         drain_timeout_s: float = 5.0,
     ) -> None:
-        super().__init__(sources, queue_size)
+        super().__init__(sources, queue_size, kinds=kinds)
         check_topic(topic)
         if status_topic is not None:
             check_topic(status_topic, fields=())
@@ -151,6 +153,10 @@ class MqttSink(SinkBase):
 
     def describe(self) -> str:
         return f"mqtt {self.address} {self.topic} (QoS {self.qos})"
+
+    def counters(self) -> dict[str, float]:
+        """What this sink counts beyond what the pipeline counts for every sink (for metrics)."""
+        return {"published": self.published, "reconnects": self.reconnects, "dropped": self.dropped, "pending": self.pending}
 
     def __repr__(self) -> str:
         return (
@@ -197,7 +203,7 @@ class MqttSink(SinkBase):
             with anyio.move_on_after(CLOSE_TIMEOUT_S):
                 await self._finished.wait()
 
-    async def write(self, result: Result) -> None:
+    async def write(self, result: Item) -> None:
         assert self._changed is not None, "write() before the sink was opened"
         if len(self._buffer) >= self.max_in_flight:
             self._buffer.popleft()
@@ -212,12 +218,14 @@ class MqttSink(SinkBase):
         while self.pending:
             await self._changed.wait()
 
-    def _topic_for(self, result: Result) -> str:
-        return self.topic.format(source=topic_level(result.source_id), model=topic_level(result.model.model_id))
+    def _topic_for(self, result: Item) -> str:
+        kind = result.kind if isinstance(result, Event) else "detections"
+        return self.topic.format(
+            source=topic_level(result.source_id), model=topic_level(result.model.model_id), kind=topic_level(kind)
+        )
 
-    def _payload(self, result: Result) -> bytes:
-        key = f"{result.source_id}:{result.frame_index}:{result.model.sha256[:12]}"
-        return self._encoder.encode({**result.to_dict(), "idempotency_key": key})
+    def _payload(self, result: Item) -> bytes:
+        return self._encoder.encode({**result.to_dict(), "idempotency_key": idempotency_key(result)})
 
     def _login(self) -> _Secret | None:
         if self.password_env is None:

@@ -57,6 +57,10 @@ class SnapshotSink(SinkBase):
     def describe(self) -> str:
         return f"snapshots {self.folder}"
 
+    def counters(self) -> dict[str, float]:
+        """What this sink counts beyond what the pipeline counts for every sink (for metrics)."""
+        return {"snapshots": self.written}
+
     async def __aenter__(self) -> SnapshotSink:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ Every result is published on these topics:
 
     <source>/detections                 every result of that source, with or without detections
     <source>/detections/<class_name>    once per class found in the frame (the whole result is passed)
+    <source>/events/<kind>              each event a stage raised (`zone_enter`, `line_cross`...)
 
 so `cam1/detections` sees every frame of cam1, `+/detections/face` every frame with a face from any
 source, and `#` everything. A `/`, `+` or `#` inside a source id or class name becomes `_`, and so
@@ -24,8 +25,8 @@ from typing import Any, Callable
 
 import anyio
 
-from ..frames import Result
-from .base import SinkBase
+from ..frames import Event
+from .base import Item, SinkBase
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,10 @@ def topic_matches(pattern: str, topic: str) -> bool:
     return _matches(parse_filter(pattern), _parse_topic(topic))
 
 
-def topics_for(result: Result) -> list[str]:
-    """The topics a result is published on (see the module docstring)."""
+def topics_for(result: Item) -> list[str]:
+    """The topics a result or event is published on (see the module docstring)."""
+    if isinstance(result, Event):
+        return [f"{_level(result.source_id)}/events/{_level(result.kind)}"]
     base = f"{_level(result.source_id)}/detections"
     classes = dict.fromkeys(_level(name) for name in result.class_names())
     return [base, *(f"{base}/{name}" for name in classes)]
@@ -85,7 +88,7 @@ class Subscription:
     """One callback on one topic filter: `delivered` counts calls (failed ones too), `errors` the
     calls that raised; `cancel()` ends it."""
 
-    def __init__(self, pattern: str, callback: Callable[[Result], Any], owner: TopicSink) -> None:
+    def __init__(self, pattern: str, callback: Callable[[Item], Any], owner: TopicSink) -> None:
         self.pattern = pattern
         self.callback = callback
         self.delivered = 0
@@ -105,7 +108,7 @@ class Subscription:
     def matches(self, topics: list[list[str]]) -> bool:
         return any(_matches(self._levels, names) for names in topics)
 
-    async def deliver(self, result: Result) -> None:
+    async def deliver(self, result: Item) -> None:
         """Call the callback; an exception is logged and counted, never raised."""
         self.delivered += 1
         try:
@@ -138,14 +141,14 @@ class TopicSink(SinkBase):
     """
 
     def __init__(self, *, sources: list[str] | None = None, queue_size: int = 64) -> None:
-        super().__init__(sources, queue_size)
+        super().__init__(sources, queue_size, kinds=("frames", "events"))
         self.subscriptions: tuple[Subscription, ...] = ()  # replaced, never mutated: safe to iterate
         self._lock = threading.Lock()  # sync callbacks may subscribe or cancel from worker threads
 
     def describe(self) -> str:
         return "topics"  # stable: the run's summary names sinks by this
 
-    def subscribe(self, pattern: str, callback: Callable[[Result], Any]) -> Subscription:
+    def subscribe(self, pattern: str, callback: Callable[[Item], Any]) -> Subscription:
         """Call `callback(result)` for every result published on a topic `pattern` matches."""
         if not callable(callback):
             raise TypeError(f"topic subscription {pattern!r}: callback must be callable, got {callback!r}")
@@ -154,7 +157,7 @@ class TopicSink(SinkBase):
             self.subscriptions = (*self.subscriptions, subscription)
         return subscription
 
-    async def write(self, result: Result) -> None:
+    async def write(self, result: Item) -> None:
         topics = [name.split("/") for name in topics_for(result)]
         matching = [s for s in self.subscriptions if s.matches(topics)]
         if len(matching) == 1:

@@ -7,13 +7,14 @@ timestamps unless configured.
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 import anyio
 import numpy as np
 
 from ..errors import SinkError
-from ..frames import Result
+from ..frames import Result, Shape
 from ..interop import import_supervision, to_supervision
 from .base import SinkBase
 from .files import prepare_output
@@ -22,6 +23,12 @@ DEFAULT_FPS = 30.0
 
 
 class VideoSink(SinkBase):
+    """An MP4 of the frames, with boxes, labels, track ids, zones and lines drawn unless `annotate=False`
+    (a privacy-safe recording after an `anonymize` stage wants the plain, anonymised picture).
+
+    An MP4 cannot be appended to: with `resume` (a run restarted from a checkpoint) the rest of the
+    video goes to `<name>.resumed-<n>.mp4` beside the first part, which is kept."""
+
     def __init__(
         self,
         path: str,
@@ -31,8 +38,13 @@ class VideoSink(SinkBase):
         codec: str = "libx264",
         crf: int = 23,
         fps: float | None = None,
+        annotate: bool = True,
+        resume: bool = False,
     ) -> None:
         super().__init__(sources, queue_size)
+        self.annotate = annotate
+        self.resume = resume
+        self.output = path  # where frames go: `path`, or a numbered part after a resume
         self.path = path
         self.codec = codec
         self.crf = crf
@@ -40,14 +52,16 @@ class VideoSink(SinkBase):
         self.written = 0
         self._pending: Result | None = None
         self._encoder: _Encoder | None = None
-        self._annotate: _Annotator | None = None
+        self._annotate: Callable[[Result], np.ndarray] | None = None
 
     def describe(self) -> str:
         return f"video {self.path}"
 
     async def __aenter__(self) -> VideoSink:
-        prepare_output(self.path, "video sink")
-        self._annotate = _Annotator()
+        if self.resume:
+            self.output = _free_part(Path(self.path))
+        prepare_output(self.output, "video sink")
+        self._annotate = _Annotator() if self.annotate else _plain
         return self
 
     async def write(self, result: Result) -> None:
@@ -73,7 +87,7 @@ class VideoSink(SinkBase):
 
     def _open(self, first: Result, fps: float) -> _Encoder:
         try:
-            return _Encoder(self.path, self.codec, self.crf, fps, first.frame.width, first.frame.height)
+            return _Encoder(self.output, self.codec, self.crf, fps, first.frame.width, first.frame.height)
         except Exception as exc:  # PyAV raises several error types for unknown codecs and bad options
             raise SinkError(f"video sink: cannot encode {self.path!r} with {self.codec!r}: {exc}") from exc
 
@@ -94,19 +108,65 @@ def _rate(configured: float | None, first: Result | None, second: Result) -> flo
 
 
 class _Annotator:
+    """supervision's annotators: boxes, labels (with the track id when there is one), zones and lines."""
+
     def __init__(self) -> None:
-        sv = import_supervision()
+        self._sv = sv = import_supervision()
         self._boxes = sv.BoxAnnotator()
         self._labels = sv.LabelAnnotator()
+        self._shape_color = sv.Color.from_hex("#00d4ff")  # drawn as BGR on our RGB frames: amber
 
     def __call__(self, result: Result) -> np.ndarray:
         image = result.frame.image.copy()
+        for shape in result.shapes:
+            self._draw_shape(image, shape)
         if not len(result.detections):
             return image
         detections = to_supervision(result)
-        labels = [f"{name} {conf:.2f}" for name, conf in zip(result.class_names(), result.detections.confidence)]
         image = self._boxes.annotate(image, detections)
-        return self._labels.annotate(image, detections, labels=labels)
+        return self._labels.annotate(image, detections, labels=_labels(result))
+
+    def _draw_shape(self, image: np.ndarray, shape: Shape) -> None:
+        sv = self._sv
+        if shape.closed:
+            sv.draw_polygon(image, shape.points, color=self._shape_color, thickness=2)
+        else:
+            start, end = (sv.Point(int(x), int(y)) for x, y in shape.points[:2])
+            sv.draw_line(image, start, end, color=self._shape_color, thickness=2)
+        sv.draw_text(image, shape.name, _label_anchor(shape, image.shape), background_color=self._shape_color)
+
+
+def _label_anchor(shape: Shape, size: tuple[int, ...]) -> Any:
+    """Where a shape's name goes: just inside its first point, kept whole inside the frame
+    (supervision centres the text on this point; about 10 px per character at its default scale)."""
+    sv = import_supervision()
+    height, width = size[:2]
+    half_width, half_height = 5 * len(shape.name) + 10, 12
+    x, y = (int(v) for v in shape.points[0])
+    x = min(max(x + half_width, half_width), max(half_width, width - half_width))
+    y = min(max(y + half_height, half_height), max(half_height, height - half_height))
+    return sv.Point(x, y)
+
+
+def _free_part(path: Path) -> str:
+    """`path` if it is missing or empty, else the first `<stem>.resumed-<n><suffix>` not taken."""
+    candidate, n = path, 0
+    while candidate.exists() and candidate.stat().st_size > 0:
+        n += 1
+        candidate = path.with_name(f"{path.stem}.resumed-{n}{path.suffix}")
+    return str(candidate)
+
+
+def _plain(result: Result) -> np.ndarray:
+    return result.frame.image
+
+
+def _labels(result: Result) -> list[str]:
+    detections = result.detections
+    labels = [f"{name} {conf:.2f}" for name, conf in zip(result.class_names(), detections.confidence)]
+    if detections.tracker_id is not None:
+        labels = [f"#{tracker_id} {label}" for tracker_id, label in zip(detections.tracker_id, labels)]
+    return labels
 
 
 class _Encoder:

@@ -27,6 +27,7 @@ import hmac
 import logging
 import os
 import time
+from collections.abc import Iterable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +38,8 @@ import anyio
 import msgspec
 
 from ..errors import SinkError
-from ..frames import Result
 from ..sources.urls import mask_url, scrub
-from .base import SinkBase
+from .base import Item, Kind, SinkBase, idempotency_key
 from .files import prepare_output
 from .spool import Spool, json_default
 
@@ -60,17 +60,6 @@ Outcome = Literal["delivered", "retry", "refused"]
 
 class _Keyed(msgspec.Struct):
     idempotency_key: str
-
-
-def idempotency_key(result: Result) -> str:
-    """A key unique to this result: model, source, frame index, pts and capture time, hashed.
-
-    The capture time is part of it because a live source's frame indexes start again at 0 after a
-    restart: without it, a receiver deduping by key would throw away the new run's results.
-    """
-    frame = result.frame
-    text = f"{result.model.sha256}\0{frame.source_id}\0{frame.index}\0{frame.pts!r}\0{frame.wall_time!r}"
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def loggable_url(url: str) -> str:
@@ -101,6 +90,7 @@ class WebhookSink(SinkBase):
         *,
         sources: list[str] | None = None,
         queue_size: int = 64,
+        kinds: Iterable[Kind] = ("frames",),
         batch_size: int = 1,
         batch_ms: float = 0.0,
         timeout_s: float = 10.0,
@@ -116,7 +106,7 @@ class WebhookSink(SinkBase):
         drain_s: float = 10.0,
         sync_interval_s: float = 0.2,
     ) -> None:
-        super().__init__(sources, queue_size)
+        super().__init__(sources, queue_size, kinds=kinds)
         _check_options(url, batch_size, batch_ms, timeout_s, backoff_s, backoff_max_s, drain_s, secret, secret_env)
         self.url = url
         self.batch_size = batch_size
@@ -162,6 +152,17 @@ class WebhookSink(SinkBase):
     def pending(self) -> int:
         return len(self._spool) if self._spool is not None else 0
 
+    def counters(self) -> dict[str, float]:
+        """What this sink counts beyond what the pipeline counts for every sink (for metrics)."""
+        return {
+            "delivered": self.delivered,
+            "retried": self.retried,
+            "spooled": self.spooled,
+            "dead_lettered": self.dead_lettered,
+            "dropped": self.dropped,
+            "pending": self.pending,
+        }
+
     # ---- the Sink interface ------------------------------------------------------------------
 
     async def __aenter__(self) -> WebhookSink:
@@ -201,7 +202,7 @@ class WebhookSink(SinkBase):
             raise error
         return None
 
-    async def write(self, result: Result) -> None:
+    async def write(self, result: Item) -> None:
         """Append the result to the spool (a small disk write); delivery happens in the background."""
         assert self._spool is not None, "write() before the sink was opened"
         record = {**result.to_dict(), "idempotency_key": idempotency_key(result)}

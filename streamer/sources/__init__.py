@@ -22,12 +22,14 @@ __all__ = [
 ]
 
 
-def build_source(config: SourceConfig) -> Source:
-    """The Source object a config table describes."""
+def build_source(config: SourceConfig, start_after: tuple[int, float | None] | None = None) -> Source:
+    """The Source object a config table describes; a file source may resume after (index, pts)."""
     assert config.id is not None, "load_config gives every source an id"
     common = {"max_frames": config.max_frames, "max_fps": config.max_fps}
     if isinstance(config, FileSource):
-        return AvSource(config.id, config.path, realtime=config.realtime, loop=config.loop, **common)
+        return AvSource(config.id, config.path, realtime=config.realtime, loop=config.loop, start_after=start_after, **common)
+    if start_after is not None:
+        raise TypeError(f"only file sources resume from a checkpoint, not {type(config).__name__}")
     if isinstance(config, LavfiSource):
         return AvSource(config.id, config.graph, kind="lavfi graph", format="lavfi", live=True,
                         realtime=config.realtime, **common)

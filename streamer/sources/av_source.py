@@ -8,6 +8,7 @@ reach a message: every error text is scrubbed of the URL's password.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -30,7 +31,8 @@ class AvSource:
     live: a camera or stream (reconnects with `backoff`, when given). realtime: pace frames to their
     timestamps. loop: start a file again at its end. max_fps: keep at most this many frames a second.
     Timestamps grow across loops and reconnects; a frame without one gets the seconds since its
-    connection opened.
+    connection opened. start_after: resume a file after the frame (index, pts) a checkpoint names:
+    seek to the keyframe before it, decode up to it silently, go on numbering from index + 1.
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class AvSource:
         open_timeout_s: float = 10.0,
         read_timeout_s: float = 10.0,
         backoff: Backoff | None = None,
+        start_after: tuple[int, float | None] | None = None,
     ) -> None:
         self.id = id
         self.url = url
@@ -63,12 +66,15 @@ class AvSource:
         self.open_timeout_s = open_timeout_s
         self.read_timeout_s = read_timeout_s
         self.backoff = backoff
+        self.start_after = start_after  # (index, pts) of the last frame a previous run delivered
 
     def describe(self) -> str:
         return f"source {self.id!r} ({self.kind} {mask_url(self.url)!r})"
 
     def frames(self, stop: threading.Event) -> Iterator[Frame | StateChange]:
         timeline = _Timeline(self.max_fps, _Pacer(stop) if self.realtime else None)
+        if self.start_after is not None:
+            timeline.index = self.start_after[0] + 1
         attempt = 0
         while not stop.is_set():
             yield StateChange(SourceState.CONNECTING, attempt=attempt)
@@ -115,7 +121,10 @@ class AvSource:
         """One connection: frames until it ends (returns) or breaks (raises a SourceError)."""
         with self._open() as container:
             timeline.new_session(_frame_step(container))
-            for decoded in self._decode(container, stop):
+            decoded_frames = self._decode(container, stop)
+            if self.start_after is not None and timeline.session == 0:
+                decoded_frames = _after(decoded_frames, container, *self.start_after)
+            for decoded in decoded_frames:
                 pts = timeline.stamp(decoded.time)
                 if not timeline.keep(pts):
                     continue
@@ -123,7 +132,7 @@ class AvSource:
                     yield StateChange(SourceState.RUNNING)
                 if not timeline.pace(pts):
                     return
-                yield Frame(self.id, timeline.take_index(), pts, time.time(), decoded=decoded)
+                yield Frame(self.id, timeline.take_index(), pts, time.time(), decoded=decoded, session=timeline.session)
 
     @contextmanager
     def _open(self) -> Iterator[Any]:
@@ -200,6 +209,16 @@ def _check_decoder(stream: Any, what: str) -> None:
         raise SourceRefusedError(f"{what}: no decoder for its video codec")
 
 
+def _after(decoded: Iterator[Any], container: Any, index: int, pts: float | None) -> Iterator[Any]:
+    """The frames after the one at (index, pts): seek to the keyframe before it when the stream has
+    timestamps (counting frames from the start when it has none), then skip up to it."""
+    stream = container.streams.video[0]
+    if pts is not None and stream.time_base:
+        container.seek(int(pts / stream.time_base), stream=stream, backward=True)
+        return (frame for frame in decoded if frame.time is None or frame.time > pts + 1e-6)
+    return itertools.islice(decoded, index + 1, None)
+
+
 def _frame_step(container: Any) -> float:
     rate = container.streams.video[0].average_rate
     return float(1 / rate) if rate else 1 / 30
@@ -212,6 +231,7 @@ class _Timeline:
         self.min_gap = 1 / max_fps if max_fps else 0.0
         self.pacer = pacer
         self.index = 0
+        self.session = -1  # counts connections (and loops): 0 for the first
         self.session_frames = 0
         self._offset = 0.0
         self._last_pts: float | None = None
@@ -221,6 +241,7 @@ class _Timeline:
 
     def new_session(self, step: float) -> None:
         first_session = self._last_pts is None
+        self.session += 1
         if not first_session:
             self._offset = self._last_pts + step  # type: ignore[operator]
         # The first connection keeps the stream's own timestamps; later ones continue after them.

@@ -4,6 +4,9 @@
          |           |            |
          +-----------+------------+--> ended (the file ended, max_frames, or stopped)
                                   +--> failed (attempts used up, or an error no retry can fix)
+
+    running <-> paused (by the admin API: a file waits where it is, a camera stays connected and
+                        its frames are discarded)
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ class SourceState(str, enum.Enum):
     CONNECTING = "connecting"
     RUNNING = "running"
     RECONNECTING = "reconnecting"
+    PAUSED = "paused"
     ENDED = "ended"
     FAILED = "failed"
 

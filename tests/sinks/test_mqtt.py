@@ -19,6 +19,7 @@ import streamer
 from streamer.errors import ConfigError, MissingDependencyError, SinkError
 from streamer.frames import Detections, Frame, ModelInfo, Result
 from streamer.sinks import CallbackSink
+from streamer.sinks.base import idempotency_key
 from streamer.sinks.mqtt import MqttSink
 from tests.media import write_clip
 from tests.rtsp import free_port
@@ -41,8 +42,9 @@ def result(index: int = 0, source: str = "cam", model: ModelInfo = MODEL) -> Res
     return Result(frame, Detections.empty(), model)
 
 
-def key(source: str, index: int, model: Any) -> str:
-    return f"{source}:{index}:{model.sha256[:12]}"
+def key(source: str, index: int, model: Any) -> tuple[str, int, str]:
+    """What identifies a delivered result in these tests (its idempotency key also hashes capture time)."""
+    return source, index, model.sha256
 
 
 @asynccontextmanager
@@ -68,11 +70,12 @@ async def collect(client: Any, done: Callable[[list[Any]], bool], timeout_s: flo
     return messages
 
 
-def keys_of(messages: list[Any]) -> set[str]:
-    return {json.loads(message.payload)["idempotency_key"] for message in messages}
+def keys_of(messages: list[Any]) -> set[tuple[str, int, str]]:
+    payloads = [json.loads(message.payload) for message in messages]
+    return {(payload["source"], payload["frame_index"], payload["model"]["sha256"]) for payload in payloads}
 
 
-async def collect_keys(broker: Mosquitto, expected: set[str]) -> set[str]:
+async def collect_keys(broker: Mosquitto, expected: set[tuple[str, int, str]]) -> set[tuple[str, int, str]]:
     """Every key the persistent subscriber 'collector' was sent while it was away (and since)."""
     async with subscribed(broker, identifier="collector") as client:
         return keys_of(await collect(client, lambda messages: keys_of(messages) >= expected))
@@ -148,14 +151,15 @@ async def test_topic_template_resolves_per_source_and_model(centerface, tmp_path
 @needs_aiomqtt
 @pytest.mark.parametrize("qos", [0, 1, 2])
 async def test_each_qos_delivers_the_result_json_with_its_idempotency_key(mosquitto, qos):
+    sent = result(index=7)
     async with subscribed(mosquitto, "org_faces/+") as client:
         async with MqttSink(port=mosquitto.port, topic="{model}/{source}", qos=qos) as sink:
-            await sink.write(result(index=7))
+            await sink.write(sent)
         (message,) = await collect(client, lambda got: len(got) >= 1)
 
     payload = json.loads(message.payload)
     assert message.topic.value == "org_faces/cam" and message.qos == qos and sink.published == 1
-    assert payload["idempotency_key"] == "cam:7:abababababab"
+    assert payload["idempotency_key"] == idempotency_key(sent)
     assert payload["frame_index"] == 7 and payload["detections"] == [] and payload["model"]["id"] == "org/faces"
 
 

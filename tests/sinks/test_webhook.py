@@ -21,7 +21,8 @@ import streamer
 from streamer.frames import Detections, Frame, ModelInfo, Result
 from streamer.sinks import CallbackSink
 from streamer.sinks.spool import Spool
-from streamer.sinks.webhook import WebhookSink, idempotency_key
+from streamer.sinks.base import idempotency_key
+from streamer.sinks.webhook import WebhookSink
 from tests.media import write_clip
 from tests.sinks.receiver import running_receiver
 

@@ -102,6 +102,24 @@ def test_av_source_loop_keeps_pts_increasing_across_the_boundary(clip: Path) -> 
     assert pts[74] == pytest.approx(74 / 30, abs=1e-3)
 
 
+@pytest.mark.parametrize("after", [0, 9, 17, 28])
+def test_av_source_when_resumed_after_a_frame_continues_with_the_next_one(tmp_path: Path, after: int) -> None:
+    long_clip = write_clip(tmp_path / "gop.mp4", frames=30, fps=30, gop=8)  # seeks land on keyframes 0, 8, 16, 24
+    everything = collect(AvSource("cam", str(long_clip)))
+
+    resumed = collect(AvSource("cam", str(long_clip), start_after=(after, everything[after].pts)))
+
+    assert [frame.index for frame in resumed] == list(range(after + 1, 30))
+    assert [frame.pts for frame in resumed] == pytest.approx([frame.pts for frame in everything[after + 1 :]])
+    assert np.array_equal(resumed[0].image, everything[after + 1].image)
+
+
+def test_av_source_when_resumed_without_timestamps_counts_frames_from_the_start(clip: Path) -> None:
+    resumed = collect(AvSource("cam", str(clip), start_after=(4, None)))
+
+    assert [frame.index for frame in resumed] == list(range(5, 30))
+
+
 def test_av_source_realtime_paces_frames_to_their_timestamps(short_clip: Path) -> None:
     started = time.monotonic()
     frames = collect(AvSource("cam", str(short_clip), realtime=True))
