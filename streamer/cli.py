@@ -7,8 +7,6 @@ or arguments, 130 interrupted twice.
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
 import sys
 from typing import Sequence
 
@@ -17,13 +15,16 @@ EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .service.logs import configure_logging
+
+    configure_logging(args.log_level, args.log_format)
     return args.command(args)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamer", description="Run computer-vision models on live video.")
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", default="text", choices=["text", "json"], help="json: one JSON object per line")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="run the pipeline a config file describes")
     run.add_argument("config", help="path to a TOML config file")
@@ -143,44 +144,21 @@ def _run(args: argparse.Namespace) -> int:
 
     from .config import load_config
     from .errors import ConfigError, StreamerError
+    from .service.daemon import Interrupted, run_daemon
 
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         print(f"invalid: {exc}", file=sys.stderr)
         return EXIT_INVALID
+
     try:
-        summary = anyio.run(_run_until_done_or_signalled, config)
+        summary = anyio.run(run_daemon, config, args.config)
     except StreamerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except KeyboardInterrupt:
+    except (Interrupted, KeyboardInterrupt):
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(summary.render())
     return EXIT_FAILED if summary.failed else EXIT_OK
-
-
-async def _run_until_done_or_signalled(config):  # type: ignore[no-untyped-def]
-    import anyio
-
-    from .pipeline import open
-
-    async with open(config, results=False) as stream:
-        async with anyio.create_task_group() as group:
-            group.start_soon(_stop_on_signal, stream)
-            summary = await stream.wait()
-            group.cancel_scope.cancel()
-    return summary
-
-
-async def _stop_on_signal(stream) -> None:  # type: ignore[no-untyped-def]
-    """First SIGINT/SIGTERM: stop reading and flush the sinks. Second: give up at once."""
-    import anyio
-
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            if stream.stopping:
-                raise KeyboardInterrupt
-            print(f"{signal.Signals(signum).name}: stopping, flushing sinks", file=sys.stderr)
-            stream.stop()

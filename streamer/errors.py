@@ -23,7 +23,8 @@
     │       ├── UntrustedPackageError   a file without a checksum, or an untrusted format
     │       └── UnsafePathError     a file name that would escape its package folder
     ├── StageError                  a pipeline stage could not be loaded or failed
-    └── SinkError                   a sink could not be opened or written
+    ├── SinkError                   a sink could not be opened or written
+    └── ServerError                 the metrics and admin server could not start (port, token)
 
 Each class carries `help_url`, an anchor in docs/errors.md that explains the cause and the fix.
 Errors from the libraries below (PyAV, ONNX Runtime, msgspec) are translated at the boundary
@@ -195,6 +196,12 @@ class SinkError(StreamerError):
     """A sink could not be opened or written."""
 
     anchor = "sinkerror"
+
+
+class ServerError(StreamerError):
+    """The HTTP server for metrics, health and the admin API could not start."""
+
+    anchor = "servererror"
 
 
 def all_error_classes() -> list[type[StreamerError]]:

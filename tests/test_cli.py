@@ -112,7 +112,8 @@ def test_run_when_signalled_stops_within_two_seconds_and_flushes(tmp_path, signu
     assert time.monotonic() - signalled < 2.0, stderr
     assert process.returncode == 0, stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [line["frame_index"] for line in lines] == list(range(len(lines)))
+    indexes = [line["frame_index"] for line in lines]
+    assert indexes == sorted(set(indexes))  # in order, none twice (a busy machine may drop live frames)
     assert f"frames: {len(lines)}" in stdout
 
 

@@ -1,0 +1,1 @@
+"""The daemon layer above the pipeline: HTTP server, metrics, checkpoints, signals and reload."""

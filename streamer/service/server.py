@@ -1,0 +1,354 @@
+"""One HTTP server beside a running stream: Prometheus metrics, health checks, status, admin API.
+
+    async with streamer.open(config, keep_alive=True, results=False) as stream:
+        async with serve(stream, config.server) as server:     # server.port: the bound port
+            await stream.wait()
+
+Routes (JSON bodies; every error is `{"error": "...", "status": N}`):
+
+    GET    /metrics               200  Prometheus text format (OpenMetrics if the Accept header asks);
+                                       the names are listed in metrics.py
+    GET    /healthz               200  {"status": "ok"}: the process is alive (never needs the token)
+    GET    /readyz                200  {"ready": true}: the model is loaded and a source is running
+                                  503  {"ready": false, "reason": ...} (never needs the token)
+    GET    /status                200  model, uptime, totals, every source (id, type, where it
+                                       reads, with passwords masked, state, last error, counts) and
+                                       every sink (counts, queue depth)
+    GET    /sources               200  {"sources": [...]}: the sources the pipeline runs now
+    POST   /sources               201  {"id": ..., "state": ...}: body is one source table as in the
+                                       TOML, e.g. {"type": "lavfi", "id": "cam2", "graph": "testsrc2"}
+                                  400  not JSON, or not a JSON object
+                                  409  a source with that id exists (removed ids stay taken)
+                                  422  an invalid table; the message names the key path
+                                  503  the pipeline is stopping
+    DELETE /sources/{id}          204  stopped and removed (what it queued still reaches the sinks)
+                                  404  no such source
+    POST   /sources/{id}/pause    200  {"id": ..., "state": "paused"}
+    POST   /sources/{id}/resume   200  {"id": ..., "state": ...}
+                                  404  no such source
+    any other path                404; a known path with another method: 405 (with an Allow header)
+
+With `token_env`, the variable is read at start (ServerError if it is not set or empty), and every
+route but /healthz and /readyz needs `Authorization: Bearer <token>` (401 otherwise). The token is
+never logged or returned. The server listens on `host` (default 127.0.0.1, this machine only);
+anything else is only ever what the config says. Requests are not access-logged (scrapes would
+flood the log); each admin action is logged at INFO.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import time
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
+from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
+from aiohttp import web
+
+from ..config.schema import ServerConfig
+from ..errors import ConfigError, ServerError
+from ..sources import SourceState
+from ..sources.urls import MASK, mask_url, scrub
+from .metrics import PipelineMetrics
+
+if TYPE_CHECKING:
+    from ..pipeline.runner import Stream
+
+log = logging.getLogger("streamer.server")
+
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+LOCATION_KEYS = ("url", "path", "graph", "device")
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Server:
+    """The running server: `host`, `port` (the bound one, also when the config said 0), `url`."""
+
+    def __init__(self, stream: Stream, config: ServerConfig, metrics: PipelineMetrics, token: str | None) -> None:
+        self.stream = stream
+        self.config = config
+        self.metrics = metrics
+        self.host = config.host
+        self.port = config.port
+        self._token = token.encode() if token is not None else None
+        self._configs = {source.id: source for source in stream.config.sources}  # type & location, kept after removal
+        self.app = web.Application(middlewares=[self._errors_as_json, self._authorize])
+        self.app.add_routes([
+            web.get("/metrics", self.get_metrics),
+            web.get("/healthz", self.get_healthz),
+            web.get("/readyz", self.get_readyz),
+            web.get("/status", self.get_status),
+            web.get("/sources", self.get_sources),
+            web.post("/sources", self.post_source),
+            web.delete("/sources/{id}", self.delete_source),
+            web.post("/sources/{id}/pause", self.pause_source),
+            web.post("/sources/{id}/resume", self.resume_source),
+        ])
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def __repr__(self) -> str:
+        return f"Server({self.url!r}, token={'set' if self._token else 'none'})"
+
+    # ---- middlewares -------------------------------------------------------------------------
+
+    @web.middleware
+    async def _errors_as_json(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """aiohttp's own 404 and 405 (and any HTTP error a handler raises) as a JSON body."""
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            headers = {name: value for name, value in exc.headers.items() if name.lower() in ("allow", "www-authenticate")}
+            message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else _default_message(request, exc)
+            return _error(exc.status, message, headers)
+
+    @web.middleware
+    async def _authorize(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self._token is None or request.path in OPEN_PATHS:
+            return await handler(request)
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self._token):
+            return _error(401, "this route needs 'Authorization: Bearer <token>' with the server's token",
+                          {"WWW-Authenticate": 'Bearer realm="streamer"'})
+        return await handler(request)
+
+    # ---- health and metrics ------------------------------------------------------------------
+
+    async def get_metrics(self, request: web.Request) -> web.Response:
+        body, content_type = self.metrics.exposition(request.headers.get("Accept", ""))
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def get_healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def get_readyz(self, request: web.Request) -> web.Response:
+        reason = self._not_ready_because()
+        if reason is None:
+            return web.json_response({"ready": True})
+        return web.json_response({"ready": False, "reason": reason}, status=503)
+
+    def _not_ready_because(self) -> str | None:
+        stream = self.stream
+        if stream.stopping:
+            return "the pipeline is stopping"
+        if stream.ready:
+            return None
+        states = ", ".join(f"{source_id}: {self._state(source_id)}" for source_id in list(stream.sources.readers))
+        return f"no source is running ({states or 'no sources'})"
+
+    def _state(self, source_id: str) -> str:
+        """The source's state; `connecting` until it reports one (as the summary has it)."""
+        state = self.stream.source_state(source_id)
+        return state.value if state is not None else SourceState.CONNECTING.value
+
+    # ---- status ------------------------------------------------------------------------------
+
+    async def get_status(self, request: web.Request) -> web.Response:
+        stream, summary, info = self.stream, self.stream.summary, self.stream.model.info
+        return web.json_response({
+            "ready": stream.ready,
+            "stopping": stream.stopping,
+            "uptime_s": round(time.monotonic() - summary.started, 3) if summary.started else 0.0,
+            "model": {**info.provenance(), "load_s": round(stream.model_load_seconds, 3)},
+            "frames": summary.frames,
+            "detections": summary.detections,
+            "events": summary.events,
+            "batches": summary.batches,
+            "sources": [self._source_status(source_id) for source_id in list(summary.sources)],
+            "sinks": [self._sink_status(sink) for sink in stream.sinks],
+        })
+
+    def _source_status(self, source_id: str) -> dict[str, Any]:
+        report = self.stream.summary.sources[source_id]
+        reader = self.stream.sources.readers.get(source_id)
+        state = self.stream.source_state(source_id)
+        dropped, stale = (reader.queue.dropped, reader.queue.stale) if reader is not None else (report.dropped, report.stale)
+        return {
+            **self._describe_source(source_id),
+            "state": self._state(source_id),
+            "active": reader is not None,  # False once removed
+            "error": self._scrubbed(source_id, report.error),
+            "last_error": self._scrubbed(source_id, report.last_error),
+            "read": report.read,
+            "frames": report.frames,
+            "dropped": dropped,
+            "stale": stale,
+            "paused_frames": report.paused,
+            "reconnects": report.reconnects,
+            "queue_depth": len(reader.queue) if reader is not None else 0,
+            "fps": round(self.metrics.rates.rate(source_id, report.frames, state is SourceState.RUNNING, self.stream.summary.started), 2),
+        }
+
+    def _scrubbed(self, source_id: str, text: str | None) -> str | None:
+        """`text` with the source URL's password masked (the sources mask it already: a second guard)
+        and its query hidden, as in the URL /status shows."""
+        url = getattr(self.stream.sources.configs.get(source_id) or self._configs.get(source_id), "url", None)
+        if not text or not url:
+            return text
+        return scrub(text, url).replace(mask_url(url), public_url(url))
+
+    def _sink_status(self, sink: Any) -> dict[str, Any]:
+        name = sink.describe()
+        report, queue = self.stream.summary.sinks.get(name), self.stream.sink_queues.get(name)
+        counters = getattr(sink, "counters", None)
+        return {
+            "name": name,
+            "written": report.written if report is not None else 0,
+            "dropped": report.dropped if report is not None else 0,
+            "queue_depth": len(queue) if queue is not None else 0,
+            **({"counters": counters()} if counters is not None else {}),
+        }
+
+    def _describe_source(self, source_id: str) -> dict[str, Any]:
+        """Id, type and where it reads (URLs without passwords or query strings)."""
+        config = self.stream.sources.configs.get(source_id) or self._configs.get(source_id)
+        if config is None:
+            return {"id": source_id, "type": None}
+        described: dict[str, Any] = {"id": source_id, "type": type(config).__struct_config__.tag}
+        for key in LOCATION_KEYS:
+            value = getattr(config, key, None)
+            if value is not None:
+                described[key] = public_url(value) if key == "url" else value
+        return described
+
+    # ---- admin API ---------------------------------------------------------------------------
+
+    async def get_sources(self, request: web.Request) -> web.Response:
+        sources = [{**self._describe_source(source_id), "state": self._state(source_id)} for source_id in list(self.stream.sources.configs)]
+        return web.json_response({"sources": sources})
+
+    async def post_source(self, request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        if self.stream.stopping:
+            return _error(503, "the pipeline is stopping: no source can be added")
+        taken = set(self.stream.sources.readers) | set(self.stream.summary.sources)
+        try:
+            source_id = self.stream.add_source(body)
+        except ConfigError as exc:
+            requested = body.get("id")
+            duplicate = exc.path == "$.source.id" and isinstance(requested, str) and requested in taken
+            return _error(409 if duplicate else 422, exc.message, path=exc.path)
+        self._configs[source_id] = self.stream.sources.configs[source_id]
+        log.info("admin API: added source %s (%s)", source_id, self._describe_source(source_id)["type"])
+        body = {"id": source_id, "state": self._state(source_id)}
+        return web.json_response(body, status=201, headers={"Location": f"/sources/{source_id}"})
+
+    async def delete_source(self, request: web.Request) -> web.Response:
+        source_id = self._known(request)
+        self.stream.remove_source(source_id)
+        log.info("admin API: removed source %s", source_id)
+        return web.Response(status=204)
+
+    async def pause_source(self, request: web.Request) -> web.Response:
+        source_id = self._known(request)
+        self.stream.pause_source(source_id)
+        log.info("admin API: paused source %s", source_id)
+        return self._state_of(source_id)
+
+    async def resume_source(self, request: web.Request) -> web.Response:
+        source_id = self._known(request)
+        self.stream.resume_source(source_id)
+        log.info("admin API: resumed source %s", source_id)
+        return self._state_of(source_id)
+
+    def _known(self, request: web.Request) -> str:
+        source_id = request.match_info["id"]
+        if source_id not in self.stream.sources.readers:
+            raise web.HTTPNotFound(text=f"no source has id {source_id!r}")
+        return source_id
+
+    def _state_of(self, source_id: str) -> web.Response:
+        return web.json_response({"id": source_id, "state": self._state(source_id)})
+
+
+@asynccontextmanager
+async def serve(stream: Stream, config: ServerConfig | None = None, metrics: PipelineMetrics | None = None) -> AsyncIterator[Server]:
+    """Serve `stream` for the duration of the block (the server runs on this event loop).
+
+    `metrics`: the PipelineMetrics to expose (made, and attached to the stream, when None).
+    Raises ServerError when the token variable is unset or the address cannot be bound.
+    """
+    config = config or ServerConfig()
+    token = _token(config.token_env)
+    if metrics is None:
+        metrics = PipelineMetrics(stream)
+    else:
+        metrics.attach(stream)
+    server = Server(stream, config, metrics, token)
+    runner = web.AppRunner(server.app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.host, config.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ServerError(f"[server] cannot listen on {server.url}: {exc.strerror or exc}") from exc
+        server.port = runner.addresses[0][1]
+        _log_start(server, token is not None)
+        yield server
+    finally:
+        await runner.cleanup()
+
+
+def public_url(url: str) -> str:
+    """The URL with its password masked and its query (which may hold a token) hidden."""
+    parts = urlsplit(mask_url(url))
+    return urlunsplit(parts._replace(query=MASK if parts.query else "", fragment=""))
+
+
+def _token(variable: str | None) -> str | None:
+    if variable is None:
+        return None
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        raise ServerError(f"[server] token_env names ${variable}, which is not set (or empty): set it, or remove token_env")
+    return value
+
+
+def _log_start(server: Server, has_token: bool) -> None:
+    log.info("serving metrics, health and the admin API on %s (%s)", server.url,
+             "bearer token required" if has_token else "no token")
+    if server.host not in LOOPBACK and not has_token:
+        log.warning("[server] host = %r without token_env: anyone who can reach %s can add and remove sources",
+                    server.host, server.url)
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        body = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise web.HTTPBadRequest(text=f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text=f"the body must be a JSON object (one source table), not {_json_kind(body)}")
+    return body
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None, path: str | None = None) -> web.Response:
+    body: dict[str, Any] = {"error": message, "status": status}
+    if path is not None:
+        body["path"] = path  # the config key at fault, e.g. $.source.graph
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _default_message(request: web.Request, exc: web.HTTPException) -> str:
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return f"{request.method} is not allowed on {request.path}; allowed: {', '.join(sorted(exc.allowed_methods))}"
+    if isinstance(exc, web.HTTPNotFound):
+        return f"no route {request.path}"
+    return exc.reason
