@@ -58,6 +58,9 @@ class SourceBase(Base, tag_field="type", kw_only=True):
     max_frames: Positive | None = None
     max_fps: Annotated[float, msgspec.Meta(gt=0)] | None = None
     staleness_ms: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    # Hardware decoding through FFmpeg (e.g. "cuda" for NVDEC); where the build or the machine
+    # cannot, the source logs it once and decodes on the CPU.
+    hwaccel: Literal["cuda", "vaapi", "qsv", "videotoolbox", "d3d11va", "vulkan", "drm"] | None = None
 
 
 class FileSource(SourceBase, tag="file", kw_only=True):

@@ -25,7 +25,7 @@ __all__ = [
 def build_source(config: SourceConfig, start_after: tuple[int, float | None] | None = None) -> Source:
     """The Source object a config table describes; a file source may resume after (index, pts)."""
     assert config.id is not None, "load_config gives every source an id"
-    common = {"max_frames": config.max_frames, "max_fps": config.max_fps}
+    common = {"max_frames": config.max_frames, "max_fps": config.max_fps, "hwaccel": config.hwaccel}
     if isinstance(config, FileSource):
         return AvSource(config.id, config.path, realtime=config.realtime, loop=config.loop, start_after=start_after, **common)
     if start_after is not None:

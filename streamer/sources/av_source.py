@@ -52,6 +52,7 @@ class AvSource:
         read_timeout_s: float = 10.0,
         backoff: Backoff | None = None,
         start_after: tuple[int, float | None] | None = None,
+        hwaccel: str | None = None,
     ) -> None:
         self.id = id
         self.url = url
@@ -67,6 +68,7 @@ class AvSource:
         self.read_timeout_s = read_timeout_s
         self.backoff = backoff
         self.start_after = start_after  # (index, pts) of the last frame a previous run delivered
+        self.hwaccel = hwaccel  # FFmpeg hardware device type; None once it proved unavailable
 
     def describe(self) -> str:
         return f"source {self.id!r} ({self.kind} {mask_url(self.url)!r})"
@@ -141,9 +143,7 @@ class AvSource:
         try:
             # FFmpeg first returns a partial packet when a read times out, and fails on the next one:
             # half the read timeout per read makes a stalled stream fail after about read_timeout_s.
-            container = av.open(
-                self.url, format=self.format, options=self.options, timeout=(self.open_timeout_s, self.read_timeout_s / 2)
-            )
+            container = self._open_container()
         except FileNotFoundError as exc:
             raise SourceRefusedError(f"{self.describe()}: no such file; check the path") from exc
         except (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError, PermissionError) as exc:
@@ -161,6 +161,29 @@ class AvSource:
             yield container
         finally:
             container.close()
+
+    def _open_container(self) -> Any:
+        import av
+
+        timeouts = (self.open_timeout_s, self.read_timeout_s / 2)
+        if self.hwaccel is not None:
+            from av.codec.hwaccel import HWAccel
+
+            try:
+                accel = HWAccel(device_type=self.hwaccel, allow_software_fallback=True)
+                return av.open(self.url, format=self.format, options=self.options, timeout=timeouts, hwaccel=accel)
+            except (av.error.FFmpegError, OSError, ValueError, NotImplementedError) as exc:
+                hardware_error = exc
+        else:
+            hardware_error = None
+        container = av.open(self.url, format=self.format, options=self.options, timeout=timeouts)
+        if hardware_error is not None:  # the stream opens without it: the hardware was the problem
+            log.warning(
+                "%s: hardware decoding with %s is not available here (%s): decoding on the CPU",
+                self.describe(), self.hwaccel, self._scrub(hardware_error),
+            )
+            self.hwaccel = None  # once per source, not at every reconnect
+        return container
 
     def _decode(self, container: Any, stop: threading.Event) -> Iterator[Any]:
         """Decode the first video stream, skipping damaged packets until too many come in a row."""

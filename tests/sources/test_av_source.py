@@ -16,6 +16,7 @@ from streamer.errors import SourceDecodeError, SourceError, SourceOpenError
 from streamer.frames import Frame
 from streamer.sources import AvSource, build_source, default_policy
 from streamer.sources.base import only_frames
+from tests.engine.gpu import has_cuda, requires_gpu
 from tests.media import pattern, write_clip
 
 HANG_LIMIT_S = 20.0  # far beyond any run of these tiny clips: reaching it means the source hung
@@ -118,6 +119,38 @@ def test_av_source_when_resumed_without_timestamps_counts_frames_from_the_start(
     resumed = collect(AvSource("cam", str(clip), start_after=(4, None)))
 
     assert [frame.index for frame in resumed] == list(range(5, 30))
+
+
+def test_av_source_when_hardware_decoding_is_unavailable_decodes_on_the_cpu_and_says_so_once(
+    clip: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    if has_cuda():
+        pytest.skip("this machine has a CUDA GPU: NVDEC may well work here")
+    source = AvSource("cam", str(clip), hwaccel="cuda", loop=True, max_frames=75)
+
+    with caplog.at_level("WARNING", logger="streamer.sources.av_source"):
+        frames = collect(source)
+
+    assert [frame.index for frame in frames] == list(range(75))  # two loops: two opens, one warning
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 1 and "hardware decoding with cuda is not available here" in warnings[0]
+    assert np.array_equal(frames[0].image, collect(AvSource("cam", str(clip), max_frames=1))[0].image)
+
+
+def test_av_source_when_hardware_decoding_is_asked_for_a_missing_file_reports_the_file(tmp_path: Path) -> None:
+    source = AvSource("cam", str(tmp_path / "nope.mp4"), hwaccel="cuda")
+
+    with pytest.raises(SourceError, match="no such file"):
+        collect(source)
+
+
+@requires_gpu()
+def test_av_source_decodes_with_nvdec_on_a_gpu(clip: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="streamer.sources.av_source"):
+        frames = collect(AvSource("cam", str(clip), hwaccel="cuda"))
+
+    assert len(frames) == 30 and frames[0].image.shape == (96, 160, 3)
+    assert not caplog.records, "NVDEC should be used, not the CPU fallback"
 
 
 def test_av_source_realtime_paces_frames_to_their_timestamps(short_clip: Path) -> None:
