@@ -146,6 +146,8 @@ class Stream:
         self._taking = anyio.Lock()
         self.finished = anyio.Event()
         self._sequence = 0
+        self._inferred: MemoryObjectReceiveStream[Inferred] | None = None
+        self._out_of_order = 0  # batches inferred early, waiting for an earlier one
 
     def __aiter__(self) -> AsyncIterator[Result]:
         if not self._iterable:
@@ -190,6 +192,12 @@ class Stream:
             raise ConfigError(f"no running source has id {source_id!r}", "$")
 
     @property
+    def stage_backlog(self) -> int:
+        """Batches the model has finished that wait for the stages (in the channel or for order)."""
+        waiting = self._inferred.statistics().current_buffer_used if self._inferred is not None else 0
+        return waiting + self._out_of_order
+
+    @property
     def ready(self) -> bool:
         """The model is loaded (it is, once a Stream exists) and at least one source is running."""
         return any(state is SourceState.RUNNING for state in self.sources.states.values())
@@ -228,6 +236,7 @@ class Stream:
         async with anyio.create_task_group() as group:
             sink_inputs = [await group.start(self._drive_sink, sink) for sink in self.sinks]
             inferred_send, inferred = anyio.create_memory_object_stream[Inferred](self.workers)
+            self._inferred = inferred
             self.sources.start(group, self.config.sources, self.resume)
             async with inferred_send:
                 for _ in range(self.workers):
@@ -274,6 +283,7 @@ class Stream:
                         for frame, found in zip(*waiting.pop(next_sequence)):
                             await self._publish(Result(frame, found, self.model.info), sink_inputs)
                         next_sequence += 1
+                    self._out_of_order = len(waiting)
             finally:
                 for queue in sink_inputs:
                     queue.close()

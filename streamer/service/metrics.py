@@ -29,6 +29,8 @@ Read from the stream at each scrape:
     streamer_source_queue_depth_frames{source}                frames waiting for the batcher
     streamer_source_frames_per_second{source}                 processed, over the last ~30 s (see
                                                               FrameRates); 0 unless running
+    streamer_stages_queue_depth_batches                       batches inferred, waiting for the stages
+                                                              (stages run one frame at a time, in order)
     streamer_sink_written_total{sink}                         results and events the sink took
     streamer_sink_dropped_total{sink,reason}                  reason: queue_full (its queue, with
                                                               overflow = "drop_oldest"), sink (inside
@@ -252,6 +254,9 @@ class StreamCollector:
             started = time.time() - (time.monotonic() - summary.started)
             yield GaugeMetricFamily("streamer_start_time_seconds", "Unix time the pipeline started.", value=started)
         yield GaugeMetricFamily("streamer_ready", "1 when at least one source is running.", value=float(stream.ready))
+        yield GaugeMetricFamily("streamer_stages_queue_depth_batches",
+                                "Batches the model finished that wait for the stages (which run in order).",
+                                value=stream.stage_backlog)
 
     def _sources(self, stream: Stream) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily

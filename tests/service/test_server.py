@@ -46,6 +46,7 @@ async def test_metrics_move_as_frames_flow(centerface, tmp_path):
     assert value(second, "streamer_source_state", source="cam1", state="running") == 1
     assert value(second, "streamer_source_state", source="cam1", state="paused") == 0
     assert value(second, "streamer_ready") == 1
+    assert value(second, "streamer_stages_queue_depth_batches") >= 0  # exposed (a backlog comes and goes)
     assert value(second, "streamer_sink_dropped_total", sink=sink, reason="queue_full") == 0
     assert value(second, "streamer_model_info", model_id="centerface", architecture="centerface", task="face-detection",
                  package=centerface.info.package, backend=centerface.info.backend) == 1
