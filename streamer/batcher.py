@@ -105,6 +105,10 @@ class InputSpec:
     pad_value: float = 114 / 255
     offset: float = 0.0
 
+    @property
+    def width_height(self) -> tuple[int, int]:
+        return self.width, self.height
+
 
 @dataclass(frozen=True)
 class Placement:

@@ -112,3 +112,45 @@ def test_yolo_when_the_export_takes_fp16_feeds_fp16(yolo, yolo_path, astronaut, 
     expected, got = yolo(astronaut), half(astronaut)
     assert got.class_id.tolist() == expected.class_id.tolist()
     np.testing.assert_allclose(expected.xyxy, got.xyxy, atol=2.0)
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "expected"),
+    [(1920, 1080, (320, 192)), (1080, 1920, (192, 320)), (640, 640, (320, 320)), (1000, 100, (320, 32))],
+)
+def test_fitted_size_when_the_graph_takes_any_size_is_the_smallest_stride_multiple_holding_the_frame(
+    width, height, expected
+):
+    from streamer.batcher import InputSpec
+    from streamer.engine.models.base import fitted_size
+
+    assert fitted_size(width, height, InputSpec(320, 320, np.dtype(np.float32)), 32) == expected
+
+
+def test_yolo_with_dynamic_height_and_width_runs_16_9_frames_at_320x192_with_the_same_boxes(yolo_path, astronaut):
+    fitted = AutoModel.from_pretrained(str(yolo_path))
+    square = AutoModel.from_pretrained(str(yolo_path), input_size=(320, 320))  # an explicit size is kept
+    wide = np.zeros((1080, 1920, 3), np.uint8)
+    wide[200:712, 700:1212] = astronaut
+    seen_shapes = []
+    run = fitted.backend.run
+    fitted.backend.run = lambda batch: seen_shapes.append(batch.shape) or run(batch)
+
+    found, reference = fitted(wide), square(wide)
+
+    assert fitted.fit_to_frames and not square.fit_to_frames
+    assert seen_shapes == [(1, 3, 192, 320)]
+    assert len(found) == len(reference) >= 1
+    assert all(iou(a, b) > 0.9 for a, b in zip(found.xyxy, reference.xyxy))
+
+
+def test_yolo_batch_of_mixed_shapes_takes_the_size_the_widest_and_tallest_need(yolo_path, astronaut):
+    model = AutoModel.from_pretrained(str(yolo_path))
+    seen_shapes = []
+    run = model.backend.run
+    model.backend.run = lambda batch: seen_shapes.append(batch.shape) or run(batch)
+    wide, tall = np.zeros((180, 320, 3), np.uint8), np.zeros((320, 180, 3), np.uint8)
+
+    model.detect([wide, tall])
+
+    assert seen_shapes == [(2, 3, 320, 320)]

@@ -18,6 +18,7 @@ CLASS_OFFSET = 8192.0  # shifts each class's boxes apart so one NMS pass never m
 class UltralyticsYolo(DetectionModel):
     default_confidence = 0.25
     default_iou = 0.45
+    stride = 32  # the largest feature map's stride: exports with dynamic height and width take any multiple
 
     @classmethod
     def describe(cls, document: ModelDocument, backend: Backend, options: LoadOptions):  # type: ignore[override]
