@@ -48,7 +48,7 @@ from streamer.config import Config, load_config
 from streamer.engine import DetectionModel
 from streamer.engine.models.centerface import CenterFace
 from streamer.engine.providers.embedded import EMBEDDED, locate
-from streamer.frames import Frame
+from streamer.frames import Detections, Frame
 from streamer.pipeline.runner import load_model
 
 CACHE = Path(__file__).resolve().parent / ".cache"
@@ -208,11 +208,18 @@ def naive_loop(clip: Path, session: onnxruntime.InferenceSession, model: Detecti
     input_name, count = session.get_inputs()[0].name, 0
     with av.open(str(clip)) as container:
         for count, decoded in enumerate(container.decode(video=0), 1):
-            image = decoded.to_ndarray(format="rgb24")
-            tensor, placement = letterbox(image, model.spec)
-            outputs = session.run(None, {input_name: tensor})
-            model.decode(outputs, [placement], [Frame("naive", count, None, 0.0, image=image)])
+            naive_frame(session, input_name, model, decoded, count)
     return count
+
+
+def naive_frame(
+    session: onnxruntime.InferenceSession, input_name: str, model: DetectionModel, decoded: av.VideoFrame, index: int
+) -> Detections:
+    """The naive loop's work on one decoded frame: to RGB, PIL letterbox, the session, the model's decoding."""
+    image = decoded.to_ndarray(format="rgb24")
+    tensor, placement = letterbox(image, model.spec)
+    outputs = session.run(None, {input_name: tensor})
+    return model.decode(outputs, [placement], [Frame("naive", index, None, 0.0, image=image)])[0]
 
 
 def letterbox(image: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, Placement]:
