@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from streamer.engine import AutoModel
 from tests.conftest import ASTRONAUT_FACE
 
 
@@ -74,3 +75,18 @@ def test_centerface_provenance_names_the_pinned_file(centerface):
     assert info.task == "face-detection"
     assert info.backend == "onnxruntime-cpu"
     assert info.class_names == ("face",)
+
+
+def test_centerface_on_4_3_frames_runs_at_512x384_and_finds_the_same_face(astronaut):
+    fitted = AutoModel.from_pretrained("centerface")
+    fixed = AutoModel.from_pretrained("centerface", input_size=(640, 384))
+    frame = np.zeros((480, 640, 3), np.uint8)
+    frame[:, 64:576] = astronaut[16:496]
+    shapes = []
+    run = fitted.backend.run
+    fitted.backend.run = lambda batch: shapes.append(batch.shape) or run(batch)
+
+    found, reference = fitted(frame), fixed(frame)
+
+    assert shapes == [(1, 3, 384, 512)]
+    assert len(found) == len(reference) == 1 and iou(found.xyxy[0], reference.xyxy[0]) > 0.9

@@ -34,6 +34,7 @@ class CenterFace(DetectionModel):
     default_confidence = 0.5
     default_iou = 0.3
     default_input_size = (640, 384)
+    stride = 32  # its backbone's coarsest stride: with the graph made dynamic it takes any multiple
 
     @classmethod
     def prepare_onnx(cls, model: bytes) -> bytes:
