@@ -18,7 +18,7 @@ Routes (JSON bodies; every error is `{"error": "...", "status": N}`):
     POST   /sources               201  {"id": ..., "state": ...}: body is one source table as in the
                                        TOML, e.g. {"type": "lavfi", "id": "cam2", "graph": "testsrc2"}
                                   400  not JSON, or not a JSON object
-                                  409  a source with that id exists (removed ids stay taken)
+                                  409  a source with that id is running (a removed one's id may return)
                                   422  an invalid table; the message names the key path
                                   503  the pipeline is stopping
     DELETE /sources/{id}          204  stopped and removed (what it queued still reaches the sinks)
@@ -231,7 +231,7 @@ class Server:
         body = await _json_object(request)
         if self.stream.stopping:
             return _error(503, "the pipeline is stopping: no source can be added")
-        taken = set(self.stream.sources.readers) | set(self.stream.summary.sources)
+        taken = set(self.stream.sources.readers)
         try:
             source_id = self.stream.add_source(body)
         except ConfigError as exc:

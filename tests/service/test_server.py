@@ -75,6 +75,10 @@ async def test_sources_added_through_the_api_run_show_and_go(centerface):
             assert "cam2" in (await response.json())["error"]
         assert "cam2" not in stream.sources.readers
 
+        async with http.post("/sources", json=lavfi("cam2")) as response:  # a removed id may come back
+            assert response.status == 201
+        await until(lambda: _status_of(http, "cam2", lambda s: s["state"] == "running" and s["frames"] > 0))
+
 
 async def test_a_paused_source_stops_counting_and_resumes(centerface):
     processed = "streamer_source_frames_processed_total"
