@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 
 import anyio
-import pytest
 
 import streamer
 from streamer.sources import SourceState
