@@ -45,8 +45,21 @@ async def on_result(result: Result) -> None:
     clock = CLOCKS.setdefault((frame.source_id, frame.session), StreamClock())
     METER.result(clock.captured(frame.wall_time, frame.pts) if LIVE else None)
     if not INPUT_SHAPE:
-        width, height = result.model.input_size
-        INPUT_SHAPE.extend([1, 3, height, width])
+        INPUT_SHAPE.extend([1, 3, *reversed(_input_size(result))])
+
+
+def _input_size(result: Result) -> tuple[int, int]:
+    """The (width, height) a batch of this frame goes through at: YOLO exports with dynamic height
+    and width are letterboxed to the stride-aligned size the frame needs (DetectionModel.fit_to_frames)."""
+    import numpy as np
+
+    from streamer.batcher import InputSpec
+    from streamer.engine.models.base import fitted_size
+
+    width, height = result.model.input_size
+    if result.model.architecture != "yolo":
+        return width, height
+    return fitted_size(result.frame.width, result.frame.height, InputSpec(width, height, np.dtype(np.float32)), 32)
 
 
 atexit.register(lambda: report(METER.finish(input_shape=INPUT_SHAPE)))
