@@ -22,7 +22,9 @@ class Observer(Protocol):
         """The sink described as `sink` finished writing `item`."""
 
 
-class NoObserver:
+class IgnoringObserver:
+    """Every hook a no-op: subclass it and override only the hooks you need."""
+
     def batch_done(self, size: int, seconds: float) -> None:
         pass
 

@@ -25,6 +25,7 @@ import anyio
 
 from ..config.schema import Config, FileSource
 from ..frames import Event, Result
+from ..pipeline.observer import IgnoringObserver
 from ..pipeline.runner import Stream
 from ..sinks import accepts
 
@@ -34,17 +35,11 @@ VERSION = 1
 Position = tuple[int, "float | None"]
 
 
-class Progress:
+class Progress(IgnoringObserver):
     """The last frame (index, pts) each sink wrote, per source; an Observer of the pipeline."""
 
     def __init__(self) -> None:
         self._written: dict[str, dict[str, Position]] = {}
-
-    def batch_done(self, size: int, seconds: float) -> None:
-        pass
-
-    def stage_done(self, stage: str, seconds: float) -> None:
-        pass
 
     def sink_wrote(self, sink: str, item: Result | Event) -> None:
         if isinstance(item, Result):
