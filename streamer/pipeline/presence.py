@@ -33,7 +33,7 @@ class PresenceStage:
         self.min_confidence = min_confidence
         self.appear_frames = appear_frames
         self.disappear_frames = disappear_frames
-        self._streaks: PerSource[dict[str, _Streak]] = PerSource(self._new_source)
+        self._streaks: PerSource[dict[str, _Streak]] = PerSource(self._new_source, keep_retired=True)
 
     @staticmethod
     def _new_source(frame: Frame) -> dict[str, _Streak]:

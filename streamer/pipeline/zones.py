@@ -36,7 +36,7 @@ class ZonesStage:
         self.sources = frozenset(sources) if sources is not None else None
         self.relative = relative
         self.forget_after_frames = forget_after_frames
-        self._scenes: PerSource[_Scene] = PerSource(self._new_scene)
+        self._scenes: PerSource[_Scene] = PerSource(self._new_scene, keep_retired=True)
 
     def _new_scene(self, frame: Frame) -> _Scene:
         scale = np.array([frame.width, frame.height], np.float64) if self.relative else np.ones(2)
