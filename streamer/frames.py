@@ -160,6 +160,7 @@ class _OfAFrame:
     """What Results and Events share: the frame they are about."""
 
     frame: Frame
+    model: ModelInfo
 
     @property
     def source_id(self) -> str:
@@ -168,6 +169,11 @@ class _OfAFrame:
     @property
     def frame_index(self) -> int:
         return self.frame.index
+
+    def identity(self) -> str:
+        """What makes it unique: the model and the frame (for idempotency keys)."""
+        frame = self.frame
+        return f"{self.model.sha256}\0{frame.source_id}\0{frame.index}\0{frame.pts!r}\0{frame.wall_time!r}"
 
 
 @dataclass
@@ -194,11 +200,6 @@ class Result(_OfAFrame):
         event = Event(kind, self.frame, self.model, details)
         self.events.append(event)
         return event
-
-    def identity(self) -> str:
-        """What makes this result unique: the model and the frame (for idempotency keys)."""
-        frame = self.frame
-        return f"{self.model.sha256}\0{frame.source_id}\0{frame.index}\0{frame.pts!r}\0{frame.wall_time!r}"
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form written by the JSONL sink (one line per frame)."""
@@ -229,8 +230,9 @@ class Event(_OfAFrame):
     details: dict[str, Any] = field(default_factory=dict)
 
     def identity(self) -> str:
+        """The frame's identity, then the kind and details (counts left out: they only describe)."""
         detail = "\0".join(f"{key}={value!r}" for key, value in sorted(self.details.items()) if key != "counts")
-        return f"{self.model.sha256}\0{self.frame.source_id}\0{self.frame.index}\0{self.frame.wall_time!r}\0{self.kind}\0{detail}"
+        return f"{super().identity()}\0{self.kind}\0{detail}"
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form: `event` names the kind (frame lines have no such key)."""
