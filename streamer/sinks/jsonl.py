@@ -97,8 +97,8 @@ class JsonlSink(SinkBase):
         """The file holding the latest lines: the current one, or the newest rotated one if it is empty."""
         self._target.touch()
         _cut_partial_line(self._target)
-        if self._target.stat().st_size == 0 and self.rotated_files():
-            return self.rotated_files()[-1]
+        if self._target.stat().st_size == 0 and (rotated := self.rotated_files()):
+            return rotated[-1]
         return self._target
 
     def flush_to_disk(self) -> None:
