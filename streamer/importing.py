@@ -1,4 +1,4 @@
-"""Import user code named as `module:function` or `path/to/file.py:function`."""
+"""Import user code named as `module:function` or `path/to/file.py:function`, and optional libraries."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable
 
-from .errors import StageError
+from .errors import MissingDependencyError, StageError
 
 
 def import_target(spec: str, what: str, error: type[Exception] = StageError) -> Callable[..., Any]:
@@ -39,3 +40,18 @@ def _load_module(name: str) -> Any:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     return importlib.import_module(name)
+
+
+def import_optional(module: str, extra: str, what: str) -> ModuleType:
+    """Import an optional library, or raise MissingDependencyError naming the extra to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{what} needs `{module}`, which is not installed: pip install 'streamer[{extra}]'"
+        ) from exc
+    except OSError as exc:  # installed, but a shared library it links against is missing
+        raise MissingDependencyError(
+            f"{what} needs `{module}`, which is installed but cannot load its native libraries ({exc}): "
+            f"reinstall it with pip install 'streamer[{extra}]' and check the CUDA libraries"
+        ) from exc

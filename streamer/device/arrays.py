@@ -1,0 +1,107 @@
+"""Where arrays live: NumPy on the host, CuPy on a CUDA device, behind one small interface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from ..errors import ParameterError
+from ..importing import import_optional
+
+
+def parse_device(device: str, name: str = "device") -> tuple[str, int]:
+    """Split "cpu", "cuda" or "cuda:N" into (kind, index); `name` says whose device it is in errors."""
+    kind, _, index = device.partition(":")
+    if kind == "cpu" and not index:
+        return "cpu", 0
+    if kind == "cuda" and (not index or index.isdigit()):
+        return "cuda", int(index or 0)
+    raise ParameterError(f'{name}: device {device!r} is not one of "cpu", "cuda" or "cuda:N"')
+
+
+def import_cupy() -> ModuleType:
+    return import_optional("cupy", extra="gpu", what="the GPU path (CuPy)")
+
+
+def is_host_array(array: Any) -> bool:
+    return isinstance(array, np.ndarray)
+
+
+def module_of(array: Any) -> ModuleType:
+    """numpy for host arrays, cupy for device ones (imported only then)."""
+    if is_host_array(array):
+        return np
+    return import_cupy().get_array_module(array)
+
+
+def to_host(array: Any) -> np.ndarray:
+    """A NumPy copy of a device array; a host array as it is."""
+    return array if is_host_array(array) else array.get()
+
+
+@dataclass
+class ArrayDevice:
+    """Allocates working arrays on one device and stages uploads to it.
+
+    `xp` is numpy or cupy. On CuPy, host staging arrays are pinned (page-locked), so an upload is
+    one DMA transfer, and every array is made on `index`'s GPU.
+    """
+
+    xp: ModuleType
+    index: int = 0
+    name: str = "cpu"
+    _cuda_device: Any = field(default=None, repr=False)
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.xp is not np
+
+    def activate(self) -> Any:
+        """A context manager making this device current (a no-op on the host)."""
+        if self._cuda_device is None:
+            import contextlib
+
+            return contextlib.nullcontext()
+        return self._cuda_device
+
+    def empty(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        with self.activate():
+            return self.xp.empty(shape, dtype=dtype)
+
+    def empty_host(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        if not self.is_gpu:
+            return np.empty(shape, dtype=dtype)
+        import cupyx
+
+        return cupyx.empty_pinned(shape, dtype=dtype)
+
+    def upload(self, host: np.ndarray, out: Any) -> Any:
+        """Copy `host` into the device array `out` (same shape); returns `out`."""
+        if self.is_gpu:
+            with self.activate():
+                out.set(host)
+        else:
+            out[...] = host
+        return out
+
+    def asarray(self, host: np.ndarray) -> Any:
+        """A small host array (filter taps, indices) as a device array."""
+        with self.activate():
+            return self.xp.asarray(host)
+
+    def synchronize(self) -> None:
+        if self.is_gpu:
+            with self.activate():
+                self.xp.cuda.get_current_stream().synchronize()
+
+
+def array_device(device: str, name: str = "device") -> ArrayDevice:
+    """The ArrayDevice for "cpu" (NumPy) or "cuda[:N]" (CuPy on GPU N)."""
+    kind, index = parse_device(device, name)
+    if kind == "cpu":
+        return ArrayDevice(np)
+    cupy = import_cupy()
+    return ArrayDevice(cupy, index, f"cuda:{index}", cupy.cuda.Device(index))
