@@ -148,3 +148,33 @@ def test_cuda_provider_is_obtained_on_a_gpu():
 
     assert backend.name == "onnxruntime-cuda"
     np.testing.assert_array_equal(outputs, np.ones((3, 3), np.float32))
+
+
+def test_run_bound_when_given_a_host_batch_binds_it_in_place_and_matches_run():
+    backend = OnnxRuntimeBackend(_add_one_model(), name="add-one")
+    batch = np.arange(12, dtype=np.float32).reshape(4, 3)
+
+    (bound,) = backend.run_bound(batch)
+
+    np.testing.assert_array_equal(bound, batch + 1)
+    assert backend.input_device == "cpu"
+
+
+def test_run_bound_when_the_batch_is_not_contiguous_says_so():
+    backend = OnnxRuntimeBackend(_add_one_model(), name="add-one")
+
+    with pytest.raises(ParameterError, match="C-contiguous"):
+        backend.run_bound(np.zeros((3, 6), np.float32)[:, ::2])
+
+
+@requires_gpu()
+@pytest.mark.skipif(CUDA not in onnxruntime.get_available_providers(), reason="needs onnxruntime-gpu")
+def test_cuda_provider_when_given_a_device_batch_reads_it_in_place():
+    import cupy
+
+    backend = OnnxRuntimeBackend(_add_one_model(batch=2), name="add-one", device="cuda")
+
+    (outputs,) = backend.run(cupy.arange(9, dtype=cupy.float32).reshape(3, 3))
+
+    assert backend.input_device == "cuda:0"
+    np.testing.assert_array_equal(outputs, np.arange(9, dtype=np.float32).reshape(3, 3) + 1)

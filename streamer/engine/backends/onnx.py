@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ...device.arrays import is_host_array
 from ...errors import MissingDependencyError, ModelFormatError, ParameterError
 from . import parse_device, run_in_fixed_batches
 
@@ -59,6 +60,8 @@ class OnnxRuntimeBackend:
     """One InferenceSession; `run` is safe to call from several threads at once.
 
     A model exported with a fixed batch size is run in chunks of that size, the last one padded.
+    A batch already on the GPU (a CuPy array) is bound to the session in place (I/O binding), so
+    ONNX Runtime reads it where it is; the outputs come back to the host.
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class OnnxRuntimeBackend:
     ) -> None:
         ort = import_onnxruntime()
         requested = choose_providers(device, providers, name)
+        self._device_index = parse_device(device, name)[1]
         _check_known_providers(ort, provider_names(requested), name)
         self.session = _open_session(ort, model, _session_options(ort, threads), requested, name)
         self.providers: list[str] = self.session.get_providers()
@@ -90,11 +94,38 @@ class OnnxRuntimeBackend:
     def name(self) -> str:
         return backend_name(self.providers)
 
-    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+    @property
+    def input_device(self) -> str:
+        """"cuda:N" when a GPU provider runs the session (inputs are best prepared there), else "cpu"."""
+        on_gpu = any(provider in GPU_PROVIDERS for provider in self.providers)
+        return f"cuda:{self._device_index}" if on_gpu else "cpu"
+
+    def run(self, batch: Any) -> list[np.ndarray]:
         return run_in_fixed_batches(self._run_once, batch, self.fixed_batch)
 
-    def _run_once(self, batch: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(self.output_names, {self.input_name: batch})
+    def _run_once(self, batch: Any) -> list[np.ndarray]:
+        if is_host_array(batch):
+            return self.session.run(self.output_names, {self.input_name: batch})
+        return self.run_bound(batch)
+
+    def run_bound(self, batch: Any) -> list[np.ndarray]:
+        """Run on a batch bound in place, wherever it lives: a CuPy array on its GPU, or a NumPy one."""
+        binding = self.session.io_binding()
+        device_type, device_id, pointer = _memory_of(batch)
+        binding.bind_input(self.input_name, device_type, device_id, batch.dtype, list(batch.shape), pointer)
+        for output in self.output_names:
+            binding.bind_output(output, device_type, device_id)
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()
+
+
+def _memory_of(batch: Any) -> tuple[str, int, int]:
+    """(device type, device id, address) of a C-contiguous NumPy or CuPy array, for I/O binding."""
+    if not batch.flags.c_contiguous:
+        raise ParameterError("a batch bound in place must be C-contiguous")
+    if is_host_array(batch):
+        return "cpu", 0, batch.ctypes.data
+    return "cuda", batch.device.id, batch.data.ptr
 
 
 def _session_options(ort: Any, threads: int) -> Any:

@@ -20,6 +20,7 @@ import numpy as np
 
 from ...errors import ModelError, ModelFormatError, ModelNotFoundError, ParameterError
 from ..cache import atomic_write, default_cache_root
+from ...device.arrays import import_cupy, is_host_array
 from . import import_optional, parse_device, run_in_fixed_batches
 
 if TYPE_CHECKING:
@@ -43,8 +44,6 @@ def import_tensorrt() -> Any:
     return import_optional("tensorrt", extra="tensorrt", what="the TensorRT backend")
 
 
-def import_cupy() -> Any:
-    return import_optional("cupy", extra="gpu", what="GPU buffers (CuPy)")
 
 
 # --- pure helpers: testable without TensorRT, CuPy or a GPU ------------------------------------
@@ -241,7 +240,11 @@ class TensorInfo:
 
 
 class TensorRTBackend:
-    """One engine and one execution context on one GPU; `run` calls are serialized by a lock."""
+    """One engine and one execution context on one GPU; `run` calls are serialized by a lock.
+
+    A NumPy batch is copied to the GPU and the outputs back; a CuPy batch is bound in place and the
+    outputs stay on the GPU (copies of the bound buffers, which the next run reuses).
+    """
 
     name = "tensorrt"
 
@@ -284,26 +287,37 @@ class TensorRTBackend:
         )
         return cls(plan, name=name, device=options.device)
 
-    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+    @property
+    def input_device(self) -> str:
+        return f"cuda:{self._device.id}"
+
+    def run(self, batch: Any) -> list[Any]:
         if self.fixed_batch is not None:
             return run_in_fixed_batches(self._run_once, batch, self.fixed_batch)
         if self.max_batch is None or len(batch) <= self.max_batch:
             return self._run_once(batch)
         chunks = [self._run_once(batch[i : i + self.max_batch]) for i in range(0, len(batch), self.max_batch)]
-        return [np.concatenate(parts) for parts in zip(*chunks)]
+        xp = np if is_host_array(batch) else self._cupy
+        return [xp.concatenate(parts) for parts in zip(*chunks)]
 
-    def _run_once(self, batch: np.ndarray) -> list[np.ndarray]:
-        batch = np.ascontiguousarray(batch, dtype=self.input_dtype)
+    def _run_once(self, batch: Any) -> list[Any]:
+        on_host = is_host_array(batch)
         with self._lock, self._device:
+            xp = np if on_host else self._cupy
+            batch = xp.ascontiguousarray(batch, dtype=self.input_dtype)
             if not self.context.set_input_shape(self._input.name, batch.shape):
                 raise ParameterError(f"{self._label}: batch shape {batch.shape} is outside the plan's profile")
             reported = {tensor.name: tuple(self.context.get_tensor_shape(tensor.name)) for tensor in self._outputs}
             shapes = output_shapes_for_batch(reported, len(batch))
-            self._bind(self._input, batch.shape).set(batch, stream=self._stream)
+            if on_host:
+                self._bind(self._input, batch.shape).set(batch, stream=self._stream)
+            else:
+                self.context.set_tensor_address(self._input.name, batch.data.ptr)
             outputs = [self._bind(tensor, shapes[tensor.name]) for tensor in self._outputs]
             if not self.context.execute_async_v3(self._stream.ptr):
                 raise ModelError(f"{self._label}: TensorRT failed to run the batch (see the TensorRT log above)")
-            results = [output.get(stream=self._stream) for output in outputs]
+            with self._stream:
+                results = [output.get(stream=self._stream) if on_host else output.copy() for output in outputs]
             self._stream.synchronize()
         return results
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ...device.arrays import is_host_array
 from ...errors import MissingDependencyError, ModelError, ModelFormatError, ModelNotFoundError, ParameterError
 from . import import_optional, parse_device, run_in_fixed_batches
 
@@ -29,9 +30,11 @@ def import_torch() -> Any:
 
 
 class TorchBackend:
-    """One module in inference mode; `run` takes a NumPy batch and returns NumPy outputs.
+    """One module in inference mode.
 
-    With `half`, the module and its input run in float16; floating outputs come back as float32.
+    `run` takes a NumPy batch and returns NumPy outputs, or a device (CuPy) batch, which torch reads
+    in place through DLPack, and returns device outputs the same way. With `half`, the module and
+    its input run in float16; floating outputs come back as float32.
     """
 
     def __init__(
@@ -64,16 +67,25 @@ class TorchBackend:
     def name(self) -> str:
         return f"torch-{self.device.type}"
 
-    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+    @property
+    def input_device(self) -> str:
+        """Where inputs are best prepared: "cpu", or the GPU the module runs on ("cuda:N")."""
+        return "cpu" if self.device.type == "cpu" else f"cuda:{self.device.index or 0}"
+
+    def run(self, batch: Any) -> list[Any]:
         return run_in_fixed_batches(self._run_once, batch, self.fixed_batch)
 
-    def _run_once(self, batch: np.ndarray) -> list[np.ndarray]:
+    def _run_once(self, batch: Any) -> list[Any]:
         torch = self._torch
-        tensor = torch.from_numpy(np.ascontiguousarray(batch))  # shares the array's memory
+        on_host = is_host_array(batch)
+        # Both share the batch's memory: no copy unless the device or dtype differs.
+        tensor = torch.from_numpy(np.ascontiguousarray(batch)) if on_host else torch.from_dlpack(batch)
         with torch.inference_mode():
             tensor = tensor.to(self.device, dtype=self._tensor_dtype, non_blocking=True)
             outputs = flatten_outputs(self.module(tensor))
-            return [_to_numpy(torch, output, self.half) for output in outputs]
+            if on_host:
+                return [_to_numpy(torch, output, self.half) for output in outputs]
+            return [_to_device_array(torch, output, self.half) for output in outputs]
 
 
 def load_state_dict(path: str | Path) -> dict[str, Any]:
@@ -201,6 +213,17 @@ def _to_numpy(torch: Any, output: Any, half: bool) -> np.ndarray:
     if half and output.dtype == torch.float16:
         output = output.float()
     return output.cpu().numpy()
+
+
+def _to_device_array(torch: Any, output: Any, half: bool) -> Any:
+    """A CUDA tensor as a CuPy array sharing its memory (float16 widened to float32 first)."""
+    from ...device.arrays import import_cupy
+
+    if not isinstance(output, torch.Tensor):
+        return np.asarray(output)
+    if half and output.dtype == torch.float16:
+        output = output.float()
+    return import_cupy().from_dlpack(output.contiguous())
 
 
 def _refusal_reason(exc: BaseException) -> str:
