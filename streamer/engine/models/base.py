@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import threading
 import time
 from pathlib import Path
-from typing import ClassVar, Mapping, Protocol, Sequence
+from typing import Any, ClassVar, Mapping, Protocol, Sequence
 
 import numpy as np
 
 from ...batcher import InputBuffers, InputSpec, Placement
+from ...device import DeviceInputBuffers, array_device, to_host
+from ...errors import MissingDependencyError
 from ...frames import Detections, Frame, ModelInfo
 from ..entities import LoadOptions, ModelDocument, ModelPackage
+
+log = logging.getLogger(__name__)
 
 
 class Backend(Protocol):
@@ -36,8 +41,13 @@ class DetectionModel:
     """A detector: `detect(frames)` returns one Detections per frame, in source pixel coordinates.
 
     Subclasses set the defaults below and implement `decode`. `detect` may be called from several
-    threads at once; each call borrows its own input buffer.
+    threads at once; each call borrows its own input buffer. When the backend runs on a GPU
+    (its `input_device` is "cuda:N") and CuPy is installed, batches are letterboxed on that GPU
+    and handed over in place; families that set `decodes_on_device` then decode there too.
     """
+
+    # Whether `decode` takes device (CuPy) outputs; others get host copies.
+    decodes_on_device: ClassVar[bool] = False
 
     default_confidence: ClassVar[float] = 0.25
     default_iou: ClassVar[float] = 0.45
@@ -64,12 +74,13 @@ class DetectionModel:
         self.iou = self.default_iou if iou is None else iou
         self.batch_size = batch_size
         self.dependencies = dict(dependencies or {})
-        self.buffers = InputBuffers(spec, batch_size)
+        self._device = _input_device(backend, info.model_id)
+        self.buffers = self._new_buffers(spec)
         # With a graph of dynamic height and width, each batch is letterboxed into the smallest
         # stride-aligned size within `spec` that its frames need (320 x 192 for 16:9 at 320) instead
         # of the full square: fewer pixels through the network, the same boxes.
         self.fit_to_frames = fit_to_frames and self.stride is not None
-        self._fitted: dict[tuple[int, int], InputBuffers] = {spec.width_height: self.buffers}
+        self._fitted: dict[tuple[int, int], InputBuffers | DeviceInputBuffers] = {spec.width_height: self.buffers}
         self._fitted_lock = threading.Lock()
 
     @classmethod
@@ -144,9 +155,16 @@ class DetectionModel:
             outputs = self.backend.run(inputs)
         finally:
             buffers.release(buffer)
+        if not self.decodes_on_device:
+            outputs = [to_host(output) for output in outputs]
         return self.decode(outputs, placements, frames)
 
-    def _buffers_for(self, frames: list[Frame]) -> InputBuffers:
+    def _new_buffers(self, spec: InputSpec) -> InputBuffers | DeviceInputBuffers:
+        if self._device is None:
+            return InputBuffers(spec, self.batch_size)
+        return DeviceInputBuffers(spec, self.batch_size, self._device)
+
+    def _buffers_for(self, frames: list[Frame]) -> InputBuffers | DeviceInputBuffers:
         """The buffers of the input size this batch needs (always `spec`'s unless fitting to frames)."""
         if not self.fit_to_frames:
             return self.buffers
@@ -156,11 +174,23 @@ class DetectionModel:
         with self._fitted_lock:
             if size not in self._fitted:
                 spec = dataclasses.replace(self.spec, width=size[0], height=size[1])
-                self._fitted[size] = InputBuffers(spec, self.batch_size)
+                self._fitted[size] = self._new_buffers(spec)
             return self._fitted[size]
 
     def decode(self, outputs: list[np.ndarray], placements: list[Placement], frames: list[Frame]) -> list[Detections]:
         raise NotImplementedError
+
+
+def _input_device(backend: Backend, what: str) -> Any:
+    """The ArrayDevice to letterbox on when the backend runs on a GPU and CuPy can reach it, else None."""
+    device = getattr(backend, "input_device", "cpu")
+    if device == "cpu":
+        return None
+    try:
+        return array_device(device, what)
+    except MissingDependencyError as exc:
+        log.warning("%s: letterboxing on the CPU and copying to %s, since %s", what, device, exc)
+        return None
 
 
 def _as_frame(item: Frame | np.ndarray) -> Frame:
@@ -205,7 +235,7 @@ def clip_boxes(xyxy: np.ndarray, frame: Frame) -> np.ndarray:
 
 def nms(xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: int = 300) -> np.ndarray:
     """Greedy non-maximum suppression; returns kept indices, best first."""
-    order = np.argsort(-scores)
+    order = np.argsort(-scores, kind="stable")  # equal scores in index order, as batched_nms does
     areas = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
     keep: list[int] = []
     while order.size and len(keep) < max_keep:

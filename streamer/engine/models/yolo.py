@@ -10,15 +10,15 @@ from ...batcher import Placement
 from ...errors import UnknownArchitectureError
 from ...frames import Detections, Frame
 from ..entities import LoadOptions, ModelDocument
-from .base import Backend, DetectionModel, clip_boxes, nms
-
-CLASS_OFFSET = 8192.0  # shifts each class's boxes apart so one NMS pass never mixes classes
+from ..postprocess import decode_yolo_batch
+from .base import Backend, DetectionModel, clip_boxes
 
 
 class UltralyticsYolo(DetectionModel):
     default_confidence = 0.25
     default_iou = 0.45
     stride = 32  # the largest feature map's stride: exports with dynamic height and width take any multiple
+    decodes_on_device = True
 
     @classmethod
     def describe(cls, document: ModelDocument, backend: Backend, options: LoadOptions):  # type: ignore[override]
@@ -30,22 +30,13 @@ class UltralyticsYolo(DetectionModel):
         return names or file_names, options.input_size or document.input_size or file_size
 
     def decode(self, outputs: list[np.ndarray], placements: list[Placement], frames: list[Frame]) -> list[Detections]:
-        predictions = outputs[0]
-        return [self._decode_one(predictions[i], placements[i], frames[i]) for i in range(len(frames))]
-
-    def _decode_one(self, prediction: np.ndarray, placement: Placement, frame: Frame) -> Detections:
-        scores = prediction[4:]
-        class_id = scores.argmax(axis=0)
-        confidence = scores[class_id, np.arange(scores.shape[1])]
-        keep = confidence >= self.confidence
-        if not keep.any():
-            return Detections.empty()
-        cx, cy, w, h = prediction[:4, keep].astype(np.float32)
-        xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-        confidence, class_id = confidence[keep].astype(np.float32), class_id[keep].astype(np.int64)
-        kept = nms(xyxy + (class_id * CLASS_OFFSET)[:, None], confidence, self.iou)
-        xyxy = clip_boxes(placement.to_source(xyxy[kept]), frame)
-        return Detections(xyxy=xyxy, confidence=confidence[kept], class_id=class_id[kept])
+        """The whole batch at once, on the device when the outputs are CuPy arrays (and on the host,
+        where it also beats image by image); only the kept boxes come back to the host."""
+        found = decode_yolo_batch(outputs[0][: len(frames)], self.confidence, self.iou)
+        return [
+            Detections(xyxy=clip_boxes(placement.to_source(xyxy), frame), confidence=confidence, class_id=class_id)
+            for (xyxy, confidence, class_id), placement, frame in zip(found, placements, frames)
+        ]
 
 
 def read_metadata(metadata: dict[str, str], what: str) -> tuple[tuple[str, ...], tuple[int, int]]:

@@ -1,0 +1,49 @@
+"""The device path on a real GPU (CuPy): marked `gpu`, skipped with the reason elsewhere."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streamer.batcher import InputBuffers, InputSpec
+from streamer.device import DeviceInputBuffers, array_device, to_host
+from tests.engine.gpu import requires_gpu
+
+from .helpers import decoded_frame, image_frame
+
+F32 = np.dtype(np.float32)
+ONE_LEVEL = 1 / 255 + 1e-5
+
+
+@requires_gpu()
+def test_gpu_letterbox_when_sources_mix_sizes_and_layouts_matches_ffmpeg_within_one_level():
+    frames = [decoded_frame(1920, 1080, 0), decoded_frame(1280, 720, 1, colorspace=1), image_frame(640, 480, 2)]
+    frames += [decoded_frame(1920, 1080, 3, pix_fmt="yuvj420p")]
+    spec = InputSpec(640, 640, F32)
+
+    expected, _ = InputBuffers(spec, 4).acquire().fill(frames)
+    got, _ = DeviceInputBuffers(spec, 4, array_device("cuda")).acquire().fill(frames)
+
+    assert type(got).__module__.startswith("cupy")
+    assert np.abs(to_host(got) - expected).max() <= ONE_LEVEL
+
+
+@requires_gpu("torch")
+def test_torch_backend_when_given_a_device_batch_reads_it_in_place_and_answers_on_the_device(tmp_path):
+    import cupy
+    import torch
+
+    from streamer.engine.backends.torch import TorchBackend
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
+    path = tmp_path / "tiny.torchscript"
+    torch.jit.save(torch.jit.script(net), str(path))
+    backend = TorchBackend(path, name="tiny", format="torchscript", device="cuda")
+    batch = cupy.random.random((2, 3, 32, 32), dtype=cupy.float32)
+
+    (output,) = backend.run(batch)
+
+    assert backend.input_device == "cuda:0"
+    assert isinstance(output, cupy.ndarray)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(batch.get())).numpy()
+    np.testing.assert_allclose(output.get(), expected, atol=1e-4)
