@@ -1,6 +1,7 @@
 """Letterbox a batch on a device: upload each frame's 8-bit planes once, do the rest there.
 
-Per batch, frames of the same layout (YUV 4:2:0 from the decoder, else RGB) and size are staged
+Per batch, frames of the same layout (YUV 4:2:0 from the decoder, planar or NV12 as hardware
+decoders give it, else RGB) and size are staged
 side by side in one reusable host buffer (pinned on a GPU), uploaded in one copy, resampled with
 FFmpeg's bilinear filter, converted to RGB with the frame's own matrix and range, rounded to 8 bits,
 normalised and written into their slots of a reusable NCHW input on the device. Every pixel is
@@ -24,13 +25,14 @@ from .color import ColorMatrix
 from .resample import DeviceTaps, resample_axis, triangle_taps
 
 YUV420_FORMATS = ("yuv420p", "yuvj420p")
+NV12 = "nv12"  # Y, then U and V interleaved: what NVDEC frames come down as
 
 
 @dataclass(frozen=True)
 class _Layout:
     """What frames must share to be staged and converted together."""
 
-    kind: str  # "yuv420p" or "rgb24"
+    kind: str  # "yuv420p", "nv12" or "rgb24"
     width: int
     height: int
     matrix: ColorMatrix | None
@@ -38,8 +40,10 @@ class _Layout:
     @classmethod
     def of(cls, frame: Frame) -> _Layout:
         decoded = frame.decoded
-        if decoded is not None and decoded.format.name in YUV420_FORMATS:
-            return cls("yuv420p", frame.width, frame.height, ColorMatrix.of_frame(decoded))
+        name = decoded.format.name if decoded is not None else None
+        if name in YUV420_FORMATS or name == NV12:
+            kind = NV12 if name == NV12 else "yuv420p"
+            return cls(kind, frame.width, frame.height, ColorMatrix.of_frame(decoded))
         return cls("rgb24", frame.width, frame.height, None)
 
     @property
@@ -162,8 +166,12 @@ class _DeviceBuffer:
         chroma_size = chroma_width * chroma_height
         planes = staged.astype(np.float32)
         y = planes[:, :luma_size].reshape(count, layout.height, layout.width)
-        u = planes[:, luma_size : luma_size + chroma_size].reshape(count, chroma_height, chroma_width)
-        v = planes[:, luma_size + chroma_size :].reshape(count, chroma_height, chroma_width)
+        if layout.kind == NV12:
+            pairs = planes[:, luma_size:].reshape(count, chroma_height, chroma_width, 2)
+            u, v = pairs[..., 0], pairs[..., 1]
+        else:
+            u = planes[:, luma_size : luma_size + chroma_size].reshape(count, chroma_height, chroma_width)
+            v = planes[:, luma_size + chroma_size :].reshape(count, chroma_height, chroma_width)
         assert layout.matrix is not None
         return list(
             layout.matrix.to_rgb(
@@ -220,8 +228,10 @@ def _stage(layout: _Layout, frame: Frame, row: np.ndarray) -> None:
         row[...] = frame.image
         return
     offset = 0
-    for plane in frame.decoded.planes:  # type: ignore[union-attr]
+    for number, plane in enumerate(frame.decoded.planes):  # type: ignore[union-attr]
         width, height = plane.width, plane.height
+        if layout.kind == NV12 and number == 1:
+            width *= 2  # U and V side by side: two bytes per chroma sample
         pixels = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:height, :width]
         row[offset : offset + width * height].reshape(height, width)[...] = pixels
         offset += width * height

@@ -47,7 +47,7 @@ def test_device_letterbox_when_an_rgb_image_matches_ffmpeg_within_one_level(widt
 
 
 @pytest.mark.parametrize(
-    ("pix_fmt", "colorspace"), [("yuv420p", 1), ("yuvj420p", None), ("yuv420p", 9), ("yuv420p", 5)]
+    ("pix_fmt", "colorspace"), [("yuv420p", 1), ("yuvj420p", None), ("yuv420p", 9), ("yuv420p", 5), ("nv12", None)]
 )
 def test_device_letterbox_when_the_frame_names_its_matrix_or_range_converts_as_ffmpeg_does(
     pix_fmt: str, colorspace: int | None
