@@ -92,7 +92,18 @@ class ArrayDevice:
         with self.activate():
             return self.xp.asarray(host)
 
+    def new_stream(self) -> Any:
+        """A context manager making a fresh non-blocking CUDA stream current (a no-op on the host):
+        each buffer works on its own, so batches prepared by several threads overlap."""
+        if not self.is_gpu:
+            import contextlib
+
+            return contextlib.nullcontext()
+        with self.activate():
+            return self.xp.cuda.Stream(non_blocking=True)
+
     def synchronize(self) -> None:
+        """Wait for the work queued on this thread's current stream of this device."""
         if self.is_gpu:
             with self.activate():
                 self.xp.cuda.get_current_stream().synchronize()

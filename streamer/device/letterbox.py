@@ -96,6 +96,7 @@ class _DeviceBuffer:
         self.array[...] = spec.pad_value
         self._slot_geometry: list[tuple[int, int, int, int] | None] = [None] * pool.capacity
         self._staging: dict[_Layout, tuple[np.ndarray, Any]] = {}
+        self._stream = device.new_stream()
 
     def fill(self, frames: Sequence[Frame], timings: dict[str, float] | None = None) -> tuple[Any, list[Placement]]:
         """Letterbox `frames` into the first slots; returns the batch (a device array) and placements.
@@ -104,16 +105,17 @@ class _DeviceBuffer:
         the device to its "stage", "upload" and "preprocess" entries (waiting for the device after
         each step, so only for measuring).
         """
-        clock = _Clock(self.pool.device, timings)
-        placements: list[Placement] = []
-        groups: dict[_Layout, list[int]] = defaultdict(list)
-        for slot, frame in enumerate(frames):
-            placements.append(self._prepare_slot(slot, frame))
-            groups[_Layout.of(frame)].append(slot)
-        for layout, slots in groups.items():
-            self._fill_group(layout, slots, [frames[slot] for slot in slots], placements[slots[0]], clock)
-        self.pool.device.synchronize()
-        clock.lap("preprocess")
+        with self.pool.device.activate(), self._stream:
+            clock = _Clock(self.pool.device, timings)
+            placements: list[Placement] = []
+            groups: dict[_Layout, list[int]] = defaultdict(list)
+            for slot, frame in enumerate(frames):
+                placements.append(self._prepare_slot(slot, frame))
+                groups[_Layout.of(frame)].append(slot)
+            for layout, slots in groups.items():
+                self._fill_group(layout, slots, [frames[slot] for slot in slots], placements[slots[0]], clock)
+            self.pool.device.synchronize()  # the backend may read the batch on another stream
+            clock.lap("preprocess")
         return self.array[: len(frames)], placements
 
     def _prepare_slot(self, slot: int, frame: Frame) -> Placement:
