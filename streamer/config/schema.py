@@ -40,6 +40,7 @@ class ModelConfig(Base, kw_only=True):
     confidence: Fraction | None = None
     iou: Fraction | None = None
     input_size: tuple[Positive, Positive] | None = None
+    fit_to_frames: bool | None = None
     workers: Positive | None = None
     threads: Positive = 1
 

@@ -123,6 +123,9 @@ class LoadOptions(Entity, kw_only=True):
     confidence: float | None = None
     iou: float | None = None
     input_size: tuple[int, int] | None = None
+    # Letterbox each batch into the smallest stride-aligned size within input_size that its frames
+    # need (graphs with dynamic height and width only). None: only when input_size is not given.
+    fit_to_frames: bool | None = None
     threads: Positive = 1
     dependency_models_params: dict[str, dict[str, Any]] = {}
 

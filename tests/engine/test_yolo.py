@@ -144,6 +144,18 @@ def test_yolo_with_dynamic_height_and_width_runs_16_9_frames_at_320x192_with_the
     assert all(iou(a, b) > 0.9 for a, b in zip(found.xyxy, reference.xyxy))
 
 
+def test_yolo_when_an_explicit_size_is_asked_to_fit_fits_within_it(yolo_path, astronaut):
+    model = AutoModel.from_pretrained(str(yolo_path), input_size=(640, 640), fit_to_frames=True)
+    seen_shapes = []
+    run = model.backend.run
+    model.backend.run = lambda batch: seen_shapes.append(batch.shape) or run(batch)
+
+    model(np.zeros((1080, 1920, 3), np.uint8))
+
+    assert model.fit_to_frames and model.spec.width_height == (640, 640)
+    assert seen_shapes == [(1, 3, 384, 640)]
+
+
 def test_yolo_batch_of_mixed_shapes_takes_the_size_the_widest_and_tallest_need(yolo_path, astronaut):
     model = AutoModel.from_pretrained(str(yolo_path))
     seen_shapes = []

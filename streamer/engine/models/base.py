@@ -116,7 +116,7 @@ class DetectionModel:
             iou=options.iou,
             batch_size=options.batch_bounds[1],
             dependencies=dependencies,
-            fit_to_frames=options.input_size is None and static_input_size(backend) is None,
+            fit_to_frames=_fits_to_frames(options) and static_input_size(backend) is None,
         )
 
     @classmethod
@@ -179,6 +179,11 @@ class DetectionModel:
 
     def decode(self, outputs: list[np.ndarray], placements: list[Placement], frames: list[Frame]) -> list[Detections]:
         raise NotImplementedError
+
+
+def _fits_to_frames(options: LoadOptions) -> bool:
+    """As asked, else only when no input size was given (an explicit size is taken as the size)."""
+    return options.input_size is None if options.fit_to_frames is None else options.fit_to_frames
 
 
 def _input_device(backend: Backend, what: str) -> Any:
