@@ -51,6 +51,16 @@ def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
     pull.add_argument("model_id")
     _add_load_flags(pull)
     pull.set_defaults(command=_models_pull)
+    convert = models.add_parser("convert", help="convert a model's ONNX package to a PyTorch package (cached)")
+    convert.add_argument("model_id", help="a model id, or a path to an ONNX file or model folder")
+    convert.add_argument("--to", required=True, choices=["torch"], help="the backend to convert for")
+    convert.add_argument("--format", default="torchscript", choices=["torchscript", "torch-export"])
+    convert.add_argument("--out", help="also copy the package to this folder")
+    convert.add_argument("--architecture", help="for ONNX files whose metadata does not say")
+    for flag in ("--cache-dir", "--registry-url"):
+        convert.add_argument(flag)
+    convert.add_argument("--offline", action="store_true")
+    convert.set_defaults(command=_models_convert)
     listing = models.add_parser("list", help="list cached model packages")
     listing.add_argument("--cache-dir")
     listing.set_defaults(command=_models_list)
@@ -112,6 +122,22 @@ def _models_pull(args: argparse.Namespace) -> str:
     document, package, files = anyio.run(pull, args.model_id, _load_options(args))
     paths = "\n".join(f"  {path}" for path in files.values())
     return f"{document.model_id}: package {package.package_id} ({package.backend}, {package.quantization}) ready\n{paths}"
+
+
+@_engine_command
+def _models_convert(args: argparse.Namespace) -> str:
+    import functools
+
+    import anyio
+
+    from .engine.auto_model import make_options
+    from .engine.convert import convert_model
+
+    flags = {key: getattr(args, key) for key in ("architecture", "cache_dir", "offline", "registry_url")}
+    options = make_options(None, {key: value for key, value in flags.items() if value not in (None, False)})
+    convert = functools.partial(convert_model, args.model_id, options, format=args.format, out_dir=args.out)
+    folder = anyio.run(convert)
+    return f"{args.model_id}: {args.format} package ready in {folder}\n  load it with backend=\"torch\" from that folder"
 
 
 @_engine_command
