@@ -6,6 +6,7 @@ import numpy as np
 
 from streamer.batcher import InputBuffers, InputSpec
 from streamer.device import DeviceInputBuffers, array_device, to_host
+from streamer.frames import Frame
 from tests.engine.gpu import requires_gpu
 
 from .helpers import decoded_frame, image_frame
@@ -47,3 +48,36 @@ def test_torch_backend_when_given_a_device_batch_reads_it_in_place_and_answers_o
     with torch.no_grad():
         expected = net(torch.from_numpy(batch.get())).numpy()
     np.testing.assert_allclose(output.get(), expected, atol=1e-4)
+
+
+@requires_gpu("torch")
+def test_yolo_on_torch_cuda_when_batches_are_letterboxed_on_the_gpu_finds_what_the_cpu_finds(
+    yolo_path, astronaut, tmp_path
+):
+    from streamer.engine import AutoModel
+    from streamer.engine.convert import convert_to_torch
+    from tests.engine.test_centerface import iou
+
+    frames = [astronaut_frame(astronaut, left) for left in (0, 400, 896)]
+    cpu = AutoModel.from_pretrained(str(yolo_path))
+    package = convert_to_torch(yolo_path, cache_dir=tmp_path)
+    for quantization in ("fp32", "fp16"):
+        gpu = AutoModel.from_pretrained(str(package), backend="torch", device="cuda", quantization=quantization)
+
+        assert isinstance(gpu.buffers, DeviceInputBuffers)
+        for want, got in zip(cpu.detect(frames), gpu.detect(frames)):
+            sure = want[want.confidence > 0.5]
+            assert len(sure) > 0  # the face, at least
+            for box, class_id in zip(sure.xyxy, sure.class_id):
+                overlaps = [iou(box, other) for other in got.xyxy]
+                assert max(overlaps) > 0.95 and got.class_id[int(np.argmax(overlaps))] == class_id
+
+
+def astronaut_frame(astronaut: np.ndarray, left: int) -> Frame:
+    """A decoded 1080p frame with the photo, doubled, `left` pixels from the left edge."""
+    import av
+
+    canvas = np.full((1080, 1920, 3), 90, np.uint8)
+    canvas[28:1052, left : left + 1024] = astronaut.repeat(2, axis=0).repeat(2, axis=1)
+    decoded = av.VideoFrame.from_ndarray(canvas, format="rgb24").reformat(format="yuv420p")
+    return Frame("cam", left, None, 0.0, decoded=decoded)
