@@ -4,8 +4,10 @@ Per batch, frames of the same layout (YUV 4:2:0 from the decoder, planar or NV12
 decoders give it, else RGB) and size are staged
 side by side in one reusable host buffer (pinned on a GPU), uploaded in one copy, resampled with
 FFmpeg's bilinear filter, converted to RGB with the frame's own matrix and range, rounded to 8 bits,
-normalised and written into their slots of a reusable NCHW input on the device. Every pixel is
-within one level of what the CPU path (`streamer.batcher.InputBuffers`) computes.
+normalised and written into their slots of a reusable NCHW input on the device. For YUV 4:2:0
+(planar, full-range or NV12) frames and RGB images every pixel is within one level of what the CPU
+path (`streamer.batcher.InputBuffers`) computes; frames in other pixel formats are converted to RGB
+on the CPU first, at full size, so they come close but are not held to that.
 """
 
 from __future__ import annotations
