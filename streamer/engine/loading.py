@@ -50,6 +50,7 @@ def open_backend(
             device=options.device,
             half=package.quantization == "fp16",
             threads=options.threads,
+            fixed_batch=None if package.batch.dynamic else package.batch.size,
         )
     return _open_tensorrt(package, path, name, options)
 

@@ -251,3 +251,22 @@ def test_cuda_outputs_match_the_cpu(net, torchscript_path, export_path, half):
 
         assert backend.name == "torch-cuda"
         np.testing.assert_allclose(outputs[0], _expected(net, images)[0], atol=2e-2 if half else 1e-4)
+
+
+def test_open_backend_when_a_torchscript_package_declares_a_static_batch_runs_in_chunks_of_it(torchscript_path):
+    from streamer.engine.entities import BatchProfile, FileSpec, LoadOptions, ModelPackage
+    from streamer.engine.loading import open_backend
+
+    package = ModelPackage(
+        package_id="tiny-static",
+        backend="torch",
+        format="torchscript",
+        batch=BatchProfile(dynamic=False, size=2),
+        files=[FileSpec(name=torchscript_path.name)],
+    )
+
+    backend = open_backend(package, {torchscript_path.name: torchscript_path}, LoadOptions(backend="torch"))
+    outputs = backend.run(_images(3))
+
+    assert backend.fixed_batch == 2  # TorchScript files record no input shape: the package says it
+    assert outputs[0].shape[0] == 3
