@@ -18,7 +18,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +121,18 @@ def atomic_write(path: Path, data: bytes) -> None:
         Path(temporary).unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def lock_file(path: Path) -> Iterator[int]:
+    """A lock file's descriptor, open (and created, with its folder) for the block; closing this only
+    descriptor at the end releases any flock taken on it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        yield descriptor
+    finally:
+        os.close(descriptor)
+
+
 def _wait_for_flock(descriptor: int) -> None:
     """Take an exclusive flock, polling so that cancelling the waiting task stops the wait."""
     while True:
@@ -160,14 +172,9 @@ class ModelCache:
     async def lock(self, model_id: str, package_id: str) -> AsyncIterator[None]:
         """Hold the package's lock file exclusively (across processes) for the duration of the block."""
         package_dir = self.package_dir(model_id, package_id)
-        path = package_dir.with_name(package_dir.name + ".lock")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
+        with lock_file(package_dir.with_name(package_dir.name + ".lock")) as descriptor:
             await anyio.to_thread.run_sync(_wait_for_flock, descriptor)
             yield
-        finally:
-            os.close(descriptor)  # closing the only descriptor releases the lock
 
     def save_document(self, document: ModelDocument) -> None:
         data = msgspec.json.format(msgspec.json.encode(document), indent=2)

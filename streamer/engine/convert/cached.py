@@ -24,7 +24,7 @@ from pathlib import Path
 import msgspec
 
 from ...errors import MissingDependencyError
-from ..cache import atomic_write, file_sha256, safe_folder_name
+from ..cache import atomic_write, file_sha256, lock_file, safe_folder_name
 from ..entities import FileSpec, ModelDocument, ModelPackage, RuntimeRequirements
 from ..providers.local import MANIFEST, read_model_folder
 from .importer import INSTALL_HINT, WHAT
@@ -91,13 +91,9 @@ def _size(path: Path) -> int | None:
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """Hold `path` flock'd exclusively (across processes) for the block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    with lock_file(path) as descriptor:
         fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield
-    finally:
-        os.close(descriptor)  # closing the only descriptor releases the lock
 
 
 def _convert_into(folder: Path, source: Path, format: str, document: ModelDocument, facts: dict[str, str]) -> None:
