@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import contextlib
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -47,13 +48,11 @@ class ArrayDevice:
     """Allocates working arrays on one device and stages uploads to it.
 
     `xp` is numpy or cupy. On CuPy, host staging arrays are pinned (page-locked), so an upload is
-    one DMA transfer, and every array is made on `index`'s GPU.
+    one DMA transfer, and every array is made on `cuda_device`, the GPU (a `cupy.cuda.Device`).
     """
 
     xp: ModuleType
-    index: int = 0
-    name: str = "cpu"
-    _cuda_device: Any = field(default=None, repr=False)
+    cuda_device: Any = None
 
     @property
     def is_gpu(self) -> bool:
@@ -61,11 +60,7 @@ class ArrayDevice:
 
     def activate(self) -> Any:
         """A context manager making this device current (a no-op on the host)."""
-        if self._cuda_device is None:
-            import contextlib
-
-            return contextlib.nullcontext()
-        return self._cuda_device
+        return contextlib.nullcontext() if self.cuda_device is None else self.cuda_device
 
     def empty(self, shape: tuple[int, ...], dtype: Any) -> Any:
         with self.activate():
@@ -96,8 +91,6 @@ class ArrayDevice:
         """A context manager making a fresh non-blocking CUDA stream current (a no-op on the host):
         each buffer works on its own, so batches prepared by several threads overlap."""
         if not self.is_gpu:
-            import contextlib
-
             return contextlib.nullcontext()
         with self.activate():
             return self.xp.cuda.Stream(non_blocking=True)
@@ -115,4 +108,4 @@ def array_device(device: str, name: str = "device") -> ArrayDevice:
     if kind == "cpu":
         return ArrayDevice(np)
     cupy = import_cupy()
-    return ArrayDevice(cupy, index, f"cuda:{index}", cupy.cuda.Device(index))
+    return ArrayDevice(cupy, cupy.cuda.Device(index))

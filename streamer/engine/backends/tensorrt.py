@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ...device.arrays import import_cupy, module_of
 from ...errors import ModelError, ModelFormatError, ModelNotFoundError, ParameterError
 from ..cache import atomic_write, default_cache_root
-from ...device.arrays import import_cupy, is_host_array
 from . import import_optional, parse_device, run_in_fixed_batches
 
 if TYPE_CHECKING:
@@ -42,8 +42,6 @@ WORKSPACE_BYTES = 1 << 30
 
 def import_tensorrt() -> Any:
     return import_optional("tensorrt", extra="tensorrt", what="the TensorRT backend")
-
-
 
 
 # --- pure helpers: testable without TensorRT, CuPy or a GPU ------------------------------------
@@ -297,13 +295,12 @@ class TensorRTBackend:
         if self.max_batch is None or len(batch) <= self.max_batch:
             return self._run_once(batch)
         chunks = [self._run_once(batch[i : i + self.max_batch]) for i in range(0, len(batch), self.max_batch)]
-        xp = np if is_host_array(batch) else self._cupy
-        return [xp.concatenate(parts) for parts in zip(*chunks)]
+        return [module_of(parts[0]).concatenate(parts) for parts in zip(*chunks)]
 
     def _run_once(self, batch: Any) -> list[Any]:
-        on_host = is_host_array(batch)
+        xp = module_of(batch)
+        on_host = xp is np
         with self._lock, self._device:
-            xp = np if on_host else self._cupy
             batch = xp.ascontiguousarray(batch, dtype=self.input_dtype)
             if not self.context.set_input_shape(self._input.name, batch.shape):
                 raise ParameterError(f"{self._label}: batch shape {batch.shape} is outside the plan's profile")
