@@ -14,11 +14,11 @@ import numpy as np
 
 from ...errors import ModelFormatError
 from ...importing import import_optional
+from ..backends.torch import METADATA_FILE
 from ..entities import BatchProfile, ModelDocument
 from .importer import WHAT, check_ops, gist, import_onnx2torch
 from .program import build_program
 
-METADATA_FILE = "metadata.json"  # what backends/torch.py reads
 EXAMPLE_BATCH = 2  # a batch of 1 would let the exporter specialise the batch dimension to 1
 
 
