@@ -187,4 +187,4 @@ def _run(args: argparse.Namespace) -> int:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(summary.render())
-    return EXIT_FAILED if summary.failed else EXIT_OK
+    return EXIT_OK if summary.succeeded else EXIT_FAILED

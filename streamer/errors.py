@@ -24,6 +24,7 @@
     │       └── UnsafePathError     a file name that would escape its package folder
     ├── StageError                  a pipeline stage could not be loaded or failed
     ├── SinkError                   a sink could not be opened or written
+    │   └── SinkWriteError          one item was not written; the sink goes on with the next
     └── ServerError                 the metrics and admin server could not start (port, token)
 
 Each class carries `help_url`, an anchor in docs/errors.md that explains the cause and the fix.
@@ -196,6 +197,12 @@ class SinkError(StreamerError):
     """A sink could not be opened or written."""
 
     anchor = "sinkerror"
+
+
+class SinkWriteError(SinkError):
+    """One item could not be written; the sink itself is fine and takes the next one."""
+
+    anchor = "sinkwriteerror"
 
 
 class ServerError(StreamerError):

@@ -30,7 +30,7 @@ from ..sinks import Sink, accepts, build_sink
 from ..sinks.topics import Subscription, TopicSink
 from ..config.loader import source_config
 from ..config.schema import SourceConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, SinkWriteError
 from ..sources import SourceEvent, SourceState
 from .readers import SourceSet
 from .observer import Observer, Observers
@@ -329,7 +329,12 @@ class Stream:
         async with sink:
             task_status.started(queue)
             while (result := await queue.get()) is not None:
-                await sink.write(result)
+                try:
+                    await sink.write(result)
+                except SinkWriteError as exc:  # this item only: the sink takes the next one
+                    report.failed += 1
+                    report.last_error = exc.message
+                    continue
                 report.written += 1
                 self.observers.sink_wrote(name, result)
 

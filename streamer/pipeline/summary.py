@@ -26,6 +26,12 @@ class SinkReport:
     name: str
     written: int = 0
     dropped: int = 0
+    failed: int = 0  # items the sink took and could not write (a callback that raised)
+    last_error: str | None = None
+
+    def counts(self) -> str:
+        failed = f", {self.failed} failed, last error: {self.last_error}" if self.failed else ""
+        return f"{self.written} written, {self.dropped} dropped{failed}"
 
 
 @dataclass
@@ -57,6 +63,15 @@ class Summary:
     def failed(self) -> list[SourceReport]:
         return [report for report in self.sources.values() if report.error]
 
+    @property
+    def failed_sinks(self) -> list[SinkReport]:
+        return [report for report in self.sinks.values() if report.failed]
+
+    @property
+    def succeeded(self) -> bool:
+        """Nothing failed: no source and no sink (what `streamer run`'s exit code says)."""
+        return not self.failed and not self.failed_sinks
+
     def render(self) -> str:
         lines = [
             f"frames: {self.frames} in {self.seconds:.2f} s ({self.fps:.1f} frames/s), "
@@ -72,6 +87,6 @@ class Summary:
             )
         for output in self.outputs:
             sink = self.sinks.get(output)
-            counts = f" ({sink.written} written, {sink.dropped} dropped)" if sink else ""
+            counts = f" ({sink.counts()})" if sink else ""
             lines.append(f"output: {output}{counts}")
         return "\n".join(lines)

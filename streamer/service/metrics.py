@@ -31,7 +31,10 @@ Read from the stream at each scrape:
                                                               FrameRates); 0 unless running
     streamer_stages_queue_depth_batches                       batches inferred, waiting for the stages
                                                               (stages run one frame at a time, in order)
-    streamer_sink_written_total{sink}                         results and events the sink took
+    streamer_sink_written_total{sink}                         results and events the sink wrote
+    streamer_sink_failed_total{sink}                          items the sink took and could not write
+                                                              (a callback that raised); the last
+                                                              error is in /status
     streamer_sink_dropped_total{sink,reason}                  reason: queue_full (its queue, with
                                                               overflow = "drop_oldest"), sink (inside
                                                               the sink: webhook spool or MQTT
@@ -46,7 +49,6 @@ Read from the stream at each scrape:
     streamer_sink_pending_items{sink}                         webhook, MQTT: not yet acknowledged
     streamer_sink_rotations_total{sink}                       JSONL: files rotated
     streamer_sink_skipped_total{sink}                         JSONL: results a resumed run had written
-    streamer_sink_errors_total{sink}                          callback: calls that raised
     streamer_sink_snapshots_total{sink}                       snapshot: JPEGs saved
     streamer_model_info{model_id,architecture,task,package,backend}   always 1
     streamer_model_load_seconds                               time to load the model at start
@@ -88,7 +90,6 @@ SINK_COUNTERS: dict[str, tuple[str, str, str]] = {
     "pending": ("pending_items", "gauge", "Results written and not yet acknowledged (webhook, MQTT)."),
     "rotations": ("rotations", "counter", "Output files rotated (JSONL)."),
     "skipped": ("skipped", "counter", "Results a resumed run had already written (JSONL)."),
-    "errors": ("errors", "counter", "Calls of the sink's function that raised (callback)."),
     "snapshots": ("snapshots", "counter", "Snapshots saved (snapshot)."),
 }  # "dropped" goes to streamer_sink_dropped_total{reason="sink"}
 
@@ -291,7 +292,8 @@ class StreamCollector:
     def _sinks(self, stream: Stream) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        written = CounterMetricFamily("streamer_sink_written", "Results and events the sink took.", labels=["sink"])
+        written = CounterMetricFamily("streamer_sink_written", "Results and events the sink wrote.", labels=["sink"])
+        failed = CounterMetricFamily("streamer_sink_failed", "Items the sink took and could not write.", labels=["sink"])
         dropped = CounterMetricFamily("streamer_sink_dropped", "Items dropped on the way to or inside the sink, by reason.", labels=["sink", "reason"])
         depth = GaugeMetricFamily("streamer_sink_queue_depth_items", "Items waiting in the sink's queue.", labels=["sink"])
         own: dict[str, Any] = {}
@@ -303,6 +305,7 @@ class StreamCollector:
             seen.add(name)
             report, queue = stream.summary.sinks.get(name), stream.sink_queues.get(name)
             written.add_metric([name], report.written if report is not None else 0)
+            failed.add_metric([name], report.failed if report is not None else 0)
             dropped.add_metric([name, "queue_full"], report.dropped if report is not None else 0)
             depth.add_metric([name], len(queue) if queue is not None else 0)
             counters = getattr(sink, "counters", None)
@@ -311,7 +314,7 @@ class StreamCollector:
                     dropped.add_metric([name, "sink"], value)
                 elif key in SINK_COUNTERS:
                     self._family(own, key).add_metric([name], value)
-        yield from (written, dropped, depth, *own.values())
+        yield from (written, failed, dropped, depth, *own.values())
 
     @staticmethod
     def _family(families: dict[str, Any], key: str) -> Any:

@@ -205,6 +205,8 @@ class Server:
             "name": name,
             "written": report.written if report is not None else 0,
             "dropped": report.dropped if report is not None else 0,
+            "failed": report.failed if report is not None else 0,
+            "last_error": report.last_error if report is not None else None,
             "queue_depth": len(queue) if queue is not None else 0,
             **({"counters": counters()} if counters is not None else {}),
         }

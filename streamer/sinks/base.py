@@ -18,7 +18,9 @@ class Sink(Protocol):
     frame's Result ("frames"), the Events stages raise ("events"), or both (without `kinds`: frames
     only). `queue_size` bounds its own queue and
     `overflow` says what happens when it is full: "block" waits (nothing lost), "drop_oldest" drops
-    and counts. A sink without `overflow` blocks.
+    and counts. A sink without `overflow` blocks. A `write` that cannot write this one item, but
+    can take the next, raises SinkWriteError: the pipeline counts it as failed and goes on; any
+    other exception stops the pipeline.
     """
 
     sources: frozenset[str] | None

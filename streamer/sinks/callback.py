@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 import anyio
 
+from ..errors import SinkWriteError
 from .base import Item, Kind, SinkBase
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,8 @@ class CallbackSink(SinkBase):
     """Call `function(result)` for each result, in order.
 
     A sync function runs in a worker thread so it cannot stall the event loop; an async one is
-    awaited. An exception is logged and counted in `errors`; the next result is still delivered.
+    awaited. An exception is logged with its traceback and raised as a SinkWriteError, which the
+    pipeline counts as a failed write; the next result is still delivered.
     """
 
     def __init__(
@@ -32,15 +34,10 @@ class CallbackSink(SinkBase):
         super().__init__(sources, queue_size, kinds=kinds)
         self.function = function
         self.calls = 0
-        self.errors = 0
         self._is_async = inspect.iscoroutinefunction(function)
 
     def describe(self) -> str:
         return f"callback {getattr(self.function, '__qualname__', self.function)!r}"
-
-    def counters(self) -> dict[str, float]:
-        """What this sink counts beyond what the pipeline counts for every sink (for metrics)."""
-        return {"errors": self.errors}
 
     async def write(self, result: Item) -> None:
         self.calls += 1
@@ -49,6 +46,7 @@ class CallbackSink(SinkBase):
                 await self.function(result)
             else:
                 await anyio.to_thread.run_sync(self.function, result)
-        except Exception:
-            self.errors += 1
-            log.exception("%s raised on %s frame %d", self.describe(), result.source_id, result.frame_index)
+        except Exception as exc:
+            where = f"{self.describe()} raised on {result.source_id} frame {result.frame_index}"
+            log.exception("%s", where)
+            raise SinkWriteError(f"{where}: {exc!r}") from exc

@@ -37,7 +37,8 @@ async def test_a_finished_run_leaves_its_counts_in_the_metrics(centerface, tmp_p
     assert value(samples, "streamer_source_state", source="cam1", state="ended") == 1
     assert value(samples, "streamer_source_frames_per_second", source="cam1") == 0
     assert value(samples, "streamer_sink_written_total", sink=f"jsonl {tmp_path / 'out.jsonl'}") == 6
-    assert value(samples, "streamer_sink_errors_total", sink=failing.describe()) == 3
+    assert value(samples, "streamer_sink_failed_total", sink=failing.describe()) == 3
+    assert value(samples, "streamer_sink_written_total", sink=failing.describe()) == 3
     assert value(samples, "streamer_sink_last_write_timestamp_seconds", sink=failing.describe()) > 0
     assert value(samples, "streamer_ready") == 0
 
@@ -91,7 +92,6 @@ def test_every_counter_a_sink_reports_has_a_metric(tmp_path):
         WebhookSink("http://127.0.0.1:9/hook", spool_dir=tmp_path / "spool"),
         MqttSink("127.0.0.1"),
         JsonlSink(str(tmp_path / "a.jsonl")),
-        CallbackSink(print),
         SnapshotSink(str(tmp_path / "snaps")),
     ]
 

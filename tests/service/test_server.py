@@ -131,6 +131,21 @@ async def test_bad_requests_get_clear_4xx_answers(centerface):
         assert list(stream.sources.readers) == ["cam1"]  # nothing half-added
 
 
+async def test_status_when_a_callback_sink_raises_counts_failed_writes_and_shows_the_last_error(centerface):
+    sinks = [{"type": "callback", "function": "tests.service.test_server:refuse_odd_frames"}]
+    async with served(centerface, lavfi("cam1"), sinks=sinks) as (stream, server, http):
+        sink = await until(lambda: _sink_status(http, "callback", lambda s: s["failed"] >= 2 and s["written"] >= 2))
+        samples = await scrape(http)
+
+    assert "ValueError('odd frame " in sink["last_error"] and "cam1 frame" in sink["last_error"]
+    assert value(samples, "streamer_sink_failed_total", sink=sink["name"]) >= 2
+
+
+def refuse_odd_frames(result) -> None:
+    if result.frame_index % 2:
+        raise ValueError(f"odd frame {result.frame_index}")
+
+
 async def test_status_never_shows_a_password(centerface):
     async with served(centerface, lavfi("cam1")) as (stream, server, http):
         async with http.post("/sources", json=camera_down("door")) as response:
@@ -246,3 +261,9 @@ async def _status_of(http, source: str, condition):
 async def _status_is(http, path: str, expected: int) -> bool:
     async with http.get(path) as response:
         return response.status == expected
+
+
+async def _sink_status(http, kind: str, condition):
+    _, status = await get_json(http, "/status")
+    found = [entry for entry in status["sinks"] if entry["name"].startswith(kind)]
+    return found[0] if found and condition(found[0]) else None

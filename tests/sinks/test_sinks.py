@@ -85,19 +85,23 @@ async def test_sinks_receive_only_the_sources_they_name(centerface, tmp_path):
     assert seen == ["a"] * 6
 
 
-async def test_callback_sink_when_the_callback_raises_logs_and_keeps_delivering(centerface, clip, caplog):
+async def test_callback_sink_when_the_callback_raises_counts_it_failed_and_keeps_delivering(centerface, clip, caplog):
     delivered = []
 
     def flaky(result):
-        if result.frame_index == 3:
-            raise RuntimeError("boom")
+        if result.frame_index in (3, 7):
+            raise RuntimeError(f"boom at {result.frame_index}")
         delivered.append(result.frame_index)
 
     sink = CallbackSink(flaky)
-    await run_with(centerface, [file_source(clip, "a")], extra_sinks=[sink])
+    summary = await run_with(centerface, [file_source(clip, "a")], extra_sinks=[sink])
 
-    assert delivered == [i for i in range(30) if i != 3]
-    assert sink.errors == 1 and "boom" in caplog.text
+    assert delivered == [i for i in range(30) if i not in (3, 7)]
+    report = summary.sinks[sink.describe()]
+    assert (report.written, report.failed) == (28, 2)
+    assert "frame 7" in report.last_error and "boom at 7" in report.last_error
+    assert "28 written, 0 dropped, 2 failed, last error:" in summary.render()
+    assert not summary.succeeded and "boom at 3" in caplog.text
 
 
 async def test_callback_sink_awaits_async_callbacks_in_order(centerface, clip):
