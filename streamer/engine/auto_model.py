@@ -8,16 +8,19 @@ class for architecture x task x backend around its backend). Dependencies load f
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
 
 from ..errors import DependencyModelError, ParameterError, StreamerError
-from .entities import ComputeEnvironment, LoadOptions, ModelDocument
+from .entities import ComputeEnvironment, LoadOptions, ModelDocument, ProbeScope
 from .models import model_class
 from .models.base import DetectionModel
 from .resolve import resolve
+
+if TYPE_CHECKING:
+    from .negotiation import Negotiation
 
 DEFAULT_MODEL = "centerface"
 
@@ -64,23 +67,29 @@ def make_options(options: LoadOptions | None, overrides: dict[str, Any]) -> Load
         raise ParameterError(f"invalid load options: {exc}") from exc
 
 
-@functools.lru_cache(maxsize=1)
-def compute_environment() -> ComputeEnvironment:
-    """This machine, probed once per process."""
+@functools.lru_cache(maxsize=None)
+def compute_environment(scope: ProbeScope = ProbeScope()) -> ComputeEnvironment:
+    """This machine as far as `scope` asks, probed once per process and scope (it may take seconds)."""
     from .environment import describe_compute_environment
 
-    return describe_compute_environment()
+    return describe_compute_environment(scope)
+
+
+async def negotiate_here(document: ModelDocument, options: LoadOptions) -> Negotiation:
+    """Negotiate `document` for this machine, probing (in a worker thread) only what it needs."""
+    from .negotiation import negotiate, probe_scope
+
+    env = await anyio.to_thread.run_sync(compute_environment, probe_scope(document, options))
+    return negotiate(document, options, env)
 
 
 async def load_model(model_id_or_path: str, options: LoadOptions, *, is_dependency: bool = False) -> DetectionModel:
     document = await resolve(model_id_or_path, options)
-    from .negotiation import negotiate
-
     if is_dependency and document.dependencies:
         raise DependencyModelError(
             f"model {document.model_id!r} is a dependency and has dependencies of its own; only one level is allowed"
         )
-    package = negotiate(document, options, compute_environment()).chosen
+    package = (await negotiate_here(document, options)).chosen
     files = await fetch(document, package, options)
     dependencies = {} if is_dependency else await load_dependencies(document, options)
     family = model_class(document.architecture, document.task, package.backend, f"model {document.model_id!r}")
@@ -89,10 +98,8 @@ async def load_model(model_id_or_path: str, options: LoadOptions, *, is_dependen
 
 async def pull(model_id_or_path: str, options: LoadOptions) -> tuple[ModelDocument, Any, dict[str, Any]]:
     """Resolve, negotiate and fetch without loading: what `streamer models pull` does."""
-    from .negotiation import negotiate
-
     document = await resolve(model_id_or_path, options)
-    package = negotiate(document, options, compute_environment()).chosen
+    package = (await negotiate_here(document, options)).chosen
     return document, package, await fetch(document, package, options)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 
 from ..errors import NoCompatiblePackageError, ParameterError
-from .auto_model import compute_environment, make_options
+from .auto_model import make_options, negotiate_here
 from .entities import LoadOptions, ModelDocument, ModelPackage
 from .resolve import resolve
 
@@ -71,11 +71,9 @@ def describe_model(model_id: str, options: LoadOptions | None = None, **override
 
 
 async def describe_model_async(model_id: str, options: LoadOptions) -> ModelDescription:
-    from .negotiation import negotiate
-
     document = await resolve(model_id, options)
     try:
-        negotiation, refusal = negotiate(document, options, compute_environment()), None
+        negotiation, refusal = await negotiate_here(document, options), None
     except NoCompatiblePackageError as exc:
         negotiation, refusal = None, str(exc)
     return ModelDescription(document, negotiation, refusal, _cached(document, options))

@@ -152,8 +152,22 @@ class GpuInfo(Entity, kw_only=True):
     memory_mb: int | None = None
 
 
+ALL_BACKENDS: frozenset[Backend] = frozenset(("onnxruntime", "torch", "tensorrt"))
+
+
+class ProbeScope(msgspec.Struct, frozen=True, kw_only=True):
+    """What to ask the machine beyond installed versions (which cost nothing): the backends whose
+    library is imported to ask it (PyTorch about CUDA, ONNX Runtime about its providers), whether
+    to look for GPUs, and whether to work out the newest ONNX opset. The default asks everything."""
+
+    backends: frozenset[Backend] = ALL_BACKENDS
+    gpus: bool = True
+    onnx_opset: bool = True
+
+
 class ComputeEnvironment(Entity, kw_only=True):
-    """The machine as negotiation sees it: passed in as data, so tests need no GPU."""
+    """The machine as negotiation sees it: passed in as data, so tests need no GPU. What a probe
+    left out of its `ProbeScope` keeps its default (no GPUs, no providers, opset unknown)."""
 
     os: str = ""
     python: str = ""

@@ -1,11 +1,11 @@
 """What this machine offers the engine: inference libraries, their versions, and GPUs.
 
-`describe_compute_environment()` probes lazily. It asks `importlib.metadata` first, so a library
+`describe_compute_environment(scope)` probes lazily. It asks `importlib.metadata` first, so a library
 that is not installed costs nothing, and imports a library (inside the probe, never at module
-import) only to ask what a version number cannot tell: ONNX Runtime's execution providers, whether
-PyTorch sees CUDA, the GPUs. GPUs come from PyTorch when it sees CUDA, else from CuPy, else from
-`nvidia-smi`. A probe that fails reads as "not there" and is logged: describing the machine never
-stops a program.
+import) only to ask what a version number cannot tell, and only when the scope asks: ONNX Runtime's
+execution providers, whether PyTorch sees CUDA, the GPUs. GPUs come from PyTorch when it sees CUDA,
+else from CuPy, else from `nvidia-smi`. A probe that fails reads as "not there" and is logged:
+describing the machine never stops a program.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import subprocess
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .entities import Backend, ComputeEnvironment, GpuInfo
+from .entities import Backend, ComputeEnvironment, GpuInfo, ProbeScope
 from .negotiation import cuda_unusable_reason, parse_version
 
 logger = logging.getLogger(__name__)
@@ -60,13 +60,15 @@ class GpuProbe(NamedTuple):
     cuda_version: str | None
 
 
-def describe_compute_environment() -> ComputeEnvironment:
-    """This machine as negotiation sees it. Safe to call anywhere: failures read as "not there"."""
+def describe_compute_environment(scope: ProbeScope = ProbeScope()) -> ComputeEnvironment:
+    """This machine as negotiation sees it, asking only what `scope` names (see ProbeScope).
+    Safe to call anywhere, but it may take seconds: call it from a worker thread in async code."""
     warn_about_conflicting_onnxruntime()
     onnxruntime_version = installed_version(*ONNXRUNTIME_DISTRIBUTIONS)
     torch_version = installed_version("torch")
-    torch_cuda = torch_version is not None and torch_sees_cuda()
-    gpus, cuda_version = probe_gpus(torch_cuda)
+    torch_cuda = scope.gpus and "torch" in scope.backends and torch_version is not None and torch_sees_cuda()
+    gpus, cuda_version = probe_gpus(torch_cuda) if scope.gpus else GpuProbe([], None)
+    asks_onnxruntime = onnxruntime_version is not None and "onnxruntime" in scope.backends
     return ComputeEnvironment(
         os=platform.platform(),
         python=platform.python_version(),
@@ -74,8 +76,8 @@ def describe_compute_environment() -> ComputeEnvironment:
         gpus=gpus,
         cuda_version=cuda_version,
         onnxruntime_version=onnxruntime_version,
-        onnxruntime_providers=onnxruntime_providers() if onnxruntime_version else [],
-        max_onnx_opset=max_onnx_opset(onnxruntime_version),
+        onnxruntime_providers=onnxruntime_providers() if asks_onnxruntime else [],
+        max_onnx_opset=max_onnx_opset(onnxruntime_version) if scope.onnx_opset else None,
         torch_version=torch_version,
         torch_cuda=torch_cuda,
         tensorrt_version=installed_version(*TENSORRT_DISTRIBUTIONS),

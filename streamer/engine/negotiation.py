@@ -25,6 +25,7 @@ from .entities import (
     LoadOptions,
     ModelDocument,
     ModelPackage,
+    ProbeScope,
     RuntimeRequirements,
 )
 
@@ -338,6 +339,23 @@ def negotiate(document: ModelDocument, options: LoadOptions, env: ComputeEnviron
         raise NoCompatiblePackageError(no_package_message(document, options, rejections))
     ranked = tuple(rank(kept, options))
     return Negotiation(document.model_id, ranked[0], ranked, tuple(rejections))
+
+
+def probe_scope(document: ModelDocument, options: LoadOptions) -> ProbeScope:
+    """What negotiating `document` for `options` needs to ask the machine, and no more: the backends
+    of the packages still in the running (not disabled, the one requested), GPUs only for a CUDA
+    device, the newest ONNX opset only when such a package declares one. So a CPU run of an ONNX
+    model never imports PyTorch just to hear that it has no CUDA."""
+    candidates = [
+        package
+        for package in document.packages
+        if package.backend not in options.disabled_backends and options.backend in (None, package.backend)
+    ]
+    return ProbeScope(
+        backends=frozenset(package.backend for package in candidates),
+        gpus=options.device_kind == "cuda",
+        onnx_opset=any(package.requirements.onnx_opset is not None for package in candidates),
+    )
 
 
 def check_options(options: LoadOptions) -> None:

@@ -86,6 +86,22 @@ def test_the_machine_fields_are_filled(env):
     assert env.cpu_count >= 1
 
 
+def test_describe_compute_environment_when_scoped_to_onnxruntime_on_cpu_imports_neither_torch_nor_onnx():
+    code = (
+        "import sys; from streamer.engine.entities import ProbeScope; "
+        "from streamer.engine.environment import describe_compute_environment; "
+        "env = describe_compute_environment(ProbeScope(backends=frozenset({'onnxruntime'}), gpus=False, onnx_opset=False)); "
+        "print(env.torch_version, env.onnxruntime_providers[-1], 'torch' in sys.modules, 'onnx' in sys.modules)"
+    )
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+
+    torch_version, provider, torch_imported, onnx_imported = done.stdout.split()
+    assert torch_version == str(_version("torch"))  # still known: from the distribution's metadata
+    assert provider == "CPUExecutionProvider"
+    assert (torch_imported, onnx_imported) == ("False", "False")
+
+
 def test_probing_is_quick_and_leaves_absent_libraries_unimported():
     code = (
         "import sys, time; from streamer.engine.environment import describe_compute_environment; "

