@@ -16,11 +16,10 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self, TextIO
+from typing import TYPE_CHECKING, Any, Self, TextIO
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-import aiohttp
 import anyio
 import anyio.to_thread
 
@@ -37,11 +36,14 @@ from .cache import ModelCache, file_sha256, hash_file, is_cached_file, part_path
 from .entities import FileSpec, ModelDocument, ModelPackage
 from .retry import TransientError, public_url, retrying
 
+if TYPE_CHECKING:  # aiohttp is imported by the first download, not by a load of files already here
+    import aiohttp
+
 logger = logging.getLogger("streamer.engine")
 
 Headers = Mapping[str, str] | Callable[[str], Mapping[str, str]] | None
 CHUNK_BYTES = 256 * 1024
-TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)
+TIMEOUT_S = {"total": None, "sock_connect": 30, "sock_read": 60}  # aiohttp.ClientTimeout's fields
 RETRY_STATUSES = {408, 429}
 
 
@@ -199,7 +201,9 @@ async def _download_all(files: list[FileSpec], package_dir: Path, transfer: _Tra
     sizes = [spec.size for spec in files]
     total = None if None in sizes else sum(size for size in sizes if size is not None)
     bar = ProgressBar(transfer.where, total, enabled=transfer.progress)
-    async with aiohttp.ClientSession(timeout=TIMEOUT) as client:
+    import aiohttp
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(**TIMEOUT_S)) as client:
         with bar, _first_error_of_group():
             async with anyio.create_task_group() as group:
                 for spec in files:

@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
 import anyio
 
 from ..errors import DownloadError
@@ -26,7 +25,11 @@ class TransientError(Exception):
     """A failure worth another try, such as an HTTP 5xx answer."""
 
 
-TRANSIENT = (TransientError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
+def transient_errors() -> tuple[type[BaseException], ...]:
+    """The failures worth another try (aiohttp is imported here, by the first retry, not at start)."""
+    import aiohttp
+
+    return (TransientError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
 
 
 def public_url(url: str) -> str:
@@ -66,10 +69,11 @@ async def retrying(
     `what` names the thing fetched (with a public URL) for the log and the error. Anything not
     transient (an AccessError, a checksum mismatch, a 404) propagates at once.
     """
+    transient = transient_errors()
     for attempt in range(retries + 1):
         try:
             return await operation()
-        except TRANSIENT as exc:
+        except transient as exc:
             if attempt == retries:
                 raise DownloadError(
                     f"{what}: failed after {retries + 1} attempts; last error: {describe_failure(exc)}"

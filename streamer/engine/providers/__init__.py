@@ -18,6 +18,7 @@ from .base import WeightsProvider
 log = logging.getLogger("streamer.engine")
 
 ENTRY_POINT_GROUP = "streamer.weights_providers"
+REGISTRY_URL_VARIABLE = "STREAMER_REGISTRY_URL"
 
 
 def default_providers(options: LoadOptions) -> list[WeightsProvider]:
@@ -31,10 +32,10 @@ def default_providers(options: LoadOptions) -> list[WeightsProvider]:
 
 def registry_provider(options: LoadOptions) -> WeightsProvider | None:
     """The HTTP registry, when a URL is configured (options, then STREAMER_REGISTRY_URL)."""
-    from .http import URL_VARIABLE, HttpRegistryProvider
-
-    if not (options.registry_url or os.environ.get(URL_VARIABLE)):
+    if not (options.registry_url or os.environ.get(REGISTRY_URL_VARIABLE)):
         return None
+    from .http import HttpRegistryProvider  # imports aiohttp: only when there is a registry to ask
+
     return HttpRegistryProvider(options.registry_url, options.registry_token)
 
 

@@ -18,10 +18,11 @@ import yarl
 from ...errors import AccessError, DownloadError, PackageError, ParameterError
 from ..entities import FileSpec, ModelDocument, ModelPackage
 from ..retry import TransientError, public_url, retrying
+from . import REGISTRY_URL_VARIABLE
 
 logger = logging.getLogger("streamer.engine")
 
-URL_VARIABLE = "STREAMER_REGISTRY_URL"
+URL_VARIABLE = REGISTRY_URL_VARIABLE
 TOKEN_VARIABLE = "STREAMER_REGISTRY_TOKEN"
 TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=30)
 
