@@ -26,7 +26,7 @@ def open_backend(
     package: ModelPackage,
     files: Mapping[str, Path],
     options: LoadOptions,
-    prepare_onnx: Callable[[bytes], bytes] = lambda model: model,
+    prepare_onnx: Callable[[bytes, str | None], bytes] = lambda model, cache_root: model,
 ) -> Backend:
     path = primary_file(package, files)
     name = f"package {package.package_id!r} ({path.name})"
@@ -34,7 +34,7 @@ def open_backend(
         from .backends.onnx import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(
-            prepare_onnx(path.read_bytes()),
+            prepare_onnx(path.read_bytes(), options.cache_dir),
             name=name,
             threads=options.threads,
             device=options.device,

@@ -120,8 +120,9 @@ class DetectionModel:
         )
 
     @classmethod
-    def prepare_onnx(cls, model: bytes) -> bytes:
-        """A chance to rewrite an ONNX graph before ONNX Runtime loads it (default: as is)."""
+    def prepare_onnx(cls, model: bytes, cache_root: str | None = None) -> bytes:
+        """A chance to rewrite an ONNX graph before ONNX Runtime loads it (default: as is); a
+        rewrite may keep its result under `cache_root` (the model cache's, None: the default)."""
         return model
 
     @classmethod

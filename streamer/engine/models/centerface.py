@@ -37,8 +37,8 @@ class CenterFace(DetectionModel):
     stride = 32  # its backbone's coarsest stride: with the graph made dynamic it takes any multiple
 
     @classmethod
-    def prepare_onnx(cls, model: bytes) -> bytes:
-        return with_dynamic_shapes(model, DYNAMIC_SHAPES)
+    def prepare_onnx(cls, model: bytes, cache_root: str | None = None) -> bytes:
+        return with_dynamic_shapes(model, DYNAMIC_SHAPES, cache_root)
 
     @classmethod
     def describe(cls, document: ModelDocument, backend: Backend, options: LoadOptions):  # type: ignore[override]
