@@ -4,9 +4,9 @@
     ├── ConfigError                 the TOML file or config object is invalid (names the key path)
     ├── SourceError                 one video source failed; the others keep running
     │   ├── SourceOpenError         could not open the file, device or stream (live ones retry)
-    │   │   └── SourceRefusedError  wrong credentials, no such stream or file: no retry helps
+    │   │   └── SourceRefusedError  wrong credentials, no such stream or file, empty file: no retry helps
     │   ├── SourceDecodeError       opened, but the data could not be decoded (or the link dropped)
-    │   └── SourceStalledError      connected, but no frame for longer than the read timeout
+    │   └── SourceStalledError      connected, but no frame within the read timeout
     ├── ModelError
     │   ├── ModelNotFoundError      no model with that id or path
     │   ├── ModelFormatError        the file is not a model we can read

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -27,10 +28,12 @@ def write_clip(
     fps: int = 30,
     codec: str = "libx264",
     gop: int | None = None,
+    faststart: bool = False,
 ) -> Path:
-    """An H.264 MP4 with `frames` frames at `fps` (PTS i / fps), a keyframe every `gop` frames if given."""
+    """An H.264 MP4 with `frames` frames at `fps` (PTS i / fps), a keyframe every `gop` frames if given;
+    with `faststart`, the index (moov) comes before the frames, as for streaming."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         if codec == "libx264":
@@ -43,6 +46,36 @@ def write_clip(
                 container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)
+    return path
+
+
+def write_ts_clip(path: Path, frames: int = 30, fps: int = 30, first_pts: int = 0) -> Path:
+    """An H.264 MPEG-TS without B-frames whose PTS (90 kHz) start at `first_pts` and grow one frame
+    step at a time, written as 33 bits: a `first_pts` near 2**33 makes them wrap."""
+    step, time_base = 90_000 // fps, Fraction(1, 90_000)
+    with av.open(str(path), "w", format="mpegts") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
+        stream.options = {"preset": "ultrafast", "bf": "0"}
+        pictures = [av.VideoFrame.from_ndarray(pattern(index, 160, 96), format="rgb24") for index in range(frames)]
+        packets = [packet for picture in [*pictures, None] for packet in stream.encode(picture)]
+        for number, packet in enumerate(packets):
+            packet.time_base = time_base
+            packet.pts = packet.dts = first_pts + number * step
+            container.mux(packet)
+    return path
+
+
+def concatenate(path: Path, *parts: Path) -> Path:
+    """The files' bytes back to back, as `cat a.ts b.ts > path` (the second's PTS start over)."""
+    path.write_bytes(b"".join(part.read_bytes() for part in parts))
+    return path
+
+
+def cut(path: Path, share: float = 0.5) -> Path:
+    """Keep only the first `share` of the file's bytes (a download or a recording that stopped)."""
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * share)])
     return path
 
 

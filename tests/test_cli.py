@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.media import write_clip
+from tests.media import cut, write_clip
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,6 +87,19 @@ def test_run_when_a_source_fails_still_finishes_the_others_and_exits_1(tmp_path)
     assert done.returncode == 1
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 10
     assert "gone.mp4" in done.stdout + done.stderr and "FAILED" in done.stdout
+
+
+@pytest.mark.parametrize(("tolerate", "exit_code"), [("false", 1), ("true", 0)])
+def test_run_when_a_file_was_cut_short_exits_1_unless_damage_is_tolerated(tmp_path, tolerate, exit_code):
+    cut(write_clip(tmp_path / "cut.mp4", frames=90, faststart=True))
+    config = write_config(
+        tmp_path / "run.toml", f'[[sources]]\nid = "cut"\ntype = "file"\npath = "cut.mp4"\ntolerate_damage = {tolerate}\n'
+    )
+
+    done = streamer_cli("run", str(config), cwd=tmp_path)
+
+    assert done.returncode == exit_code, done.stderr
+    assert "damaged: decoded" in done.stdout and "of the 90 frames it declares" in done.stdout
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

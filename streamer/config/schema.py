@@ -65,11 +65,17 @@ class SourceBase(Base, tag_field="type", kw_only=True):
 
 
 class FileSource(SourceBase, tag="file", kw_only=True):
-    """A video file, read as fast as the pipeline takes it or paced to real time."""
+    """A video file, read as fast as the pipeline takes it or paced to real time.
+
+    A file that ends with decode errors, or with fewer frames than its container declares (cut
+    short), is reported as damaged and makes the run fail (`streamer run` exits 1), unless
+    `tolerate_damage` is true: then it is still reported, and the run succeeds.
+    """
 
     path: NonEmpty
     realtime: bool = False
     loop: bool = False
+    tolerate_damage: bool = False
 
 
 class LavfiSource(SourceBase, tag="lavfi", kw_only=True):

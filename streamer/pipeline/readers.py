@@ -20,7 +20,10 @@ from anyio.abc import TaskGroup
 from ..batcher import Batcher
 from ..config.schema import SourceConfig
 from ..errors import SourceError
-from ..sources import FrameQueue, Source, SourceEvent, SourceState, StateChange, build_source, default_policy, default_queue_size
+from ..sources import (
+    FrameQueue, Source, SourceEvent, SourceState, StateChange, build_source, default_policy, default_queue_size,
+    tolerates_damage,
+)
 from .summary import SourceReport, Summary
 
 log = logging.getLogger("streamer.sources")
@@ -80,7 +83,7 @@ class SourceSet:
         self.readers[source.id] = reader
         self.configs[source.id] = config
         self._queues[source.id] = queue
-        self.summary.sources[source.id] = SourceReport(source.id)
+        self.summary.sources[source.id] = SourceReport(source.id, tolerate_damage=tolerates_damage(config))
         self.batcher.add_queue(queue)
         self._group.start_soon(self._read, reader)
 
@@ -153,6 +156,7 @@ class SourceSet:
             reader.done.set()
             reader.queue.finish()
             report.dropped, report.stale = reader.queue.dropped, reader.queue.stale
+            report.take_counts(source.stats)
             if self._current(reader) and not self.states.get(source.id, SourceState.CONNECTING).final:
                 self._record(source.id, StateChange(SourceState.ENDED, "stopped"))
 
@@ -164,6 +168,7 @@ class SourceSet:
         """Runs in the source's thread: decode and queue until the source ends or is stopped."""
         report = self.summary.sources[reader.source.id]
         for item in reader.source.frames(reader.stop):
+            report.take_counts(reader.source.stats)  # the source counts between items; _read takes the last
             if reader.stop.is_set():
                 return  # stopped: the task records the end itself, and the loop may be closing
             if isinstance(item, StateChange):
@@ -195,7 +200,6 @@ class SourceSet:
         report = self.summary.sources.get(source_id)
         if report is not None:
             report.state = change.state.value
-            report.reconnects += change.state is SourceState.RECONNECTING
             if change.state in (SourceState.RECONNECTING, SourceState.FAILED):
                 report.last_error = change.reason
         _log_event(event, change)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..frames import ModelInfo
+
+if TYPE_CHECKING:
+    from ..sources import SourceStats
 
 
 @dataclass
@@ -12,13 +16,45 @@ class SourceReport:
     source_id: str
     read: int = 0  # frames the source handed to the pipeline
     frames: int = 0  # frames processed
-    dropped: int = 0
-    stale: int = 0
-    reconnects: int = 0
+    dropped: int = 0  # by its queue: a newer frame replaced it
+    stale: int = 0  # by its queue: older than staleness_ms
+    over_max_fps: int = 0  # skipped by the source to keep at most max_fps a second
+    reconnects: int = 0  # outages: times it lost its stream (or never had it) and began reconnecting
+    attempts: int = 0  # times it opened or tried to open its input (the first, each retry, each loop)
+    decode_errors: int = 0  # packets that failed to decode
+    discontinuities: int = 0  # times its timestamps jumped back (its pts go on monotonic)
     paused: int = 0  # a live source's frames discarded while it was paused
     state: str = "connecting"
     error: str | None = None  # why it failed
     last_error: str | None = None  # the latest reason it reconnected or failed (credentials masked)
+    damage: str | None = None  # why a file that ended is incomplete (decode errors, frames missing)
+    tolerate_damage: bool = False  # the file source's `tolerate_damage`: damage is then no failure
+
+    def take_counts(self, stats: SourceStats) -> None:
+        """Copy what the source counted itself."""
+        self.over_max_fps, self.reconnects, self.attempts = stats.over_max_fps, stats.reconnects, stats.attempts
+        self.decode_errors, self.discontinuities, self.damage = stats.decode_errors, stats.discontinuities, stats.damage
+
+    @property
+    def counts_as_failed(self) -> bool:
+        """It failed, or it is a file that ended damaged and may not."""
+        return self.error is not None or (self.damage is not None and not self.tolerate_damage)
+
+    def counts(self) -> str:
+        over = f", {self.over_max_fps} over max_fps" if self.over_max_fps else ""
+        attempts = f" ({self.attempts} attempts)" if self.reconnects else ""
+        return (
+            f"{self.frames} frames ({self.read} read), {self.dropped} dropped, {self.stale} stale{over}, "
+            f"{self.reconnects} reconnects{attempts}, {self.decode_errors} decode errors, "
+            f"{self.discontinuities} discontinuities"
+        )
+
+    def status(self) -> str:
+        if self.error:
+            return f"FAILED: {self.error}"
+        if self.damage:
+            return f"{self.state}, {self.damage}" + (" (tolerated)" if self.tolerate_damage else "")
+        return self.state
 
 
 @dataclass
@@ -61,7 +97,8 @@ class Summary:
 
     @property
     def failed(self) -> list[SourceReport]:
-        return [report for report in self.sources.values() if report.error]
+        """Sources that failed, and files that ended damaged without `tolerate_damage`."""
+        return [report for report in self.sources.values() if report.counts_as_failed]
 
     @property
     def failed_sinks(self) -> list[SinkReport]:
@@ -80,11 +117,7 @@ class Summary:
             f"model: {self.model.model_id} ({self.model.architecture}, {self.model.backend})",
         ]
         for report in self.sources.values():
-            status = f"FAILED: {report.error}" if report.error else report.state
-            lines.append(
-                f"source {report.source_id}: {report.frames} frames ({report.read} read), {report.dropped} dropped, "
-                f"{report.stale} stale, {report.reconnects} reconnects, {status}"
-            )
+            lines.append(f"source {report.source_id}: {report.counts()}, {report.status()}")
         for output in self.outputs:
             sink = self.sinks.get(output)
             counts = f" ({sink.counts()})" if sink else ""

@@ -5,6 +5,7 @@ from .av_source import AvSource
 from .base import Source
 from .queue import FrameQueue
 from .state import Backoff, SourceEvent, SourceState, StateChange
+from .stats import SourceStats
 from .urls import mask_url
 
 __all__ = [
@@ -14,11 +15,13 @@ __all__ = [
     "Source",
     "SourceEvent",
     "SourceState",
+    "SourceStats",
     "StateChange",
     "build_source",
     "default_policy",
     "default_queue_size",
     "mask_url",
+    "tolerates_damage",
 ]
 
 
@@ -80,3 +83,9 @@ def default_policy(config: SourceConfig) -> str:
     if config.policy is not None:
         return config.policy
     return "block" if isinstance(config, FileSource) else "latest"
+
+
+def tolerates_damage(config: SourceConfig) -> bool:
+    """Whether a damaged file (decode errors, frames missing) still counts as a success: never for
+    a file unless its config says so; live sources are never checked for it."""
+    return isinstance(config, FileSource) and config.tolerate_damage

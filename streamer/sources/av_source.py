@@ -1,9 +1,12 @@
 """Sources decoded by PyAV (FFmpeg): files, lavfi patterns, RTSP and HLS streams, webcams.
 
-`AvSource.frames` yields decoded frames and, in between, the source's state changes. A live source
-that drops, stalls or never comes up is reopened with backoff until its attempts run out; errors no
-retry can fix (wrong credentials, no such stream, no such file) fail at once. Credentials never
-reach a message: every error text is scrubbed of the URL's password.
+`AvSource.frames` yields decoded frames and, in between, the source's state changes; what it counts
+on the way (attempts, outages, decode errors, timestamp jumps, frames over max_fps) is in its
+`stats`. A live source that drops, stalls, freezes or never comes up is reopened with backoff until
+its attempts run out; only errors no retry can fix (wrong credentials, no such stream, no such
+file) fail at once: failures.py decides which is which. A file that ends with decode errors or
+short of the frames its container declares says so in `stats.damage`. Credentials never reach a
+message: every error text is scrubbed of the URL's password.
 """
 
 from __future__ import annotations
@@ -15,14 +18,22 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from ..errors import SourceDecodeError, SourceError, SourceOpenError, SourceRefusedError, SourceStalledError
+from ..errors import SourceDecodeError, SourceError, SourceOpenError, SourceRefusedError
 from ..frames import Frame
+from .failures import open_failure, read_failure, stalled
 from .state import Backoff, SourceState, StateChange
+from .stats import SourceStats
+from .timeline import Pacer, Timeline
 from .urls import mask_url, scrub
 
 log = logging.getLogger(__name__)
 
 MAX_CONSECUTIVE_DECODE_ERRORS = 25
+# Frames a file may decode fewer than it declares before it counts as cut short: a few when the
+# container counts its frames (an edit list may hide one or two), a tenth more when only its
+# duration and frame rate tell.
+MISSING_FRAMES_COUNTED = 2
+MISSING_SHARE_ESTIMATED = 0.1
 
 
 class AvSource:
@@ -30,9 +41,10 @@ class AvSource:
 
     live: a camera or stream (reconnects with `backoff`, when given). realtime: pace frames to their
     timestamps. loop: start a file again at its end. max_fps: keep at most this many frames a second.
-    Timestamps grow across loops and reconnects; a frame without one gets the seconds since its
-    connection opened. start_after: resume a file after the frame (index, pts) a checkpoint names:
-    seek to the keyframe before it, decode up to it silently, go on numbering from index + 1.
+    Timestamps grow across loops, reconnects and jumps back (see timeline.py); a frame without one
+    gets the seconds since its connection opened. start_after: resume a file after the frame
+    (index, pts) a checkpoint names: seek to the keyframe before it, decode up to it silently, go on
+    numbering from index + 1.
     """
 
     def __init__(
@@ -69,17 +81,19 @@ class AvSource:
         self.backoff = backoff
         self.start_after = start_after  # (index, pts) of the last frame a previous run delivered
         self.hwaccel = hwaccel  # FFmpeg hardware device type; None once it proved unavailable
+        self.stats = SourceStats()
 
     def describe(self) -> str:
         return f"source {self.id!r} ({self.kind} {mask_url(self.url)!r})"
 
     def frames(self, stop: threading.Event) -> Iterator[Frame | StateChange]:
-        timeline = _Timeline(self.max_fps, _Pacer(stop) if self.realtime else None)
+        timeline = Timeline(self.describe(), self.stats, self.max_fps, Pacer(stop) if self.realtime else None)
         if self.start_after is not None:
             timeline.index = self.start_after[0] + 1
-        attempt = 0
+        attempt = 0  # failed attempts since the source last ran
         while not stop.is_set():
             yield StateChange(SourceState.CONNECTING, attempt=attempt)
+            self.stats.attempts += 1
             try:
                 for item in self._session(stop, timeline):
                     if isinstance(item, StateChange):
@@ -96,7 +110,7 @@ class AvSource:
                 reason = exc.message
             else:
                 if stop.is_set() or not (self.live or self.loop):
-                    yield StateChange(SourceState.ENDED, "stopped" if stop.is_set() else "end of file")
+                    yield StateChange(SourceState.ENDED, self._end_reason(stop))
                     return
                 if self.loop and not timeline.session_frames:
                     raise SourceDecodeError(f"{self.describe()}: no frame to loop over")
@@ -111,19 +125,27 @@ class AvSource:
         """Live sources with a backoff reconnect; files and patterns fail on their first error."""
         return self.live and self.backoff is not None
 
+    def _end_reason(self, stop: threading.Event) -> str:
+        if stop.is_set():
+            return "stopped"
+        return f"end of file, {self.stats.damage}" if self.stats.damage else "end of file"
+
     def _wait_to_retry(self, stop: threading.Event, attempt: int, reason: str) -> Iterator[StateChange]:
         assert self.backoff is not None
         if self.backoff.exhausted(attempt):
             raise SourceOpenError(f"{self.describe()}: gave up after {attempt} attempts; last error: {reason}")
+        if attempt == 1:  # the first failure since it last ran (or ever): an outage begins
+            self.stats.reconnects += 1
         delay = self.backoff.delay(attempt)
         yield StateChange(SourceState.RECONNECTING, reason, attempt=attempt, retry_in_s=delay)
         stop.wait(delay)
 
-    def _session(self, stop: threading.Event, timeline: _Timeline) -> Iterator[Frame | StateChange]:
+    def _session(self, stop: threading.Event, timeline: Timeline) -> Iterator[Frame | StateChange]:
         """One connection: frames until it ends (returns) or breaks (raises a SourceError)."""
         with self._open() as container:
             timeline.new_session(_frame_step(container))
-            decoded_frames = self._decode(container, stop)
+            tally = _FileTally(container.streams.video[0], self.stats.decode_errors)
+            decoded_frames = tally.count(self._decode(container, stop))
             if self.start_after is not None and timeline.session == 0:
                 decoded_frames = _after(decoded_frames, container, *self.start_after)
             for decoded in decoded_frames:
@@ -135,26 +157,24 @@ class AvSource:
                 if not timeline.pace(pts):
                     return
                 yield Frame(self.id, timeline.take_index(), pts, time.time(), decoded=decoded, session=timeline.session)
+            if not (self.live or stop.is_set()):
+                self._note_damage(tally.damage(self.stats.decode_errors))
+
+    def _note_damage(self, damage: str | None) -> None:
+        if damage is not None:
+            self.stats.damage = damage
+            log.warning("%s: %s", self.describe(), damage)
 
     @contextmanager
     def _open(self) -> Iterator[Any]:
         import av
 
+        started = time.monotonic()
         try:
-            # FFmpeg first returns a partial packet when a read times out, and fails on the next one:
-            # half the read timeout per read makes a stalled stream fail after about read_timeout_s.
             container = self._open_container()
-        except FileNotFoundError as exc:
-            raise SourceRefusedError(f"{self.describe()}: no such file; check the path") from exc
-        except (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError, PermissionError) as exc:
-            raise SourceRefusedError(f"{self.describe()}: credentials refused: {self._scrub(exc)}") from exc
-        except av.error.HTTPNotFoundError as exc:
-            raise SourceRefusedError(f"{self.describe()}: no such stream (404): {self._scrub(exc)}") from exc
-        except ValueError as exc:  # PyAV: unknown format, e.g. a build without v4l2
-            raise SourceRefusedError(f"{self.describe()}: {self._scrub(exc)}{_format_hint(self.format)}") from exc
-        except (av.error.FFmpegError, OSError) as exc:
-            error = SourceOpenError if self.live else SourceRefusedError
-            raise error(f"{self.describe()}: cannot open it: {self._scrub(exc)}") from exc
+        except (av.error.FFmpegError, OSError, ValueError) as exc:  # failures.py says what each one means
+            elapsed = time.monotonic() - started
+            raise open_failure(exc, self, self._scrub(exc), elapsed, _format_hint(self.format)) from exc
         try:
             if not container.streams.video:
                 raise SourceRefusedError(f"{self.describe()}: has no video stream")
@@ -165,6 +185,8 @@ class AvSource:
     def _open_container(self) -> Any:
         import av
 
+        # FFmpeg first returns a partial packet when a read times out, and fails on the next one:
+        # half the read timeout per read makes a stalled stream fail after about read_timeout_s.
         timeouts = (self.open_timeout_s, self.read_timeout_s / 2)
         if self.hwaccel is not None:
             from av.codec.hwaccel import HWAccel
@@ -186,7 +208,8 @@ class AvSource:
         return container
 
     def _decode(self, container: Any, stop: threading.Event) -> Iterator[Any]:
-        """Decode the first video stream, skipping damaged packets until too many come in a row."""
+        """Decode the first video stream, counting damaged packets and skipping them until too many
+        come in a row."""
         import av
 
         stream = container.streams.video[0]
@@ -200,6 +223,7 @@ class AvSource:
                 try:
                     decoded = packet.decode()
                 except av.error.FFmpegError as exc:
+                    self.stats.decode_errors += 1
                     failures += 1
                     if failures >= MAX_CONSECUTIVE_DECODE_ERRORS:
                         raise SourceDecodeError(f"{self.describe()}: {failures} packets in a row failed: {exc}") from exc
@@ -208,10 +232,10 @@ class AvSource:
                 if decoded:
                     last_frame = time.monotonic()
                 elif time.monotonic() - last_frame > self.read_timeout_s:
-                    raise SourceStalledError(f"{self.describe()}: no frame for {self.read_timeout_s:g} s")
+                    raise stalled(self, time.monotonic() - last_frame)
                 yield from decoded
         except (av.error.FFmpegError, OSError) as exc:  # the connection dropped or timed out mid-stream
-            raise SourceDecodeError(f"{self.describe()}: reading failed: {self._scrub(exc)}") from exc
+            raise read_failure(exc, self, self._scrub(exc), time.monotonic() - last_frame) from exc
 
     def _scrub(self, error: BaseException) -> str:
         return scrub(str(error), self.url)
@@ -247,68 +271,44 @@ def _frame_step(container: Any) -> float:
     return float(1 / rate) if rate else 1 / 30
 
 
-class _Timeline:
-    """Frame numbering and timestamps across sessions (loops, reconnects), decimation and pacing."""
-
-    def __init__(self, max_fps: float | None, pacer: "_Pacer | None") -> None:
-        self.min_gap = 1 / max_fps if max_fps else 0.0
-        self.pacer = pacer
-        self.index = 0
-        self.session = -1  # counts connections (and loops): 0 for the first
-        self.session_frames = 0
-        self._offset = 0.0
-        self._last_pts: float | None = None
-        self._last_kept: float | None = None
-        self._session_start = time.monotonic()
-        self._session_first: float | None = None
-
-    def new_session(self, step: float) -> None:
-        first_session = self._last_pts is None
-        self.session += 1
-        if not first_session:
-            self._offset = self._last_pts + step  # type: ignore[operator]
-        # The first connection keeps the stream's own timestamps; later ones continue after them.
-        self._session_first = 0.0 if first_session else None
-        self._session_start, self.session_frames = time.monotonic(), 0
-        if self.pacer is not None:
-            self.pacer.reset()
-
-    def stamp(self, stream_time: float | None) -> float:
-        """Seconds on one growing timeline: stream time from this session's first frame, plus the offset."""
-        raw = time.monotonic() - self._session_start if stream_time is None else stream_time
-        if self._session_first is None:
-            self._session_first = raw
-        self._last_pts = self._offset + raw - self._session_first
-        return self._last_pts
-
-    def keep(self, pts: float) -> bool:
-        if self._last_kept is not None and pts - self._last_kept < self.min_gap - 1e-6:
-            return False
-        self._last_kept = pts
-        return True
-
-    def pace(self, pts: float) -> bool:
-        return self.pacer is None or self.pacer.wait_until(pts)
-
-    def take_index(self) -> int:
-        index, self.index = self.index, self.index + 1
-        self.session_frames += 1
-        return index
+def _declared_frames(stream: Any) -> tuple[int, int] | None:
+    """(frames a video stream declares, how many fewer still pass), when its container says."""
+    if stream.frames:
+        return stream.frames, MISSING_FRAMES_COUNTED
+    if stream.duration and stream.time_base and stream.average_rate:
+        estimate = round(float(stream.duration * stream.time_base * stream.average_rate))
+        return estimate, max(MISSING_FRAMES_COUNTED, round(estimate * MISSING_SHARE_ESTIMATED))
+    return None
 
 
-class _Pacer:
-    """Sleep until a frame's timestamp comes due on the wall clock (interruptible by stop)."""
+class _FileTally:
+    """What one pass over a file decoded, against what its container declares. A resumed file starts
+    at a keyframe after a seek: the frames before its first one are reckoned from that one's time."""
 
-    def __init__(self, stop: threading.Event) -> None:
-        self._stop = stop
-        self._origin: tuple[float, float] | None = None
+    def __init__(self, stream: Any, decode_errors: int) -> None:
+        self.declared = _declared_frames(stream)
+        self.rate = float(stream.average_rate or 0)
+        start = stream.start_time if stream.start_time is not None and stream.time_base else 0
+        self.start_s = float(start * stream.time_base) if start else 0.0
+        self.errors_before = decode_errors
+        self.decoded = 0
+        self.before_first = 0
 
-    def reset(self) -> None:
-        self._origin = None
+    def count(self, frames: Iterator[Any]) -> Iterator[Any]:
+        for frame in frames:
+            if self.decoded == 0 and frame.time is not None:
+                self.before_first = max(0, round((frame.time - self.start_s) * self.rate))
+            self.decoded += 1
+            yield frame
 
-    def wait_until(self, pts: float) -> bool:
-        now = time.monotonic()
-        if self._origin is None:
-            self._origin = (now, pts)
-        due = self._origin[0] + (pts - self._origin[1])
-        return not self._stop.wait(max(0.0, due - now))
+    def damage(self, decode_errors: int) -> str | None:
+        """Why the pass is incomplete (`decode_errors`: the source's count now), or None."""
+        problems = []
+        seen = self.before_first + self.decoded
+        if self.declared is not None and seen < self.declared[0] - self.declared[1]:
+            problems.append(f"decoded {seen} of the {self.declared[0]} frames it declares")
+        errors = decode_errors - self.errors_before
+        if errors:
+            problems.append(f"{errors} packet{'s' if errors > 1 else ''} failed to decode")
+        return f"damaged: {', '.join(problems)}" if problems else None
+

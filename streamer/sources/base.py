@@ -7,6 +7,7 @@ from typing import Iterable, Iterator, Protocol
 
 from ..frames import Frame
 from .state import StateChange
+from .stats import SourceStats
 
 
 class Source(Protocol):
@@ -19,6 +20,9 @@ class Source(Protocol):
 
     id: str
     live: bool
+    stats: SourceStats
+    """What it counted so far (attempts, outages, decode errors, timestamp jumps, frames over
+    max_fps, a damaged file): its thread writes it, the pipeline copies it into the summary."""
 
     def frames(self, stop: threading.Event) -> Iterator[Frame | StateChange]: ...
 

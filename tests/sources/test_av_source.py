@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from streamer.config.schema import FileSource, LavfiSource
-from streamer.errors import SourceDecodeError, SourceError, SourceOpenError
+from streamer.errors import SourceDecodeError, SourceError, SourceOpenError, SourceRefusedError
 from streamer.frames import Frame
-from streamer.sources import AvSource, build_source, default_policy
+from streamer.sources import AvSource, Backoff, SourceState, StateChange, build_source, default_policy
 from streamer.sources.base import only_frames
 from tests.engine.gpu import has_cuda, requires_gpu
-from tests.media import pattern, write_clip
+from tests.media import concatenate, cut, pattern, write_clip, write_ts_clip
 
 HANG_LIMIT_S = 20.0  # far beyond any run of these tiny clips: reaching it means the source hung
 LAVFI = "testsrc2=size=64x48:rate=30"
@@ -108,17 +108,21 @@ def test_av_source_when_resumed_after_a_frame_continues_with_the_next_one(tmp_pa
     long_clip = write_clip(tmp_path / "gop.mp4", frames=30, fps=30, gop=8)  # seeks land on keyframes 0, 8, 16, 24
     everything = collect(AvSource("cam", str(long_clip)))
 
-    resumed = collect(AvSource("cam", str(long_clip), start_after=(after, everything[after].pts)))
+    source = AvSource("cam", str(long_clip), start_after=(after, everything[after].pts))
+    resumed = collect(source)
 
     assert [frame.index for frame in resumed] == list(range(after + 1, 30))
+    assert source.stats.damage is None  # the frames before the resume point are not missing
     assert [frame.pts for frame in resumed] == pytest.approx([frame.pts for frame in everything[after + 1 :]])
     assert np.array_equal(resumed[0].image, everything[after + 1].image)
 
 
 def test_av_source_when_resumed_without_timestamps_counts_frames_from_the_start(clip: Path) -> None:
-    resumed = collect(AvSource("cam", str(clip), start_after=(4, None)))
+    source = AvSource("cam", str(clip), start_after=(4, None))
+    resumed = collect(source)
 
     assert [frame.index for frame in resumed] == list(range(5, 30))
+    assert source.stats.damage is None
 
 
 def test_av_source_when_hardware_decoding_is_unavailable_decodes_on_the_cpu_and_says_so_once(
@@ -334,12 +338,14 @@ def test_default_policy_when_explicit_policy_is_set_uses_it(config: FileSource |
     assert default_policy(config) == config.policy
 
 
-def test_av_source_with_max_fps_keeps_at_most_that_many_frames_a_second(clip: Path) -> None:
-    frames = collect(AvSource("cam", str(clip), max_fps=10))  # the clip has 30 frames at 30 fps
+def test_av_source_with_max_fps_keeps_at_most_that_many_frames_a_second_and_counts_the_others(clip: Path) -> None:
+    source = AvSource("cam", str(clip), max_fps=10)
+    frames = collect(source)  # the clip has 30 frames at 30 fps
 
     assert len(frames) == 10
     assert [f.index for f in frames] == list(range(10))
     assert all(b.pts - a.pts >= 0.1 - 1e-6 for a, b in zip(frames, frames[1:]))
+    assert source.stats.over_max_fps == 20
 
 
 def test_av_source_reports_connecting_then_running_then_ended(clip: Path) -> None:
@@ -374,6 +380,7 @@ def test_av_source_when_a_camera_never_comes_up_gives_up_after_its_attempts_with
 
     assert "hunter2" not in str(caught.value) and "admin:***@" in str(caught.value)
     assert seen == [SourceState.CONNECTING, SourceState.RECONNECTING] * 2 + [SourceState.CONNECTING]
+    assert (source.stats.attempts, source.stats.reconnects) == (3, 1)  # three attempts, one outage
     assert "hunter2" not in source.describe()
 
 
@@ -388,3 +395,120 @@ def test_av_source_when_the_format_is_missing_from_pyav_says_how_to_get_it() -> 
         assert "no-binary" in str(error) or "video0" in str(error)
     except SourceOpenError as error:  # a build with v4l2, on a machine with no camera
         assert "video0" in str(error)
+
+
+# --- live sources that freeze: outages, never refusals -------------------------------------------
+
+
+def first_reconnect(source: AvSource) -> StateChange:
+    """The source's first RECONNECTING change (it must not raise: a frozen server is no refusal)."""
+    stop = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        changes = (item for item in source.frames(stop) if isinstance(item, StateChange))
+        future = pool.submit(lambda: next(c for c in changes if c.state is SourceState.RECONNECTING))
+        try:
+            return future.result(timeout=HANG_LIMIT_S)
+        finally:
+            stop.set()
+
+
+@pytest.mark.parametrize("scheme", ["rtsp", "http"])
+def test_av_source_when_a_server_accepts_and_says_nothing_reconnects_saying_it_timed_out(
+    silent_port: int, scheme: str
+) -> None:
+    url = f"{scheme}://viewer:hunter2@127.0.0.1:{silent_port}/live"
+    source = AvSource("door", url, kind=scheme, live=True, open_timeout_s=0.5, read_timeout_s=0.5,
+                      backoff=Backoff(0.05, 0.1))
+
+    change = first_reconnect(source)
+
+    assert change.reason is not None and "no answer within open_timeout_s=0.5" in change.reason
+    assert "Invalid data" not in change.reason.split("(")[0] and "hunter2" not in change.reason
+    assert (source.stats.attempts, source.stats.reconnects) == (1, 1)
+
+
+# --- timestamps that go back -----------------------------------------------------------------------
+
+
+def test_av_source_when_two_ts_segments_are_concatenated_delivers_every_frame_on_one_timeline(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    segment = write_ts_clip(tmp_path / "segment.ts", frames=30)
+    source = AvSource("cam", str(concatenate(tmp_path / "both.ts", segment, segment)))
+
+    with caplog.at_level("WARNING", logger="streamer.sources.timeline"):
+        frames = collect(source)
+
+    pts = [frame.pts for frame in frames]
+    assert [frame.index for frame in frames] == list(range(60))
+    assert all(b > a for a, b in zip(pts, pts[1:]))
+    assert pts[30] == pytest.approx(pts[29] + 1 / 30, abs=1e-3)  # the second segment goes on one step later
+    assert source.stats.discontinuities == 1
+    assert [record.getMessage() for record in caplog.records if "jumped back" in record.getMessage()] == [
+        "source 'cam' (file '%s'): its timestamps jumped back from 0.967 s to 0.000 s; its frames go on at 1.000 s"
+        % (tmp_path / "both.ts")
+    ]
+
+
+@pytest.mark.parametrize(("options", "jumps"), [({}, 0), ({"correct_ts_overflow": "0"}, 1)])
+def test_av_source_when_the_pts_wraps_at_33_bits_delivers_every_frame_in_order(
+    tmp_path: Path, options: dict[str, str], jumps: int
+) -> None:
+    """FFmpeg corrects one wrap by itself; where it does not, the jump back starts a new segment."""
+    wrapping = write_ts_clip(tmp_path / "wrap.ts", frames=30, first_pts=2**33 - 10 * 3000)  # wraps at frame 10
+    source = AvSource("cam", str(wrapping), options=options)
+
+    frames = collect(source)
+
+    pts = [frame.pts for frame in frames]
+    assert len(frames) == 30 and all(b > a for a, b in zip(pts, pts[1:]))
+    assert pts[-1] - pts[0] == pytest.approx(29 / 30, abs=1e-3)
+    assert source.stats.discontinuities == jumps
+
+
+# --- damaged and empty files -------------------------------------------------------------------------
+
+
+def test_av_source_when_a_file_is_complete_reports_no_damage(clip: Path) -> None:
+    source = AvSource("cam", str(clip))
+
+    assert len(collect(source)) == 30
+    assert (source.stats.damage, source.stats.decode_errors, source.stats.attempts) == (None, 0, 1)
+
+
+def test_av_source_when_a_faststart_mp4_is_cut_in_half_ends_saying_how_much_is_missing(tmp_path: Path) -> None:
+    path = cut(write_clip(tmp_path / "cut.mp4", frames=90, faststart=True))  # the index survives the cut
+    source = AvSource("cut", str(path))
+
+    items = list(source.frames(threading.Event()))
+
+    frames = [item for item in items if isinstance(item, Frame)]
+    assert 0 < len(frames) < 90
+    assert source.stats.damage is not None and " of the 90 frames it declares" in source.stats.damage
+    assert items[-1] == StateChange(SourceState.ENDED, f"end of file, {source.stats.damage}")
+
+
+def test_av_source_when_packets_are_garbage_counts_each_one_that_fails(tmp_path: Path) -> None:
+    path = write_clip(tmp_path / "garbled.mp4", frames=90, faststart=True)
+    data = bytearray(path.read_bytes())
+    start, end = int(len(data) * 0.4), int(len(data) * 0.6)
+    data[start:end] = np.random.default_rng(0).bytes(end - start)
+    path.write_bytes(bytes(data))
+    source = AvSource("garbled", str(path))
+
+    frames = collect(source)
+
+    assert source.stats.decode_errors > 0 and len(frames) < 90
+    assert source.stats.damage is not None
+    assert f"{source.stats.decode_errors} packets failed to decode" in source.stats.damage
+
+
+def test_av_source_when_a_file_is_empty_says_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.mp4"
+    path.touch()
+
+    with pytest.raises(SourceRefusedError, match="empty file") as caught:
+        collect(AvSource("cam", str(path)))
+
+    assert "Errno" not in str(caught.value)
+

@@ -41,7 +41,7 @@ async def test_rtsp_when_the_server_crashes_and_returns_the_source_reconnects(ce
 
     assert after.frame.index > before.frame.index and after.frame.pts > before.frame.pts
     assert back_after < FAST_RETRY["backoff_max_s"] + FAST_RETRY["open_timeout_s"] + 2
-    assert stream.summary.sources["cam"].reconnects >= 1
+    assert stream.summary.sources["cam"].reconnects == 1  # one outage
 
 
 async def test_rtsp_when_the_server_stalls_the_watchdog_reconnects(centerface, rtsp_server):
@@ -59,6 +59,62 @@ async def test_rtsp_when_the_server_stalls_the_watchdog_reconnects(centerface, r
 
     reasons = [e.reason or "" for e in stream.sources.events if e.state is SourceState.RECONNECTING]
     assert reasons and any("reading failed" in r or "no frame" in r for r in reasons)
+
+
+async def next_result_from_a_later_session(stream, source_id: str, session: int):
+    """The first result of `source_id` read on a connection after `session` (not one queued before)."""
+    async for result in stream:
+        if result.source_id == source_id and result.frame.session > session:
+            return result
+    raise AssertionError(f"the stream ended before {source_id} delivered again")
+
+
+async def until_event(stream, source_id: str, state: SourceState, says: str) -> None:
+    """Wait for a state change of `source_id` to `state` whose reason contains `says`."""
+    while not any(e.source_id == source_id and e.state is state and says in (e.reason or "") for e in stream.sources.events):
+        await anyio.sleep(0.05)
+
+
+async def test_rtsp_when_the_server_freezes_longer_than_every_timeout_the_camera_is_processed_again(
+    centerface, rtsp_server
+):
+    quick = {"open_timeout_s": 1, "read_timeout_s": 1}
+    config = {"sources": [rtsp("cam", rtsp_server.url(), **quick)]}
+
+    async with streamer.open(config, model=centerface) as stream:
+        with anyio.fail_after(30):
+            before = await next_result(stream, "cam")
+            rtsp_server.pause()  # SIGSTOP: connections stay open, nothing answers
+            await until_event(stream, "cam", SourceState.RECONNECTING, "no frame within read_timeout_s=1")
+            await until_event(stream, "cam", SourceState.RECONNECTING, "no answer within open_timeout_s=1")
+            assert stream.source_state("cam") is not SourceState.FAILED
+            rtsp_server.resume()
+            after = await next_result_from_a_later_session(stream, "cam", before.frame.session)
+        stream.stop()
+
+    report = stream.summary.sources["cam"]
+    assert after.frame.index > before.frame.index and report.error is None
+    assert report.reconnects == 1 and report.attempts >= 3  # one outage, the first open and two retries at least
+
+
+async def test_rtsp_reconnects_count_outages_and_attempts_count_each_try(centerface, rtsp_server):
+    config = {"sources": [rtsp("cam", rtsp_server.url())]}
+
+    async with streamer.open(config, model=centerface) as stream:
+        with anyio.fail_after(40):
+            session = -1
+            for _ in range(2):
+                session = (await next_result_from_a_later_session(stream, "cam", session)).frame.session
+                tried = stream.summary.sources["cam"].attempts
+                rtsp_server.kill()
+                while stream.summary.sources["cam"].attempts < tried + 3:  # three tries while it is down
+                    await anyio.sleep(0.05)
+                await anyio.to_thread.run_sync(rtsp_server.restart)
+            await next_result_from_a_later_session(stream, "cam", session)
+        stream.stop()
+
+    report = stream.summary.sources["cam"]
+    assert report.reconnects == 2 and report.attempts >= 1 + 2 * 4
 
 
 async def test_rtsp_when_credentials_are_wrong_fails_at_once_with_the_password_masked(
