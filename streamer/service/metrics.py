@@ -21,8 +21,17 @@ Read from the stream at each scrape:
     streamer_source_frames_dropped_total{source,reason}       reason: queue_full (a newer frame
                                                               replaced it), stale (older than
                                                               staleness_ms), paused (a live source's
-                                                              frames while paused)
-    streamer_source_reconnects_total{source}
+                                                              frames while paused), max_fps (skipped
+                                                              by the source to keep max_fps)
+    streamer_source_reconnects_total{source}                  outages: times the source lost its
+                                                              stream (or never had it) and began
+                                                              reconnecting
+    streamer_source_connect_attempts_total{source}            opens tried: the first, each retry,
+                                                              each loop of a file
+    streamer_source_decode_errors_total{source}               packets that failed to decode
+    streamer_source_discontinuities_total{source}             timestamp jumps back (pts go on monotonic)
+    streamer_source_damaged{source}                           1 when a file ended with decode errors or
+                                                              short of the frames it declares
     streamer_source_state{source,state}                       1 for the current state, 0 otherwise
                                                               (connecting, running, reconnecting,
                                                               paused, ended, failed)
@@ -93,7 +102,7 @@ SINK_COUNTERS: dict[str, tuple[str, str, str]] = {
     "snapshots": ("snapshots", "counter", "Snapshots saved (snapshot)."),
 }  # "dropped" goes to streamer_sink_dropped_total{reason="sink"}
 
-DROP_REASONS = ("queue_full", "stale", "paused")
+DROP_REASONS = ("queue_full", "stale", "paused", "max_fps")
 
 
 class PipelineMetrics:
@@ -266,7 +275,12 @@ class StreamCollector:
         read = CounterMetricFamily("streamer_source_frames_read", "Frames the source handed to the pipeline.", labels=source)
         processed = CounterMetricFamily("streamer_source_frames_processed", "Frames of the source that went through the model.", labels=source)
         dropped = CounterMetricFamily("streamer_source_frames_dropped", "Frames dropped before the model, by reason.", labels=["source", "reason"])
-        reconnects = CounterMetricFamily("streamer_source_reconnects", "Times the source started reconnecting.", labels=source)
+        reconnects = CounterMetricFamily("streamer_source_reconnects", "Outages: times the source lost its stream "
+                                         "(or never had it) and began reconnecting.", labels=source)
+        attempts = CounterMetricFamily("streamer_source_connect_attempts", "Times the source opened or tried to open its input.", labels=source)
+        decode_errors = CounterMetricFamily("streamer_source_decode_errors", "Packets of the source that failed to decode.", labels=source)
+        jumps = CounterMetricFamily("streamer_source_discontinuities", "Times the source's timestamps jumped back.", labels=source)
+        damaged = GaugeMetricFamily("streamer_source_damaged", "1 when a file ended with decode errors or frames missing.", labels=source)
         state = GaugeMetricFamily("streamer_source_state", "1 for the source's current state, 0 for the others.", labels=["source", "state"])
         depth = GaugeMetricFamily("streamer_source_queue_depth_frames", "Frames waiting for the batcher.", labels=source)
         fps = GaugeMetricFamily("streamer_source_frames_per_second", "Frames processed per second, recently (0 unless running).", labels=source)
@@ -278,16 +292,20 @@ class StreamCollector:
             current = stream.source_state(source_id) or SourceState(report.state)  # connecting until it says
             read.add_metric([source_id], report.read)
             processed.add_metric([source_id], report.frames)
-            for reason, count in zip(DROP_REASONS, (full, stale, report.paused)):
+            for reason, count in zip(DROP_REASONS, (full, stale, report.paused, report.over_max_fps)):
                 dropped.add_metric([source_id, reason], count)
             reconnects.add_metric([source_id], report.reconnects)
+            attempts.add_metric([source_id], report.attempts)
+            decode_errors.add_metric([source_id], report.decode_errors)
+            jumps.add_metric([source_id], report.discontinuities)
+            damaged.add_metric([source_id], float(report.damage is not None))
             for each in SourceState:
                 state.add_metric([source_id, each.value], float(each is current))
             reader = stream.sources.readers.get(source_id)
             depth.add_metric([source_id], len(reader.queue) if reader is not None else 0)
             running = current is SourceState.RUNNING
             fps.add_metric([source_id], self.metrics.rates.rate(source_id, report.frames, running, stream.summary.started))
-        yield from (read, processed, dropped, reconnects, state, depth, fps)
+        yield from (read, processed, dropped, reconnects, attempts, decode_errors, jumps, damaged, state, depth, fps)
 
     def _sinks(self, stream: Stream) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily

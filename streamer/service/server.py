@@ -184,7 +184,13 @@ class Server:
             "dropped": dropped,
             "stale": stale,
             "paused_frames": report.paused,
+            "over_max_fps": report.over_max_fps,
             "reconnects": report.reconnects,
+            "attempts": report.attempts,
+            "decode_errors": report.decode_errors,
+            "discontinuities": report.discontinuities,
+            "damage": self._scrubbed(source_id, report.damage),
+            "tolerate_damage": report.tolerate_damage,
             "queue_depth": len(reader.queue) if reader is not None else 0,
             "fps": round(self.metrics.rates.rate(source_id, report.frames, state is SourceState.RUNNING, self.stream.summary.started), 2),
         }

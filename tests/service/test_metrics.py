@@ -43,6 +43,19 @@ async def test_a_finished_run_leaves_its_counts_in_the_metrics(centerface, tmp_p
     assert value(samples, "streamer_ready") == 0
 
 
+async def test_frames_skipped_for_max_fps_are_dropped_under_their_own_reason(centerface, clip):
+    metrics = PipelineMetrics()
+    config = {"sources": [{"type": "file", "id": "cam", "path": str(clip), "max_fps": 10}]}
+    async with streamer.open(config, model=centerface, results=False, observers=[metrics]) as stream:
+        metrics.attach(stream)
+        await stream.wait()
+
+    samples = parse(metrics.exposition()[0].decode())
+    assert value(samples, "streamer_source_frames_dropped_total", source="cam", reason="max_fps") == 20
+    assert value(samples, "streamer_source_frames_processed_total", source="cam") == 10
+    assert value(samples, "streamer_source_connect_attempts_total", source="cam") == 1
+
+
 def test_each_instance_has_its_own_registry_and_none_touches_the_global_one():
     first, second = PipelineMetrics(), PipelineMetrics()
     first.batch_done(4, 0.1)

@@ -12,6 +12,7 @@ import streamer
 from streamer.config.schema import ServerConfig
 from streamer.errors import ServerError
 from streamer.service.server import serve
+from tests.media import concatenate, cut, write_clip, write_ts_clip
 from tests.service.helpers import get_json, lavfi, scrape, served, until, value
 from tests.sources.test_av_source import closed_port
 
@@ -161,6 +162,28 @@ async def test_status_never_shows_a_password(centerface):
         samples = await scrape(http)
         assert value(samples, "streamer_source_reconnects_total", source="door") > 0
         assert value(samples, "streamer_source_state", source="door", state="running") == 0
+
+
+async def test_status_and_metrics_count_outages_apart_from_attempts_and_show_damaged_files(centerface, tmp_path):
+    damaged = cut(write_clip(tmp_path / "cut.mp4", frames=90, faststart=True))
+    segment = write_ts_clip(tmp_path / "segment.ts", frames=10)
+    both = concatenate(tmp_path / "both.ts", segment, segment)
+    files = [{"type": "file", "id": "cut", "path": str(damaged)}, {"type": "file", "id": "ts", "path": str(both)}]
+    async with served(centerface, camera_down("door"), *files) as (stream, server, http):
+        door = await until(lambda: _status_of(http, "door", lambda s: s["attempts"] >= 3))
+        cut_file = await until(lambda: _status_of(http, "cut", lambda s: s["state"] == "ended"))
+        ts_file = await until(lambda: _status_of(http, "ts", lambda s: s["state"] == "ended"))
+        samples = await scrape(http)
+
+    assert door["reconnects"] == 1 and door["damage"] is None  # one outage, however many attempts
+    assert "of the 90 frames it declares" in cut_file["damage"] and cut_file["tolerate_damage"] is False
+    assert ts_file["discontinuities"] == 1 and ts_file["decode_errors"] == 0 and ts_file["damage"] is None
+    assert value(samples, "streamer_source_reconnects_total", source="door") == 1
+    assert value(samples, "streamer_source_connect_attempts_total", source="door") >= 3
+    assert value(samples, "streamer_source_damaged", source="cut") == 1
+    assert value(samples, "streamer_source_damaged", source="ts") == 0
+    assert value(samples, "streamer_source_discontinuities_total", source="ts") == 1
+    assert value(samples, "streamer_source_decode_errors_total", source="ts") == 0
 
 
 async def test_readyz_waits_for_a_running_source_while_healthz_answers_at_once(centerface):
