@@ -21,7 +21,7 @@ class SourceReport:
     over_max_fps: int = 0  # skipped by the source to keep at most max_fps a second
     reconnects: int = 0  # outages: times it lost its stream (or never had it) and began reconnecting
     attempts: int = 0  # times it opened or tried to open its input (the first, each retry, each loop)
-    decode_errors: int = 0  # packets that failed to decode
+    decode_errors: int = 0  # packets that failed to decode, frames the decoder marked corrupt
     discontinuities: int = 0  # times its timestamps jumped back (its pts go on monotonic)
     paused: int = 0  # a live source's frames discarded while it was paused
     state: str = "connecting"

@@ -28,7 +28,8 @@ Read from the stream at each scrape:
                                                               reconnecting
     streamer_source_connect_attempts_total{source}            opens tried: the first, each retry,
                                                               each loop of a file
-    streamer_source_decode_errors_total{source}               packets that failed to decode
+    streamer_source_decode_errors_total{source}               packets that failed to decode, frames
+                                                              the decoder marked corrupt
     streamer_source_discontinuities_total{source}             timestamp jumps back (pts go on monotonic)
     streamer_source_damaged{source}                           1 when a file ended with decode errors or
                                                               short of the frames it declares
@@ -278,7 +279,7 @@ class StreamCollector:
         reconnects = CounterMetricFamily("streamer_source_reconnects", "Outages: times the source lost its stream "
                                          "(or never had it) and began reconnecting.", labels=source)
         attempts = CounterMetricFamily("streamer_source_connect_attempts", "Times the source opened or tried to open its input.", labels=source)
-        decode_errors = CounterMetricFamily("streamer_source_decode_errors", "Packets of the source that failed to decode.", labels=source)
+        decode_errors = CounterMetricFamily("streamer_source_decode_errors", "Packets that failed to decode and frames marked corrupt.", labels=source)
         jumps = CounterMetricFamily("streamer_source_discontinuities", "Times the source's timestamps jumped back.", labels=source)
         damaged = GaugeMetricFamily("streamer_source_damaged", "1 when a file ended with decode errors or frames missing.", labels=source)
         state = GaugeMetricFamily("streamer_source_state", "1 for the source's current state, 0 for the others.", labels=["source", "state"])

@@ -208,8 +208,8 @@ class AvSource:
         return container
 
     def _decode(self, container: Any, stop: threading.Event) -> Iterator[Any]:
-        """Decode the first video stream, counting damaged packets and skipping them until too many
-        come in a row."""
+        """Decode the first video stream, counting damaged packets (skipped until too many come in a
+        row) and the frames the decoder marks corrupt."""
         import av
 
         stream = container.streams.video[0]
@@ -229,6 +229,7 @@ class AvSource:
                         raise SourceDecodeError(f"{self.describe()}: {failures} packets in a row failed: {exc}") from exc
                     continue
                 failures = 0
+                self.stats.decode_errors += sum(frame.is_corrupt for frame in decoded)  # concealed, still shown
                 if decoded:
                     last_frame = time.monotonic()
                 elif time.monotonic() - last_frame > self.read_timeout_s:
@@ -309,6 +310,6 @@ class _FileTally:
             problems.append(f"decoded {seen} of the {self.declared[0]} frames it declares")
         errors = decode_errors - self.errors_before
         if errors:
-            problems.append(f"{errors} packet{'s' if errors > 1 else ''} failed to decode")
+            problems.append(f"{errors} decode error{'s' if errors > 1 else ''}")
         return f"damaged: {', '.join(problems)}" if problems else None
 
