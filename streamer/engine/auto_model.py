@@ -76,11 +76,14 @@ def compute_environment(scope: ProbeScope = ProbeScope()) -> ComputeEnvironment:
 
 
 async def negotiate_here(document: ModelDocument, options: LoadOptions) -> Negotiation:
-    """Negotiate `document` for this machine, probing (in a worker thread) only what it needs."""
+    """Negotiate `document` for this machine, probing only what it needs, in a worker thread."""
+    return await anyio.to_thread.run_sync(_negotiate_here, document, options)
+
+
+def _negotiate_here(document: ModelDocument, options: LoadOptions) -> Negotiation:
     from .negotiation import negotiate, probe_scope
 
-    env = await anyio.to_thread.run_sync(compute_environment, probe_scope(document, options))
-    return negotiate(document, options, env)
+    return negotiate(document, options, compute_environment(probe_scope(document, options)))
 
 
 async def load_model(model_id_or_path: str, options: LoadOptions, *, is_dependency: bool = False) -> DetectionModel:

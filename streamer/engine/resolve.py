@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import anyio
+
 from ..errors import ModelFormatError, ModelNotFoundError, UnknownArchitectureError
 from .entities import BatchProfile, FileSpec, LoadOptions, ModelDocument, ModelPackage
 from .models import DEFAULT_TASKS, architectures
@@ -26,11 +28,9 @@ FILE_KINDS = {
 async def resolve(
     model_id_or_path: str, options: LoadOptions, providers: list[WeightsProvider] | None = None
 ) -> ModelDocument:
-    path = Path(model_id_or_path)
-    if path.is_dir() and (path / MANIFEST).is_file():
-        return read_model_folder(path)
-    if path.is_file():
-        return document_for_file(path, options)
+    local = await anyio.to_thread.run_sync(local_document, Path(model_id_or_path), options)
+    if local is not None:
+        return local
     if options.offline and (cached := _cached_document(model_id_or_path, options)) is not None:
         return cached
     asked = providers if providers is not None else default_providers(options)
@@ -47,6 +47,16 @@ async def resolve(
         f"model {model_id_or_path!r}: no such file or model folder, and no provider knows that id "
         f"(asked: {names}); `streamer models list` shows cached models, `streamer describe model ID` one model"
     )
+
+
+def local_document(path: Path, options: LoadOptions) -> ModelDocument | None:
+    """The document of a model folder or a model file at `path`, or None when there is neither
+    (blocking: it reads the file and, for ONNX, parses it)."""
+    if path.is_dir() and (path / MANIFEST).is_file():
+        return read_model_folder(path)
+    if path.is_file():
+        return document_for_file(path, options)
+    return None
 
 
 def _cached_document(model_id: str, options: LoadOptions) -> ModelDocument | None:

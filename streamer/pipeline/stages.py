@@ -84,9 +84,19 @@ async def load_model_stage(config: schema.ModelStage) -> ModelStage:
 
 
 async def build_stage(config: schema.StageConfig, index: int = 0, main_model: ModelInfo | None = None) -> Stage:
-    """The stage a config table describes (`main_model`: the pipeline's model, which some reuse)."""
+    """The stage a config table describes (`main_model`: the pipeline's model, which some reuse).
+
+    Models load in worker threads; the other stages are built in one too, as building them imports
+    libraries (supervision, a user's module) that would hold up the event loop."""
     if isinstance(config, schema.ModelStage):
         return await load_model_stage(config)
+    if isinstance(config, schema.AnonymizeStage):
+        return await load_anonymize_stage(config, main_model)
+    return await anyio.to_thread.run_sync(build_plain_stage, config, index)
+
+
+def build_plain_stage(config: schema.StageConfig, index: int = 0) -> Stage:
+    """A stage that needs no model (blocking: it may import libraries)."""
     if isinstance(config, schema.FilterStage):
         return FilterStage(config.min_confidence, config.classes)
     if isinstance(config, schema.CustomStage):
@@ -106,8 +116,6 @@ async def build_stage(config: schema.StageConfig, index: int = 0, main_model: Mo
 
         timing = {"appear_frames": config.appear_frames, "disappear_frames": config.disappear_frames}
         return PresenceStage(config.classes, min_confidence=config.min_confidence, **timing)
-    if isinstance(config, schema.AnonymizeStage):
-        return await load_anonymize_stage(config, main_model)
     raise TypeError(f"unknown stage config {type(config).__name__}")
 
 

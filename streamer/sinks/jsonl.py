@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Iterator
 
+import anyio
 import msgspec
 
 from ..errors import SinkError
@@ -84,6 +85,10 @@ class JsonlSink(SinkBase):
         return {"rotations": self.rotated, "skipped": self.skipped}
 
     async def __aenter__(self) -> JsonlSink:
+        await anyio.to_thread.run_sync(self._enter)  # a slow disk or a long file to resume from
+        return self
+
+    def _enter(self) -> None:
         self._target = prepare_output(self.path, "jsonl sink")
         with self._translate("open"):
             if self.resume:
@@ -91,7 +96,6 @@ class JsonlSink(SinkBase):
             elif self.rotates and self._target.stat().st_size > 0:
                 self._rotate_file()
             self._open()
-        return self
 
     def _resumed_file(self) -> Path:
         """The file holding the latest lines: the current one, or the newest rotated one if it is empty."""
@@ -111,8 +115,9 @@ class JsonlSink(SinkBase):
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            file, self._file = self._file, None
+            with anyio.CancelScope(shield=True):  # closing flushes: let it finish
+                await anyio.to_thread.run_sync(file.close)
 
     async def write(self, result: Item) -> None:
         assert self._file is not None, "write() before the sink was opened"

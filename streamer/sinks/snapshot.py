@@ -62,6 +62,10 @@ class SnapshotSink(SinkBase):
         return {"snapshots": self.written}
 
     async def __aenter__(self) -> SnapshotSink:
+        await anyio.to_thread.run_sync(self._enter)  # a slow disk; importing the annotators
+        return self
+
+    def _enter(self) -> None:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=self.folder):
@@ -73,7 +77,6 @@ class SnapshotSink(SinkBase):
             ) from exc
         if self.annotate:
             self._annotator = _Annotator()
-        return self
 
     def wants(self, result: Result) -> bool:
         """Whether this result has a detection that calls for a snapshot."""

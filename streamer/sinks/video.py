@@ -58,11 +58,14 @@ class VideoSink(SinkBase):
         return f"video {self.path}"
 
     async def __aenter__(self) -> VideoSink:
+        await anyio.to_thread.run_sync(self._enter)
+        return self
+
+    def _enter(self) -> None:
         if self.resume:
             self.output = _free_part(Path(self.path))
         prepare_output(self.output, "video sink")
         self._annotate = _Annotator() if self.annotate else _plain
-        return self
 
     async def write(self, result: Result) -> None:
         if self._encoder is None and self.fps is None and self._pending is None:
