@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from .models import DEFAULT_TASKS, architectures
 from .providers import WeightsProvider, default_providers
 from .providers.local import MANIFEST, read_model_folder
 
+NOT_ONNX_HINT = "check the path, or export the model to ONNX again (the file may be cut short or be something else)"
 # suffix -> (backend, format)
 FILE_KINDS = {
     ".onnx": ("onnxruntime", "onnx"),
@@ -45,8 +47,17 @@ async def resolve(
         names += "; offline, so the registry was not asked: run `streamer models pull ID` while online"
     raise ModelNotFoundError(
         f"model {model_id_or_path!r}: no such file or model folder, and no provider knows that id "
-        f"(asked: {names}); `streamer models list` shows cached models, `streamer describe model ID` one model"
+        f"(asked: {names}){_did_you_mean(model_id_or_path)}; `streamer models list` shows cached models, "
+        "`streamer describe model ID` one model"
     )
+
+
+def _did_you_mean(model_id: str) -> str:
+    """", did you mean 'centerface'?" for an id close to one of the embedded models', else ""."""
+    from .providers.embedded import EMBEDDED
+
+    close = difflib.get_close_matches(model_id, list(EMBEDDED), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def local_document(path: Path, options: LoadOptions) -> ModelDocument | None:
@@ -94,9 +105,9 @@ def _onnx_facts(data: bytes, path: Path) -> tuple[dict[str, str], BatchProfile]:
     try:
         model = onnx.load_from_string(data)
     except (DecodeError, ValueError, RuntimeError) as exc:
-        raise ModelFormatError(f"model {str(path)!r}: not an ONNX model ({exc})") from exc
+        raise ModelFormatError(f"model {str(path)!r}: not an ONNX model ({exc}); {NOT_ONNX_HINT}") from exc
     if not model.graph.node:
-        raise ModelFormatError(f"model {str(path)!r}: not an ONNX model (no graph)")
+        raise ModelFormatError(f"model {str(path)!r}: not an ONNX model (no graph); {NOT_ONNX_HINT}")
     metadata = {prop.key: prop.value for prop in model.metadata_props}
     first = model.graph.input[0].type.tensor_type.shape.dim if model.graph.input else []
     size = first[0].dim_value if len(first) and first[0].HasField("dim_value") else 0

@@ -25,12 +25,21 @@ from ..config import Config, load_config
 from ..engine import AutoModel, DetectionModel
 from ..engine.auto_model import make_options
 from ..engine.entities import LoadOptions
+from ..engine.resolve import resolve
 from ..frames import Event, Frame, Result
 from ..sinks import Sink, accepts, build_sink
 from ..sinks.topics import Subscription, TopicSink
 from ..config.loader import source_config
-from ..config.schema import SourceConfig
-from ..errors import ConfigError, SinkWriteError
+from ..config.schema import AnonymizeStage, ModelStage, SourceConfig
+from ..errors import (
+    ConfigError,
+    MissingDependencyError,
+    ModelFormatError,
+    ModelNotFoundError,
+    ParameterError,
+    SinkWriteError,
+    UnknownArchitectureError,
+)
 from ..sources import SourceEvent, SourceState
 from .readers import SourceSet
 from .observer import Observer, Observers
@@ -54,6 +63,35 @@ def model_options(config: Config) -> LoadOptions:
 def load_model(config: Config) -> DetectionModel:
     """The model the config describes, loaded from code that is not async."""
     return AutoModel.from_pretrained(config.model.id, model_options(config))
+
+
+# What resolving can say about a model id that only changing the config (or installing what the
+# message names) fixes; anything else (a registry that does not answer) is not the config's fault.
+MODEL_CONFIG_ERRORS = (ModelNotFoundError, ModelFormatError, UnknownArchitectureError, MissingDependencyError)
+
+
+async def resolve_models(config: Config, file: str | None = None) -> None:
+    """Resolve every model the config names as loading would (providers asked, a model file parsed,
+    nothing downloaded), so a misspelled id or a file that is no model is a ConfigError at its key
+    (`$.model.id`, `$.stages[i].model`) before anything starts."""
+    try:
+        options = model_options(config)
+    except ParameterError as exc:
+        raise ConfigError(exc.message, "$.model", file) from exc
+    for model_id, path in _named_models(config):
+        try:
+            await resolve(model_id, options)
+        except MODEL_CONFIG_ERRORS as exc:
+            raise ConfigError(exc.message, path, file) from exc
+
+
+def _named_models(config: Config) -> list[tuple[str, str]]:
+    """(model id, key path) of the main model and of each stage that loads one of its own."""
+    named = [(config.model.id, "$.model.id")]
+    for index, stage in enumerate(config.stages):
+        if isinstance(stage, (ModelStage, AnonymizeStage)) and stage.model and stage.model != config.model.id:
+            named.append((stage.model, f"$.stages[{index}].model"))
+    return named
 
 
 @asynccontextmanager
