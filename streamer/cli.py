@@ -1,14 +1,18 @@
 """`streamer run FILE` and `streamer validate FILE`.
 
 Exit codes: 0 done, 1 the run finished but something failed (a source, a sink), 2 invalid config
-or arguments, 130 interrupted twice.
+(a model it names that no provider knows, or a file that is no model, included) or arguments, 130
+interrupted twice. With `--log-format json` every line this writes to stderr is a JSON log record.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Sequence
+
+from .errors import ConfigError, StreamerError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -81,17 +85,33 @@ def _load_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return make_options(None, {key: value for key, value in flags.items() if value not in (None, False)})
 
 
+def _tell(args: argparse.Namespace, message: str, level: int = logging.ERROR, **fields: object) -> None:
+    """A line for the user on stderr: as it is, or with `--log-format json` a log record (one JSON
+    object, `fields` in it), so that every line on stderr is JSON."""
+    if args.log_format == "json":
+        logging.getLogger("streamer").log(level, message, extra=fields)
+    else:
+        print(message, file=sys.stderr)
+
+
+def _tell_invalid(args: argparse.Namespace, error: ConfigError) -> int:
+    _tell(args, f"invalid: {error}", key_path=error.path, file=error.file)
+    return EXIT_INVALID
+
+
+def _tell_failed(args: argparse.Namespace, error: StreamerError) -> int:
+    _tell(args, f"error: {error}")
+    return EXIT_FAILED
+
+
 def _engine_command(run):  # type: ignore[no-untyped-def]
     """Print what `run` returns; a StreamerError becomes a message and exit code 1."""
 
     def command(args: argparse.Namespace) -> int:
-        from .errors import StreamerError
-
         try:
             print(run(args))
         except StreamerError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_FAILED
+            return _tell_failed(args, exc)
         return EXIT_OK
 
     return command
@@ -153,38 +173,46 @@ def _models_list(args: argparse.Namespace) -> str:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .errors import ConfigError
-
+    """The config as `run` would check it, its models resolved (nothing downloaded): OK, or exit 2."""
     try:
-        load_config(args.config)
+        _checked_config(args.config)
     except ConfigError as exc:
-        print(f"invalid: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return _tell_invalid(args, exc)
+    except StreamerError as exc:  # a registry that does not answer: the config may be fine
+        return _tell_failed(args, exc)
     print("OK")
     return EXIT_OK
+
+
+def _checked_config(path: str):  # type: ignore[no-untyped-def]
+    """The config at `path`, with every model it names resolved; ConfigError if it is invalid."""
+    import anyio
+
+    from .config import load_config
+    from .pipeline.runner import resolve_models
+
+    config = load_config(path)
+    anyio.run(resolve_models, config, path)
+    return config
 
 
 def _run(args: argparse.Namespace) -> int:
     import anyio
 
-    from .config import load_config
-    from .errors import ConfigError, StreamerError
     from .service.daemon import Interrupted, run_daemon
 
     try:
-        config = load_config(args.config)
+        config = _checked_config(args.config)
     except ConfigError as exc:
-        print(f"invalid: {exc}", file=sys.stderr)
-        return EXIT_INVALID
-
+        return _tell_invalid(args, exc)
+    except StreamerError as exc:
+        return _tell_failed(args, exc)
     try:
         summary = anyio.run(run_daemon, config, args.config)
     except StreamerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return _tell_failed(args, exc)
     except (Interrupted, KeyboardInterrupt):
-        print("interrupted", file=sys.stderr)
+        _tell(args, "interrupted", logging.WARNING)
         return EXIT_INTERRUPTED
     print(summary.render())
     return EXIT_OK if summary.succeeded else EXIT_FAILED

@@ -124,6 +124,7 @@ def test_run_when_signalled_stops_within_two_seconds_and_flushes(tmp_path, signu
 
     assert time.monotonic() - signalled < 2.0, stderr
     assert process.returncode == 0, stderr
+    assert f"WARNING streamer: {signal.Signals(signum).name}: stopping, draining to the sinks" in stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     indexes = [line["frame_index"] for line in lines]
     assert indexes == sorted(set(indexes))  # in order, none twice (a busy machine may drop live frames)
@@ -141,3 +142,80 @@ def test_run_quickstart_finds_the_face_in_every_frame_and_writes_both_outputs(tm
     assert all(len(line["detections"]) == 1 for line in lines)
     assert (tmp_path / "out" / "quickstart.mp4").stat().st_size > 10_000
     assert "frames: 100" in done.stdout and "out/quickstart.mp4" in done.stdout
+
+
+def test_validate_when_the_model_id_is_misspelled_names_it_at_model_id_and_exits_2(tmp_path):
+    config = write_config(tmp_path / "typo.toml", '[model]\nid = "centerfcae"\n[[sources]]\ntype = "file"\npath = "x.mp4"\n')
+
+    done = streamer_cli("validate", str(config), cwd=tmp_path)
+
+    assert done.returncode == 2
+    assert "$.model.id" in done.stderr and "'centerfcae'" in done.stderr
+    assert "did you mean 'centerface'?" in done.stderr
+
+
+def test_validate_when_the_model_file_is_text_named_onnx_says_it_is_not_an_onnx_model_and_exits_2(tmp_path):
+    (tmp_path / "model.onnx").write_text("this is not a model\n")
+    config = write_config(tmp_path / "text.toml", '[model]\nid = "model.onnx"\n[[sources]]\ntype = "file"\npath = "x.mp4"\n')
+
+    done = streamer_cli("validate", str(config), cwd=tmp_path)
+
+    assert done.returncode == 2
+    assert "$.model.id" in done.stderr and "'model.onnx': not an ONNX model" in done.stderr
+
+
+def test_validate_when_the_model_file_is_a_real_onnx_model_prints_ok(tmp_path, yolo_path):
+    config = write_config(tmp_path / "yolo.toml", f'[model]\nid = "{yolo_path}"\n[[sources]]\ntype = "file"\npath = "x.mp4"\n')
+
+    done = streamer_cli("validate", str(config), cwd=tmp_path)
+
+    assert done.returncode == 0 and done.stdout.strip() == "OK", done.stderr
+
+
+def test_run_when_the_model_id_is_misspelled_exits_2_before_opening_anything(tmp_path):
+    write_clip(tmp_path / "clip.mp4", frames=5)
+    config = write_config(
+        tmp_path / "typo.toml",
+        '[model]\nid = "centerfcae"\n[[sources]]\ntype = "file"\npath = "clip.mp4"\n'
+        '[[sinks]]\ntype = "jsonl"\npath = "out/run.jsonl"\n',
+    )
+
+    done = streamer_cli("run", str(config), cwd=tmp_path)
+
+    assert done.returncode == 2 and "$.model.id" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_when_the_config_is_invalid_and_logs_are_json_says_so_in_json(tmp_path):
+    config = write_config(tmp_path / "bad.toml", '[[sources]]\ntype = "ndi"\n')
+
+    done = streamer_cli("--log-format", "json", "run", str(config), cwd=tmp_path)
+
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    record = json.loads(line)
+    assert record["level"] == "error" and record["key_path"] == "$.sources[0].type"
+
+
+def test_run_when_logs_are_json_and_sigterm_stops_it_every_stderr_line_is_json(tmp_path):
+    config = write_config(
+        tmp_path / "live.toml",
+        '[[sources]]\nid = "live"\ntype = "lavfi"\ngraph = "testsrc2=size=160x120:rate=20"\n'
+        '[[sinks]]\ntype = "jsonl"\npath = "out.jsonl"\n',
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamer", "--log-format", "json", "--log-level", "info", "run", str(config)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    out = tmp_path / "out.jsonl"
+    deadline = time.monotonic() + 60
+    while (not out.exists() or len(out.read_text().splitlines()) < 3) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    os.kill(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+
+    assert process.returncode == 0, stderr
+    records = [json.loads(line) for line in stderr.splitlines()]
+    assert any(record["message"] == "SIGTERM: stopping, draining to the sinks" for record in records)
+    assert all(record["level"] in ("debug", "info", "warning", "error") for record in records)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -79,5 +78,5 @@ async def _handle_signals(stream: Stream, config_path: str | Path | None) -> Non
                 continue
             if stream.stopping:
                 raise Interrupted(signal.Signals(signum).name)
-            print(f"{signal.Signals(signum).name}: stopping, draining to the sinks", file=sys.stderr)
+            log.warning("%s: stopping, draining to the sinks", signal.Signals(signum).name)
             stream.stop()

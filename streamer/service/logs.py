@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 from datetime import datetime, timezone
+from types import TracebackType
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and goes into the JSON.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
@@ -28,10 +29,19 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str = "warning", format: str = "text") -> None:
-    """Send streamer's (and every library's) logs to stderr at `level`, as text or JSON lines."""
+    """Send streamer's (and every library's) logs to stderr at `level`, as text or JSON lines.
+
+    Python warnings become log records too; with JSON, so does an uncaught exception's traceback,
+    so that every line on stderr is one JSON object."""
     handler = logging.StreamHandler(sys.stderr)
     if format == "json":
         handler.setFormatter(JsonFormatter())
+        sys.excepthook = _log_uncaught
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.captureWarnings(True)
+
+
+def _log_uncaught(kind: type[BaseException], error: BaseException, traceback: TracebackType | None) -> None:
+    logging.getLogger("streamer").critical("uncaught %s: %s", kind.__name__, error, exc_info=(kind, error, traceback))
