@@ -54,29 +54,21 @@ async def test_proxy_when_clear_forwards_both_ways_and_counts_the_bytes(proxy, e
     assert echo.received == b"hello" * 1000 and proxy.stats.bytes_corrupted == 0
 
 
-async def test_proxy_when_stalled_accepts_and_says_nothing_until_cleared(proxy, echo):
-    proxy.stall()
-    reader, writer = await connect(proxy)  # the TCP handshake succeeds: the proxy accepted
-    writer.write(b"ping")
-
-    assert await nothing_arrives(reader, 0.3)
-    assert echo.connections == 0 and proxy.open_connections == 1
-    proxy.clear()
-    assert await read_exactly(reader, 4) == b"ping"
-    writer.close()
-
-
-async def test_proxy_when_stalled_silences_connections_already_open(proxy):
-    reader, writer = await connect(proxy)
-    writer.write(b"before")
-    assert await read_exactly(reader, 6) == b"before"
+async def test_proxy_when_stalled_silences_open_and_new_connections_until_cleared(proxy, echo):
+    opened, opened_writer = await connect(proxy)
+    opened_writer.write(b"before")
+    assert await read_exactly(opened, 6) == b"before"
 
     proxy.stall()
-    writer.write(b"during")
-    assert await nothing_arrives(reader, 0.3)
+    fresh, fresh_writer = await connect(proxy)  # the TCP handshake succeeds: the proxy accepted
+    for writer in (opened_writer, fresh_writer):
+        writer.write(b"during")
+    assert await nothing_arrives(opened, 0.3) and await nothing_arrives(fresh, 0.1)
+    assert echo.connections == 1 and proxy.open_connections == 2  # the fresh one is not even dialled upstream
     proxy.clear()
-    assert await read_exactly(reader, 6) == b"during"
-    writer.close()
+    assert [await read_exactly(reader, 6) for reader in (opened, fresh)] == [b"during", b"during"]
+    for writer in (opened_writer, fresh_writer):
+        writer.close()
 
 
 async def test_proxy_when_frozen_holds_the_bytes_and_delivers_them_after_the_thaw(proxy):
