@@ -98,20 +98,17 @@ def document_for_file(path: Path, options: LoadOptions) -> ModelDocument:
 
 
 def _onnx_facts(data: bytes, path: Path) -> tuple[dict[str, str], BatchProfile]:
-    """The file's metadata and batch profile, read without running it."""
-    import onnx
-    from google.protobuf.message import DecodeError
+    """The file's metadata and batch profile, read without running it (and without importing onnx)."""
+    from .onnx_proto import read_onnx_facts
 
     try:
-        model = onnx.load_from_string(data)
-    except (DecodeError, ValueError, RuntimeError) as exc:
+        facts = read_onnx_facts(data)
+    except ValueError as exc:
         raise ModelFormatError(f"model {str(path)!r}: not an ONNX model ({exc}); {NOT_ONNX_HINT}") from exc
-    if not model.graph.node:
+    if not facts.nodes:
         raise ModelFormatError(f"model {str(path)!r}: not an ONNX model (no graph); {NOT_ONNX_HINT}")
-    metadata = {prop.key: prop.value for prop in model.metadata_props}
-    first = model.graph.input[0].type.tensor_type.shape.dim if model.graph.input else []
-    size = first[0].dim_value if len(first) and first[0].HasField("dim_value") else 0
-    return metadata, BatchProfile(dynamic=False, size=size) if size > 0 else BatchProfile()
+    size = facts.first_input_dims[0] if facts.first_input_dims else None
+    return facts.metadata, BatchProfile(dynamic=False, size=size) if size and size > 0 else BatchProfile()
 
 
 def _architecture_from(metadata: dict[str, str], path: Path) -> str:
