@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 
 from streamer.engine import AutoModel
@@ -90,3 +93,24 @@ def test_centerface_on_4_3_frames_runs_at_512x384_and_finds_the_same_face(astron
 
     assert shapes == [(1, 3, 384, 512)]
     assert len(found) == len(reference) == 1 and iou(found.xyxy[0], reference.xyxy[0]) > 0.9
+
+
+def imports_after_loading_in_a_new_process(cache_dir) -> list[str]:
+    """Whether onnx and torch are imported once a new process has loaded CenterFace."""
+    code = (
+        "import sys; from streamer.engine import AutoModel; "
+        f"AutoModel.from_pretrained('centerface', cache_dir={str(cache_dir)!r}); "
+        "print('onnx' in sys.modules, 'torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    return done.stdout.split()
+
+
+def test_centerface_when_loaded_in_a_new_process_imports_neither_onnx_nor_torch(tmp_path):
+    cold = imports_after_loading_in_a_new_process(tmp_path)  # rewrites the graph in a child, into the cache
+    [rewritten] = (tmp_path / "rewritten").iterdir()
+    written = rewritten.stat().st_mtime_ns
+    warm = imports_after_loading_in_a_new_process(tmp_path)  # reads it back
+
+    assert cold == warm == ["False", "False"]
+    assert rewritten.stat().st_mtime_ns == written
