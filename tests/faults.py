@@ -41,6 +41,7 @@ from tests.sources.hls_live import LiveHls, running_live_hls
 WIDTH, HEIGHT, FPS = 160, 96, 10
 OPEN_TIMEOUT_S, READ_TIMEOUT_S, BACKOFF_INITIAL_S, BACKOFF_MAX_S = 2.0, 2.0, 0.2, 1.0
 RECOVERY_BOUND_S = BACKOFF_MAX_S + OPEN_TIMEOUT_S  # what the issue asks recovery to stay within
+# (a sink's connect or request timeout is its open timeout: the webhook's timeout_s, MQTT's connect_timeout_s)
 FAULT_S = 3.0  # longer than the read timeout: a stall or freeze makes a source reconnect
 THROTTLE_BYTES_PER_S = 2000
 LATENCY_S = 0.5
@@ -219,7 +220,8 @@ def sink_config(case: Case, port: int, receiver: Receiver) -> dict[str, Any]:
     """The network sink of a case: through the proxy when the fault is on it, else straight to the receiver."""
     if case.link == "mqtt":
         return {"type": "mqtt", "host": "127.0.0.1", "port": port, "topic": f"faults/{case.id}/{{source}}", "qos": 1,
-                "status_topic": None, "keepalive_s": 1, "backoff_initial_s": BACKOFF_INITIAL_S,
+                "status_topic": None, "keepalive_s": 1, "connect_timeout_s": OPEN_TIMEOUT_S,
+                "backoff_initial_s": BACKOFF_INITIAL_S,
                 "backoff_max_s": BACKOFF_MAX_S, "drain_timeout_s": DELIVERY_TIMEOUT_S}
     url = f"http://127.0.0.1:{port if case.link == 'webhook' else receiver.port}/hook"
     return {"type": "webhook", "url": url, "timeout_s": OPEN_TIMEOUT_S, "backoff_s": BACKOFF_INITIAL_S,

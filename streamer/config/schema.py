@@ -324,6 +324,7 @@ class MqttSink(SinkBase, tag="mqtt", kw_only=True):
     tls: bool = False
     status_topic: str | None = "streamer/status"
     keepalive_s: Positive = 30
+    connect_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0  # for the broker's CONNACK
     backoff_initial_s: Annotated[float, msgspec.Meta(gt=0)] = 0.5
     backoff_max_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     max_in_flight: Positive = 1000

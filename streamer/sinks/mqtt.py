@@ -111,6 +111,7 @@ class MqttSink(SinkBase):
         tls: bool = False,
         status_topic: str | None = "streamer/status",
         keepalive_s: int = 30,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 10,
         max_in_flight: int = 1000,
@@ -127,6 +128,7 @@ class MqttSink(SinkBase):
         self.client_id, self.username, self.password_env, self.tls = client_id, username, password_env, tls
         self.status_topic, self.keepalive_s, self.max_in_flight = status_topic, keepalive_s, max_in_flight
         self.backoff_initial_s, self.backoff_max_s = backoff_initial_s, backoff_max_s
+        self.connect_timeout_s = connect_timeout_s
         self.drain_timeout_s = drain_timeout_s
         self.password = None if password is None else _Secret(password)
         self.published = self.reconnects = self.dropped = 0
@@ -311,7 +313,7 @@ class MqttSink(SinkBase):
             identifier=self.client_id,
             will=will,
             keepalive=self.keepalive_s,
-            timeout=CONNECT_TIMEOUT_S,
+            timeout=self.connect_timeout_s,
             max_inflight_messages=WINDOW,
             tls_context=ssl.create_default_context() if self.tls else None,
             logger=logging.getLogger(f"{__name__}.client"),

@@ -11,16 +11,12 @@ from pathlib import Path
 import pytest
 
 from streamer.engine import AutoModel
-from streamer.sinks.mqtt import CONNECT_TIMEOUT_S
-from tests.faults import BACKOFF_MAX_S, HEIGHT, RECOVERY_BOUND_S, WIDTH, Case, matrix, run_case, running_servers
+from tests.faults import HEIGHT, RECOVERY_BOUND_S, WIDTH, Case, matrix, run_case, running_servers
 from tests.rtsp import MISSING_REASON, gstreamer_available
 from tests.sinks.mosquitto import mosquitto_binary
 
 REPRESENTATIVE = {"freeze-rtsp-tcp", "cut-rtsp-udp", "stall-hls", "cut_refuse-webhook", "cut-mqtt"}
 FIRST_RESULT_SLACK_S = 1.0  # the first keyframe after a reconnect (one a second), inference, the sink
-# The MQTT sink gives a connection attempt CONNECT_TIMEOUT_S, fixed, and aiomqtt waits all of it when
-# the broker's side resets the connection during CONNECT (a cut with refusal).
-MQTT_RECOVERY_BOUND_S = CONNECT_TIMEOUT_S + BACKOFF_MAX_S
 
 
 def parameters() -> list:
@@ -59,5 +55,4 @@ async def test_pipeline_when_a_fault_hits_a_link_recovers_and_loses_nothing(case
 
     assert outcome.recovered, outcome
     assert outcome.lost == 0 and outcome.produced > 0, outcome
-    bound = MQTT_RECOVERY_BOUND_S if case.link == "mqtt" else RECOVERY_BOUND_S
-    assert outcome.recover_s is not None and outcome.recover_s <= bound + FIRST_RESULT_SLACK_S, outcome
+    assert outcome.recover_s is not None and outcome.recover_s <= RECOVERY_BOUND_S + FIRST_RESULT_SLACK_S, outcome
