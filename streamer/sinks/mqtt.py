@@ -167,7 +167,7 @@ class MqttSink(SinkBase):
         )
 
     async def __aenter__(self) -> MqttSink:
-        self._aiomqtt = import_aiomqtt()
+        self._aiomqtt = await anyio.to_thread.run_sync(import_aiomqtt)  # its import would hold up the loop
         login = self._login()
         self._changed, self._finished = anyio.Event(), anyio.Event()
         self._closing = self._giving_up = self._connected_before = False

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib
 import logging
 import os
 import time
@@ -166,6 +167,7 @@ class WebhookSink(SinkBase):
     # ---- the Sink interface ------------------------------------------------------------------
 
     async def __aenter__(self) -> WebhookSink:
+        await anyio.to_thread.run_sync(importlib.import_module, "aiohttp")  # 0.25 s the loop need not wait
         import aiohttp
 
         self._headers = self._resolve_headers()
