@@ -43,6 +43,8 @@ def build_source(config: SourceConfig, start_after: tuple[int, float | None] | N
 
 def _live_source(config: LiveSourceBase, common: dict) -> Source:
     url, kind, format, options = _stream_address(config)
+    # An HLS read blocks for up to a segment while the playlist grows: it gets the whole read timeout.
+    read_wait_s = config.read_timeout_s if isinstance(config, HlsSource) else None
     return AvSource(
         config.id,  # type: ignore[arg-type]
         url,
@@ -52,6 +54,7 @@ def _live_source(config: LiveSourceBase, common: dict) -> Source:
         options={**options, **config.options},
         open_timeout_s=config.open_timeout_s,
         read_timeout_s=config.read_timeout_s,
+        read_wait_s=read_wait_s,
         backoff=Backoff(config.backoff_initial_s, config.backoff_max_s, config.max_attempts),
         **common,
     )

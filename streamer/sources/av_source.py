@@ -44,7 +44,9 @@ class AvSource:
     Timestamps grow across loops, reconnects and jumps back (see timeline.py); a frame without one
     gets the seconds since its connection opened. start_after: resume a file after the frame
     (index, pts) a checkpoint names: seek to the keyframe before it, decode up to it silently, go on
-    numbering from index + 1.
+    numbering from index + 1. read_wait_s: the longest one read may block (default half of
+    read_timeout_s, see _open_container); HLS waits up to a segment's length inside one read for its
+    playlist to grow, so it is given the whole read timeout.
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class AvSource:
         backoff: Backoff | None = None,
         start_after: tuple[int, float | None] | None = None,
         hwaccel: str | None = None,
+        read_wait_s: float | None = None,
     ) -> None:
         self.id = id
         self.url = url
@@ -78,6 +81,7 @@ class AvSource:
         self.options = options or {}
         self.open_timeout_s = open_timeout_s
         self.read_timeout_s = read_timeout_s
+        self.read_wait_s = read_timeout_s / 2 if read_wait_s is None else read_wait_s
         self.backoff = backoff
         self.start_after = start_after  # (index, pts) of the last frame a previous run delivered
         self.hwaccel = hwaccel  # FFmpeg hardware device type; None once it proved unavailable
@@ -187,7 +191,7 @@ class AvSource:
 
         # FFmpeg first returns a partial packet when a read times out, and fails on the next one:
         # half the read timeout per read makes a stalled stream fail after about read_timeout_s.
-        timeouts = (self.open_timeout_s, self.read_timeout_s / 2)
+        timeouts = (self.open_timeout_s, self.read_wait_s)
         if self.hwaccel is not None:
             from av.codec.hwaccel import HWAccel
 

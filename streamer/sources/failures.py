@@ -84,7 +84,7 @@ def open_failure(
 
 def read_failure(exc: BaseException, source: AvSource, detail: str, silent_s: float) -> SourceError:
     """The error for a read that failed `silent_s` after the last frame (live sources reconnect)."""
-    if source.live and _timed_out(exc, silent_s, source.read_timeout_s / 2):  # see AvSource._open_container
+    if source.live and _timed_out(exc, silent_s, source.read_wait_s):  # see AvSource._open_container
         return stalled(source, silent_s)
     return SourceDecodeError(f"{source.describe()}: reading failed: {detail}")
 

@@ -8,8 +8,8 @@ started, with no #EXT-X-ENDLIST, so FFmpeg keeps reloading it as it would a came
 (MPEG-TS, H.264, opening on a keyframe) is encoded with PyAV on first request, its timestamps
 following segment n - 1's, so time only moves forward; the last few are cached.
 
-Segments are short (0.5 s) on purpose: FFmpeg waits up to a segment's duration for the playlist to
-grow, and a source whose per-read timeout is shorter than that takes the wait for an end of stream.
+Segments are short (0.5 s) by default, so faults play out in seconds: FFmpeg waits up to a
+segment's duration for the playlist to grow, within one read.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from aiohttp import web
 
 import streamer
 from tests.media import pattern
+from tests.sources.hls_live import running_live_hls
 
 
 def write_hls(folder: Path, frames: int = 45, fps: int = 15) -> Path:
@@ -50,3 +51,24 @@ async def test_hls_source_reads_every_frame_of_a_playlist_over_http(centerface, 
 
     assert [r.frame_index for r in results] == list(range(45))
     assert results[0].frame.width == 160 and results[15].frame.pts == pytest.approx(1.0, abs=0.1)
+
+
+async def test_hls_source_when_the_playlist_grows_slower_than_half_the_read_timeout_stays_connected(centerface):
+    # A live playlist gains a 2 s segment every 2 s; FFmpeg waits for it inside one read. With each
+    # read given half of read_timeout_s (1.5 s) every wait looked like the end of the stream.
+    async with running_live_hls(segment_s=2.0) as hls:
+        source = {"type": "hls", "id": "tv", "url": hls.url, "read_timeout_s": 3, "open_timeout_s": 3,
+                  "backoff_initial_s": 0.1, "backoff_max_s": 0.2}
+        with anyio.fail_after(30):
+            async with streamer.open({"sources": [source]}, model=centerface) as stream:
+                seen = [result.frame.pts async for result in _for_seconds(stream, 7)]
+
+    report = stream.summary.sources["tv"]
+    assert (report.reconnects, report.attempts) == (0, 1), report.last_error
+    assert seen == sorted(seen) and seen[-1] - seen[0] >= 4.0  # two segments past the first
+
+
+async def _for_seconds(stream, seconds: float):
+    with anyio.move_on_after(seconds):
+        async for result in stream:
+            yield result
