@@ -67,7 +67,8 @@ def describe_compute_environment(scope: ProbeScope = ProbeScope()) -> ComputeEnv
     onnxruntime_version = installed_version(*ONNXRUNTIME_DISTRIBUTIONS)
     torch_version = installed_version("torch")
     torch_cuda = scope.gpus and "torch" in scope.backends and torch_version is not None and torch_sees_cuda()
-    gpus, cuda_version = probe_gpus(torch_cuda) if scope.gpus else GpuProbe([], None)
+    torch_unasked = torch_version is not None and "torch" not in scope.backends
+    gpus, cuda_version = probe_gpus(torch_cuda, torch_last=torch_unasked) if scope.gpus else GpuProbe([], None)
     asks_onnxruntime = onnxruntime_version is not None and "onnxruntime" in scope.backends
     return ComputeEnvironment(
         os=platform.platform(),
@@ -166,8 +167,9 @@ def torch_sees_cuda() -> bool:
 # --- GPUs --------------------------------------------------------------------------------------
 
 
-def probe_gpus(torch_cuda: bool) -> GpuProbe:
-    """The GPUs from the first source that answers: PyTorch, CuPy, then nvidia-smi."""
+def probe_gpus(torch_cuda: bool, torch_last: bool = False) -> GpuProbe:
+    """The GPUs from the first source that answers: PyTorch (when it sees CUDA), CuPy, nvidia-smi,
+    then, with `torch_last`, PyTorch asked only now (a GPU was asked for and nothing else saw one)."""
     probes: list[Callable[[], GpuProbe | None]] = []
     if torch_cuda:
         probes.append(gpus_from_torch)
@@ -175,6 +177,8 @@ def probe_gpus(torch_cuda: bool) -> GpuProbe:
         probes.append(gpus_from_cupy)
     if shutil.which("nvidia-smi") is not None:
         probes.append(gpus_from_nvidia_smi)
+    if torch_last:
+        probes.append(lambda: gpus_from_torch() if torch_sees_cuda() else None)
     for probe in probes:
         found = probe()
         if found is not None and found.gpus:

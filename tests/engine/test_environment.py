@@ -102,6 +102,21 @@ def test_describe_compute_environment_when_scoped_to_onnxruntime_on_cpu_imports_
     assert (torch_imported, onnx_imported) == ("False", "False")
 
 
+def test_describe_compute_environment_when_a_gpu_is_asked_and_nothing_else_sees_one_asks_torch_last():
+    code = (
+        "import sys; from streamer.engine.entities import ProbeScope; "
+        "from streamer.engine.environment import describe_compute_environment; "
+        "env = describe_compute_environment(ProbeScope(backends=frozenset({'onnxruntime'}), gpus=True)); "
+        "print(len(env.gpus), 'torch' in sys.modules)"
+    )
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+
+    gpus, torch_imported = done.stdout.split()
+    # Either CuPy or nvidia-smi found a GPU, or PyTorch was asked as well (when it is installed).
+    assert int(gpus) > 0 or torch_imported == str(_version("torch") is not None)
+
+
 def test_probing_is_quick_and_leaves_absent_libraries_unimported():
     code = (
         "import sys, time; from streamer.engine.environment import describe_compute_environment; "
