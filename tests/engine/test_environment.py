@@ -86,33 +86,34 @@ def test_the_machine_fields_are_filled(env):
     assert env.cpu_count >= 1
 
 
-def test_describe_compute_environment_when_scoped_to_onnxruntime_on_cpu_imports_neither_torch_nor_onnx():
+def probe_in_new_process(scope: str, *printed: str) -> list[str]:
+    """`describe_compute_environment(ProbeScope(<scope>))` in a fresh interpreter; the `printed`
+    expressions (of `env` and `sys`) afterwards, split into words."""
     code = (
         "import sys; from streamer.engine.entities import ProbeScope; "
         "from streamer.engine.environment import describe_compute_environment; "
-        "env = describe_compute_environment(ProbeScope(backends=frozenset({'onnxruntime'}), gpus=False, onnx_opset=False)); "
-        "print(env.torch_version, env.onnxruntime_providers[-1], 'torch' in sys.modules, 'onnx' in sys.modules)"
+        f"env = describe_compute_environment(ProbeScope({scope})); print({', '.join(printed)})"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    return done.stdout.split()
+
+
+def test_describe_compute_environment_when_scoped_to_onnxruntime_on_cpu_imports_neither_torch_nor_onnx():
+    torch_version, provider, torch_imported, onnx_imported = probe_in_new_process(
+        "backends=frozenset({'onnxruntime'}), gpus=False, onnx_opset=False",
+        "env.torch_version", "env.onnxruntime_providers[-1]", "'torch' in sys.modules", "'onnx' in sys.modules",
     )
 
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
-
-    torch_version, provider, torch_imported, onnx_imported = done.stdout.split()
     assert torch_version == str(_version("torch"))  # still known: from the distribution's metadata
     assert provider == "CPUExecutionProvider"
     assert (torch_imported, onnx_imported) == ("False", "False")
 
 
 def test_describe_compute_environment_when_a_gpu_is_asked_and_nothing_else_sees_one_asks_torch_last():
-    code = (
-        "import sys; from streamer.engine.entities import ProbeScope; "
-        "from streamer.engine.environment import describe_compute_environment; "
-        "env = describe_compute_environment(ProbeScope(backends=frozenset({'onnxruntime'}), gpus=True)); "
-        "print(len(env.gpus), 'torch' in sys.modules)"
+    gpus, torch_imported = probe_in_new_process(
+        "backends=frozenset({'onnxruntime'}), gpus=True", "len(env.gpus)", "'torch' in sys.modules"
     )
 
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
-
-    gpus, torch_imported = done.stdout.split()
     # Either CuPy or nvidia-smi found a GPU, or PyTorch was asked as well (when it is installed).
     assert int(gpus) > 0 or torch_imported == str(_version("torch") is not None)
 
