@@ -32,9 +32,10 @@ from ..errors import (
     PackageError,
     UntrustedPackageError,
 )
+from ..redact import redact_url
 from .cache import ModelCache, file_sha256, hash_file, is_cached_file, part_path, safe_file_path
 from .entities import FileSpec, ModelDocument, ModelPackage
-from .retry import TransientError, public_url, retrying
+from .retry import TransientError, retrying
 
 if TYPE_CHECKING:  # aiohttp is imported by the first download, not by a load of files already here
     import aiohttp
@@ -134,7 +135,7 @@ async def _verified_local_file(spec: FileSpec, document: ModelDocument, package:
 def _path_of_file_url(url: str, where: str) -> Path:
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost"):
-        raise PackageError(f"{where}: file URL {public_url(url)} names host {parts.hostname!r}; only local ones work")
+        raise PackageError(f"{where}: file URL {redact_url(url)} names host {parts.hostname!r}; only local ones work")
     return Path(url2pathname(parts.path))
 
 
@@ -234,7 +235,7 @@ async def _download_file(
     bar: ProgressBar,
 ) -> None:
     url = spec.url or ""
-    what = f"{transfer.where}: file {spec.name!r} from {public_url(url)}"
+    what = f"{transfer.where}: file {spec.name!r} from {redact_url(url)}"
     target.parent.mkdir(parents=True, exist_ok=True)
     async with limiter:
         await retrying(

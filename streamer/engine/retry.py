@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
 from ..errors import DownloadError
+from ..redact import redact
 
 logger = logging.getLogger("streamer.engine")
 
 T = TypeVar("T")
 
 MAX_DELAY_S = 30.0
-URL_PATTERN = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 
 
 class TransientError(Exception):
@@ -32,28 +30,15 @@ def transient_errors() -> tuple[type[BaseException], ...]:
     return (TransientError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
 
 
-def public_url(url: str) -> str:
-    """The URL without user, password, query or fragment: safe to log and to put in errors."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        netloc = f"{host}:{parts.port}" if parts.port else host
-    except ValueError:  # a port that is not a number
-        netloc = host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
 def backoff_delay(attempt: int, base_s: float, cap_s: float = MAX_DELAY_S) -> float:
     """Seconds to wait before retry number `attempt` (0-based): uniform in [0, min(cap, base * 2**attempt)]."""
     return random.uniform(0.0, min(cap_s, base_s * 2**attempt))
 
 
 def describe_failure(exc: BaseException) -> str:
-    """A short account of a failure, with every URL in it made public (aiohttp puts some in messages)."""
+    """A short account of a failure, every URL in it redacted (aiohttp puts some in messages)."""
     text = str(exc) if isinstance(exc, TransientError) else f"{type(exc).__name__}: {exc}".rstrip(": ")
-    return URL_PATTERN.sub(lambda match: public_url(match.group(0)), text)
+    return redact(text)
 
 
 async def retrying(

@@ -43,15 +43,14 @@ import os
 import time
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
-from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 from aiohttp import web
 
 from ..config.schema import ServerConfig
 from ..errors import ConfigError, ServerError
+from ..redact import redact, redact_url
 from ..sources import SourceState
-from ..sources.urls import MASK, mask_url, scrub
 from .metrics import PipelineMetrics
 
 if TYPE_CHECKING:
@@ -196,12 +195,9 @@ class Server:
         }
 
     def _scrubbed(self, source_id: str, text: str | None) -> str | None:
-        """`text` with the source URL's password masked (the sources mask it already: a second guard)
-        and its query hidden, as in the URL /status shows."""
+        """`text` redacted, the source URL's secrets too (the sources redact it already: a second guard)."""
         url = getattr(self.stream.sources.configs.get(source_id) or self._configs.get(source_id), "url", None)
-        if not text or not url:
-            return text
-        return scrub(text, url).replace(mask_url(url), public_url(url))
+        return redact(text, url) if text else text
 
     def _sink_status(self, sink: Any) -> dict[str, Any]:
         name = sink.describe()
@@ -212,7 +208,7 @@ class Server:
             "written": report.written if report is not None else 0,
             "dropped": report.dropped if report is not None else 0,
             "failed": report.failed if report is not None else 0,
-            "last_error": report.last_error if report is not None else None,
+            "last_error": redact(report.last_error) if report is not None and report.last_error else None,
             "queue_depth": len(queue) if queue is not None else 0,
             **({"counters": counters()} if counters is not None else {}),
         }
@@ -226,7 +222,7 @@ class Server:
         for key in LOCATION_KEYS:
             value = getattr(config, key, None)
             if value is not None:
-                described[key] = public_url(value) if key == "url" else value
+                described[key] = redact_url(value) if key == "url" else value
         return described
 
     # ---- admin API ---------------------------------------------------------------------------
@@ -308,12 +304,6 @@ async def serve(stream: Stream, config: ServerConfig | None = None, metrics: Pip
         await runner.cleanup()
 
 
-def public_url(url: str) -> str:
-    """The URL with its password masked and its query (which may hold a token) hidden."""
-    parts = urlsplit(mask_url(url))
-    return urlunsplit(parts._replace(query=MASK if parts.query else "", fragment=""))
-
-
 def _token(variable: str | None) -> str | None:
     if variable is None:
         return None
@@ -348,7 +338,7 @@ def _json_kind(value: Any) -> str:
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None, path: str | None = None) -> web.Response:
-    body: dict[str, Any] = {"error": message, "status": status}
+    body: dict[str, Any] = {"error": redact(message), "status": status}
     if path is not None:
         body["path"] = path  # the config key at fault, e.g. $.source.graph
     return web.json_response(body, status=status, headers=headers)

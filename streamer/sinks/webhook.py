@@ -33,13 +33,13 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import anyio
 import msgspec
 
 from ..errors import SinkError
-from ..sources.urls import mask_url, scrub
+from ..redact import redact, redact_url
 from .base import Item, Kind, SinkBase, idempotency_key
 from .files import prepare_output
 from .spool import Spool, json_default
@@ -61,12 +61,6 @@ Outcome = Literal["delivered", "retry", "refused"]
 
 class _Keyed(msgspec.Struct):
     idempotency_key: str
-
-
-def loggable_url(url: str) -> str:
-    """The URL with its password masked and its query (which may hold a token) hidden."""
-    parts = urlsplit(mask_url(url))
-    return urlunsplit(parts._replace(query="***" if parts.query else "", fragment=""))
 
 
 def default_spool_dir(url: str) -> Path:
@@ -121,7 +115,7 @@ class WebhookSink(SinkBase):
         self.drain_s = drain_s
         self.sync_interval_s = sync_interval_s
         self.written = self.delivered = self.retried = self.spooled = self.dead_lettered = 0
-        self._public_url = loggable_url(url)
+        self._public_url = redact_url(url)
         self._secret = secret.encode() if secret is not None else None
         self._secret_env = secret_env
         self._static_headers = dict(headers or {})
@@ -334,7 +328,7 @@ class WebhookSink(SinkBase):
                     _seconds(response.headers.get("Retry-After", "")),
                 )
         except (aiohttp.ClientError, TimeoutError) as exc:
-            return _Answer("retry", None, scrub(describe_failure(exc), self.url))
+            return _Answer("retry", None, redact(describe_failure(exc), self.url))
 
     def _request_headers(self, body: bytes, batch: list[bytes]) -> dict[str, str]:
         headers = dict(self._headers)
@@ -445,7 +439,7 @@ def _check_options(
     secret_env: str | None,
 ) -> None:
     if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
-        raise ValueError(f"webhook sink: the URL must be http(s)://host/..., got {loggable_url(url)!r}")
+        raise ValueError(f"webhook sink: the URL must be http(s)://host/..., got {redact_url(url)!r}")
     if batch_size < 1:
         raise ValueError(f"webhook sink: batch_size must be at least 1, got {batch_size}")
     for name, value in (("batch_ms", batch_ms), ("backoff_s", backoff_s), ("drain_s", drain_s)):

@@ -6,7 +6,6 @@ from .base import Source
 from .queue import FrameQueue
 from .state import Backoff, SourceEvent, SourceState, StateChange
 from .stats import SourceStats
-from .urls import mask_url
 
 __all__ = [
     "AvSource",
@@ -20,7 +19,6 @@ __all__ = [
     "build_source",
     "default_policy",
     "default_queue_size",
-    "mask_url",
     "tolerates_damage",
 ]
 

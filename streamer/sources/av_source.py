@@ -6,7 +6,7 @@ on the way (attempts, outages, decode errors, timestamp jumps, frames over max_f
 its attempts run out; only errors no retry can fix (wrong credentials, no such stream, no such
 file) fail at once: failures.py decides which is which. A file that ends with decode errors or
 short of the frames its container declares says so in `stats.damage`. Credentials never reach a
-message: every error text is scrubbed of the URL's password.
+message: every error text goes through `redact` (streamer/redact.py).
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from typing import Any, Iterator
 
 from ..errors import SourceDecodeError, SourceError, SourceOpenError, SourceRefusedError
 from ..frames import Frame
+from ..redact import redact, redact_url
 from .failures import open_failure, read_failure, stalled
 from .state import Backoff, SourceState, StateChange
 from .stats import SourceStats
 from .timeline import Pacer, Timeline
-from .urls import mask_url, scrub
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class AvSource:
         self.stats = SourceStats()
 
     def describe(self) -> str:
-        return f"source {self.id!r} ({self.kind} {mask_url(self.url)!r})"
+        return f"source {self.id!r} ({self.kind} {redact_url(self.url)!r})"
 
     def frames(self, stop: threading.Event) -> Iterator[Frame | StateChange]:
         timeline = Timeline(self.describe(), self.stats, self.max_fps, Pacer(stop) if self.realtime else None)
@@ -243,7 +243,7 @@ class AvSource:
             raise read_failure(exc, self, self._scrub(exc), time.monotonic() - last_frame) from exc
 
     def _scrub(self, error: BaseException) -> str:
-        return scrub(str(error), self.url)
+        return redact(str(error), self.url)
 
 
 def _format_hint(format: str | None) -> str:

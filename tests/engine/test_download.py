@@ -14,7 +14,7 @@ import pytest
 from streamer.engine.cache import ModelCache
 from streamer.engine.download import fetch_package
 from streamer.engine.entities import FileSpec, ModelDocument
-from streamer.engine.retry import backoff_delay, public_url
+from streamer.engine.retry import backoff_delay
 from streamer.errors import (
     AccessError,
     ChecksumMismatchError,
@@ -277,8 +277,3 @@ def test_backoff_is_jittered_and_capped():
     assert all(0.0 <= delay <= 4.0 for delay in delays)
     assert all(backoff_delay(0, 0.5) <= 0.5 for _ in range(50))
     assert len(set(delays)) > 100
-
-
-def test_public_urls_drop_credentials_query_and_fragment():
-    assert public_url("https://user:pw@host:8443/a/b.onnx?token=s3cret#x") == "https://host:8443/a/b.onnx"
-    assert public_url("http://[::1]:80/m.json?sig=1") == "http://[::1]:80/m.json"

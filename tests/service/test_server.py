@@ -154,7 +154,7 @@ async def test_status_never_shows_a_password(centerface):
 
         door = await until(lambda: _status_of(http, "door", lambda s: s["reconnects"] > 0 and s["last_error"]))
         assert door["type"] == "rtsp" and door["state"] in ("connecting", "reconnecting")
-        assert door["url"].startswith("rtsp://viewer:***@127.0.0.1:") and door["url"].endswith("/live?***")
+        assert door["url"].startswith("rtsp://***@127.0.0.1:") and door["url"].endswith("/live?token=***")
         for path in ("/status", "/sources", "/metrics"):
             async with http.get(path) as response:
                 text = await response.text()

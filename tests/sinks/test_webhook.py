@@ -224,7 +224,7 @@ async def test_webhook_sink_sends_headers_from_the_environment_and_never_logs_se
     assert "SECRET" in f"{receiver.requests}"  # sent...
     captured = capsys.readouterr()
     dead_letters = (tmp_path / "spool" / "dead-letter.jsonl").read_text()
-    assert "HTTP 500" in caplog.text and "refused" in caplog.text and "user:***@127.0.0.1" in caplog.text
+    assert "HTTP 500" in caplog.text and "refused" in caplog.text and "http://***@127.0.0.1" in caplog.text
     for text in (caplog.text, captured.out, captured.err, dead_letters, sink.describe(), repr(sink)):
         assert "SECRET" not in text  # ...but never shown
 

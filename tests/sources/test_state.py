@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 
 from streamer.sources.state import Backoff, SourceState
-from streamer.sources.urls import mask_url, scrub
 
 
 def test_backoff_grows_exponentially_with_jitter_up_to_its_cap():
@@ -28,24 +27,3 @@ def test_backoff_is_exhausted_after_max_attempts_only_when_set():
 
 def test_final_states_are_ended_and_failed():
     assert {state for state in SourceState if state.final} == {SourceState.ENDED, SourceState.FAILED}
-
-
-def test_mask_url_hides_the_password_and_keeps_the_rest():
-    assert mask_url("rtsp://admin:hunter2@10.0.0.5:554/live?x=1") == "rtsp://admin:***@10.0.0.5:554/live?x=1"
-    assert mask_url("rtsp://10.0.0.5/live") == "rtsp://10.0.0.5/live"
-    assert mask_url("/dev/video0") == "/dev/video0"
-
-
-def test_scrub_removes_the_url_and_the_password_from_library_messages():
-    url = "rtsp://admin:hunter2@cam/live"
-    message = f"[Errno 111] Connection refused: '{url}'; retried rtsp://admin:hunter2@cam/live?a=1"
-
-    cleaned = scrub(message, url)
-
-    assert "hunter2" not in cleaned and "rtsp://admin:***@cam/live" in cleaned
-
-
-def test_scrub_leaves_words_that_happen_to_equal_a_short_password():
-    url = "rtsp://u:p@cam/x"
-
-    assert scrub(f"rtsp failed: {url}", url) == "rtsp failed: rtsp://u:***@cam/x"

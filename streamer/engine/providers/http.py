@@ -16,8 +16,9 @@ import msgspec
 import yarl
 
 from ...errors import AccessError, DownloadError, PackageError, ParameterError
+from ...redact import redact_url
 from ..entities import FileSpec, ModelDocument, ModelPackage
-from ..retry import TransientError, public_url, retrying
+from ..retry import TransientError, retrying
 from . import REGISTRY_URL_VARIABLE
 
 logger = logging.getLogger("streamer.engine")
@@ -39,7 +40,7 @@ class HttpRegistryProvider:
         if not base_url:
             raise ParameterError(f"no model registry URL: pass registry_url or set {URL_VARIABLE}")
         if urlsplit(base_url).scheme.lower() not in ("http", "https"):
-            raise ParameterError(f"model registry URL {public_url(base_url)!r} is not an http(s):// URL")
+            raise ParameterError(f"model registry URL {redact_url(base_url)!r} is not an http(s):// URL")
         self.base_url = base_url.rstrip("/")
         self._token = token or os.environ.get(TOKEN_VARIABLE) or None
         self.retries = retries
@@ -47,7 +48,7 @@ class HttpRegistryProvider:
 
     def __repr__(self) -> str:
         token = "'***'" if self._token else "None"
-        return f"HttpRegistryProvider(base_url={public_url(self.base_url)!r}, token={token})"
+        return f"HttpRegistryProvider(base_url={redact_url(self.base_url)!r}, token={token})"
 
     def document_url(self, model_id: str) -> str:
         """`{base}/models/{id}.json`, each `/`-separated segment of the id percent-quoted."""
@@ -68,7 +69,7 @@ class HttpRegistryProvider:
         async with aiohttp.ClientSession(timeout=TIMEOUT) as client:
             body = await retrying(
                 lambda: self._get_document(client, url, model_id),
-                what=f"model {model_id!r} from {public_url(url)}",
+                what=f"model {model_id!r} from {redact_url(url)}",
                 retries=self.retries,
                 backoff_s=self.backoff_s,
             )
@@ -85,7 +86,7 @@ class HttpRegistryProvider:
             raise self._failure(response.status, url, model_id)
 
     def _failure(self, status: int, url: str, model_id: str) -> Exception:
-        where = f"model {model_id!r}: the registry at {public_url(url)} answered HTTP {status}"
+        where = f"model {model_id!r}: the registry at {redact_url(url)} answered HTTP {status}"
         if status in (401, 403) and self._token:
             return AccessError(f"{where}; it refused the token: check {TOKEN_VARIABLE}")
         if status in (401, 403):
