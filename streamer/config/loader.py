@@ -14,6 +14,8 @@ from .schema import Config, FileSource, SourceConfig, VideoSink
 _AT_PATH = re.compile(r"^(?P<message>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.DOTALL)
 _UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(?P<key>[^`]*)`$")
 _MISSING_FIELD = re.compile(r"^Object missing required field `(?P<key>[^`]*)`$")
+_NOT_IN_AN_ID = re.compile(r"[^A-Za-z0-9._-]+")
+ID_RULE = "an id is 1 to 64 letters, digits, '.', '_' or '-', and starts with a letter or a digit"
 
 
 def load_config(source: str | Path | dict[str, Any] | Config) -> Config:
@@ -70,6 +72,8 @@ def _config_error(text: str, file: str | None) -> ConfigError:
     if missing := _MISSING_FIELD.match(message):
         key = missing.group("key")
         return ConfigError(f"required key {key!r} is missing", f"{path}.{key}", file)
+    if path.endswith(".id") and "matching regex" in message:
+        return ConfigError(ID_RULE, path, file)
     return ConfigError(message[0].lower() + message[1:], path, file)
 
 
@@ -107,9 +111,9 @@ def _assign_source_ids(config: Config, file: str | None) -> list[str]:
 
 
 def _default_source_id(source: object, index: int, taken: set[str]) -> str:
-    """The file's stem (or `lavfi<index>`), with `-2`, `-3` ... added only while that name is taken."""
+    """The file's stem made an id (or `lavfi<index>`), with `-2`, `-3` ... added only while that name is taken."""
     if isinstance(source, FileSource):
-        base = Path(source.path).stem or f"file{index}"
+        base = _NOT_IN_AN_ID.sub("-", Path(source.path).stem).strip("-._")[:56] or f"file{index}"
     else:
         base = f"{type(source).__name__.removesuffix('Source').lower()}{index}"
     name, suffix = base, 2

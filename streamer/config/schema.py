@@ -5,13 +5,17 @@ Paths in the config (video files, outputs) are relative to the working directory
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+import ipaddress
+from typing import Annotated, Literal, Union, get_args
 
 import msgspec
 
 Positive = Annotated[int, msgspec.Meta(gt=0)]
 Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+# Every source id, written or generated: safe in a URL path, a header, a log line and a file name.
+ID_PATTERN = r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z"
+Identifier = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
 QueuePolicy = Literal["block", "latest"]
 # What a sink takes: each frame's result, the events stages raise, or both.
 Kinds = Annotated[list[Literal["frames", "events"]], msgspec.Meta(min_length=1)]
@@ -53,7 +57,7 @@ class BatchingConfig(Base, kw_only=True):
 
 
 class SourceBase(Base, tag_field="type", kw_only=True):
-    id: NonEmpty | None = None
+    id: Identifier | None = None  # 1-64 letters, digits, `.`, `_` or `-`, starting with a letter or digit
     queue_size: Positive | None = None  # default: 8 for files, 2 for live sources
     policy: QueuePolicy | None = None
     max_frames: Positive | None = None
@@ -342,16 +346,78 @@ class CallbackSink(SinkBase, tag="callback", kw_only=True):
 SinkConfig = Union[JsonlSink, VideoSink, SnapshotSink, WebhookSink, MqttSink, CallbackSink]
 
 
+# The lavfi generators a source added through the admin API may be (each only with the options
+# streamer/service/source_policy.py lists for it: none reads or writes a file).
+LavfiGenerator = Literal[
+    "testsrc", "testsrc2", "smptebars", "smptehdbars", "pal75bars", "pal100bars", "rgbtestsrc", "yuvtestsrc",
+    "color", "allrgb", "allyuv", "haldclutsrc", "colorspectrum", "colorchart", "mandelbrot", "life",
+    "cellauto", "gradients", "sierpinski",
+]  # fmt: skip
+# FFmpeg options an API-added live source may set: timing, buffering and reconnects, nothing that
+# names a file, a protocol, a proxy, a listening socket or a header.
+API_FFMPEG_OPTIONS = (
+    "rtsp_transport", "analyzeduration", "probesize", "fflags", "max_delay", "reorder_queue_size",
+    "buffer_size", "timeout", "rw_timeout", "stimeout", "allowed_media_types", "live_start_index",
+    "max_reload", "m3u8_hold_counters", "seg_max_retry", "http_persistent", "http_multiple",
+    "reconnect", "reconnect_streamed", "reconnect_on_network_error", "reconnect_delay_max",
+)  # fmt: skip
+# Never settable through the API, whatever `ffmpeg_options` says: they decide what FFmpeg may open.
+PROTOCOL_OPTIONS = frozenset({"protocol_whitelist", "protocol_blacklist"})
+
+
+class ApiSourcesConfig(Base, kw_only=True):
+    """`[server.api_sources]`: what a source added through `POST /sources` may read (403 otherwise).
+
+    The config file is trusted and never checked against it. `file_roots`: folders (relative to
+    the working directory) whose files, after symlinks and `..` are resolved, the API may open;
+    none by default, so the API adds no file source. `lavfi_filters`: the generators a lavfi graph
+    may be (one filter, `key=value` options only). `ffmpeg_options`: the keys a live source's
+    `options` may set. `webcams`: whether the API may open `/dev/videoN` devices.
+    """
+
+    file_roots: list[NonEmpty] = []
+    lavfi_filters: list[LavfiGenerator] = msgspec.field(default_factory=lambda: list(get_args(LavfiGenerator)))
+    ffmpeg_options: list[NonEmpty] = msgspec.field(default_factory=lambda: list(API_FFMPEG_OPTIONS))
+    webcams: bool = False
+
+    def __post_init__(self) -> None:
+        protocol = sorted(PROTOCOL_OPTIONS.intersection(self.ffmpeg_options))
+        if protocol:
+            raise ValueError(f"`ffmpeg_options` may not list {protocol}: streamer sets which protocols FFmpeg may open")
+
+
 class ServerConfig(Base, kw_only=True):
     """`[server]`: one HTTP server for /metrics (Prometheus), /healthz, /readyz, /status and the admin API.
 
-    It listens on loopback unless `host` says otherwise. With `token_env`, every route but the
-    health checks needs `Authorization: Bearer <the variable's value>`.
+    It listens on loopback unless `host` says otherwise, and only with `token_env` when it does.
+    With `token_env`, every route but the health checks needs `Authorization: Bearer <the
+    variable's value>`. It answers only requests whose Host header is the bound address, localhost
+    or a name in `allowed_hosts` (a DNS-rebinding page's Host is its own name).
     """
 
     host: NonEmpty = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9464  # 0: any free port
     token_env: str | None = None
+    allowed_hosts: list[NonEmpty] = []  # more names the server answers to (Host header), e.g. behind a proxy
+    api_sources: ApiSourcesConfig = msgspec.field(default_factory=ApiSourcesConfig)
+
+    def __post_init__(self) -> None:
+        if self.token_env is None and not is_loopback(self.host):
+            raise ValueError(
+                f"host = {self.host!r} lets other machines in, so it needs a token: set `token_env` to the name of"
+                " an environment variable that holds one (e.g. token_env = \"STREAMER_ADMIN_TOKEN\"), or listen"
+                " on 127.0.0.1"
+            )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address to listen on) is reachable from this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class RunConfig(Base, kw_only=True):

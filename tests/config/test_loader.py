@@ -154,7 +154,7 @@ def test_load_config_decodes_tagged_variants_by_type(tmp_path: Path) -> None:
 def test_load_config_names_a_file_source_after_its_stem() -> None:
     config = load_config({"sources": [file_source(path="videos/front door.mp4")]})
 
-    assert config.sources[0].id == "front door"
+    assert config.sources[0].id == "front-door"  # what an id may not hold becomes '-'
 
 
 def test_load_config_names_lavfi_sources_by_kind_and_index() -> None:
@@ -377,3 +377,23 @@ def test_config_error_is_chained_to_the_msgspec_error() -> None:
     error = config_error({"sources": [], "foo": 1})
 
     assert isinstance(error.__cause__, msgspec.ValidationError)
+
+
+@pytest.mark.parametrize("bad_id", ["a\nb", "cam\n", "", "-cam", "cam 2", "caméra", "c" * 65])
+def test_load_config_when_a_source_id_is_not_an_identifier_names_its_key_path(bad_id):
+    with pytest.raises(ConfigError, match=r"^\$\.sources\[1\]\.id: an id is 1 to 64 letters, digits"):
+        load_config({"sources": [{"type": "lavfi", "graph": "testsrc2"}, {"type": "lavfi", "graph": "testsrc2", "id": bad_id}]})
+
+
+def test_load_config_when_a_file_name_is_no_identifier_generates_one_that_is():
+    paths = ["videos/my clip (1).mp4", "é.mp4", f"{'long' * 30}.mp4", "-.mp4"]
+    config = load_config({"sources": [{"type": "file", "path": path} for path in paths]})
+    assert [source.id for source in config.sources] == ["my-clip-1", "file1", ("long" * 30)[:56], "file3"]
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "example.com"])
+def test_load_config_when_the_server_listens_off_loopback_without_a_token_says_how_to_set_one(host):
+    with pytest.raises(ConfigError, match=r"^\$\.server: .*set `token_env`"):
+        load_config({"sources": [{"type": "lavfi", "graph": "testsrc2"}], "server": {"host": host}})
+    config = load_config({"sources": [{"type": "lavfi", "graph": "testsrc2"}], "server": {"host": host, "token_env": "T"}})
+    assert config.server.host == host
