@@ -2,6 +2,7 @@
 
     StreamerError
     ├── ConfigError                 the TOML file or config object is invalid (names the key path)
+    │   └── SourcePolicyError       a source the admin API may not add under [server.api_sources]
     ├── SourceError                 one video source failed; the others keep running
     │   ├── SourceOpenError         could not open the file, device or stream (live ones retry)
     │   │   └── SourceRefusedError  wrong credentials, no such stream or file, empty file: no retry helps
@@ -65,6 +66,12 @@ class ConfigError(StreamerError, ValueError):
         self.file = file
         where = f"{file}: " if file else ""
         super().__init__(f"{where}{path}: {message}")
+
+
+class SourcePolicyError(ConfigError):
+    """A valid source table the admin API refuses under `[server.api_sources]` (names the key path)."""
+
+    anchor = "sourcepolicyerror"
 
 
 class SourceError(StreamerError):

@@ -18,6 +18,8 @@ Routes (JSON bodies; every error is `{"error": "...", "status": N}`):
     POST   /sources               201  {"id": ..., "state": ...}: body is one source table as in the
                                        TOML, e.g. {"type": "lavfi", "id": "cam2", "graph": "testsrc2"}
                                   400  not JSON, or not a JSON object
+                                  403  it reads what [server.api_sources] does not allow (a file outside
+                                       file_roots, a graph, option or webcam); names the key path
                                   409  a source with that id is running (a removed one's id may return)
                                   422  an invalid table; the message names the key path
                                   503  the pipeline is stopping
@@ -47,11 +49,13 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 import msgspec
 from aiohttp import web
 
-from ..config.schema import ServerConfig
-from ..errors import ConfigError, ServerError
+from ..config.loader import source_config
+from ..config.schema import ServerConfig, SourceConfig
+from ..errors import ConfigError, ServerError, SourcePolicyError
 from ..redact import redact, redact_url
 from ..sources import SourceState
 from .metrics import PipelineMetrics
+from .source_policy import check_api_source
 
 if TYPE_CHECKING:
     from ..pipeline.runner import Stream
@@ -237,7 +241,9 @@ class Server:
             return _error(503, "the pipeline is stopping: no source can be added")
         taken = set(self.stream.sources.readers)
         try:
-            source_id = self.stream.add_source(body)
+            source_id = self.stream.add_source(self._permitted(body, taken))
+        except SourcePolicyError as exc:
+            return _error(403, exc.message, path=exc.path)
         except ConfigError as exc:
             requested = body.get("id")
             duplicate = exc.path == "$.source.id" and isinstance(requested, str) and requested in taken
@@ -246,6 +252,10 @@ class Server:
         log.info("admin API: added source %s (%s)", source_id, self._describe_source(source_id)["type"])
         body = {"id": source_id, "state": self._state(source_id)}
         return web.json_response(body, status=201, headers={"Location": f"/sources/{source_id}"})
+
+    def _permitted(self, body: dict[str, Any], taken: set[str]) -> SourceConfig:
+        """The table, decoded and held to `[server.api_sources]` (the config file's sources are not)."""
+        return check_api_source(source_config(body, taken), self.config.api_sources)
 
     async def delete_source(self, request: web.Request) -> web.Response:
         source_id = self._known(request)

@@ -58,13 +58,24 @@ def _live_source(config: LiveSourceBase, common: dict) -> Source:
     )
 
 
+# The only protocols FFmpeg may open for a network source, so that a playlist, an SDP or a redirect
+# can never make it read a local file (`file:`, `pipe:`, `fd:`) or chain another protocol.
+# RTSP: the session over tcp (tls for rtsps), RTP over udp (or interleaved in tcp), SRTP.
+RTSP_PROTOCOLS = "tcp,tls,udp,rtp,srtp"
+# HLS and other HTTP streams: playlists and segments over http(s) (httpproxy: https through a proxy),
+# AES-128 segments through crypto.
+HTTP_PROTOCOLS = "http,https,tcp,tls,httpproxy,crypto"
+
+
 def _stream_address(config: LiveSourceBase) -> tuple[str, str, str | None, dict[str, str]]:
-    """(url, kind, FFmpeg format, FFmpeg options) for each live source type."""
+    """(url, kind, FFmpeg format, FFmpeg options) for each live source type; a config's own
+    `options` come on top (the trusted config file may widen the protocol whitelist, the API may not)."""
     if isinstance(config, RtspSource):
         # FFmpeg probes a stream for 5 s by default; half a second finds an H.264 camera's size.
-        return config.url, "rtsp", None, {"rtsp_transport": config.transport, "analyzeduration": "500000"}
+        options = {"rtsp_transport": config.transport, "analyzeduration": "500000", "protocol_whitelist": RTSP_PROTOCOLS}
+        return config.url, "rtsp", None, options
     if isinstance(config, HlsSource):
-        return config.url, "stream", None, {}
+        return config.url, "stream", None, {"protocol_whitelist": HTTP_PROTOCOLS}
     assert isinstance(config, WebcamSource)
     options = {key: value for key, value in (
         ("video_size", config.video_size), ("framerate", config.framerate), ("input_format", config.input_format)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import AsyncIterator
 
 import anyio
 import av
@@ -10,7 +12,7 @@ import pytest
 from aiohttp import web
 
 import streamer
-from tests.media import pattern
+from tests.media import pattern, write_ts_clip
 from tests.sources.hls_live import running_live_hls
 
 
@@ -28,18 +30,35 @@ def write_hls(folder: Path, frames: int = 45, fps: int = 15) -> Path:
     return playlist
 
 
-@pytest.fixture
-async def hls_url(tmp_path):
-    write_hls(tmp_path)
+def write_playlist(path: Path, segment: str) -> Path:
+    """A finished HLS playlist of one segment at `segment` (a URL or a path)."""
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:2", "#EXT-X-MEDIA-SEQUENCE:0",
+             "#EXTINF:1.0,", segment, "#EXT-X-ENDLIST"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@asynccontextmanager
+async def serving(folder: Path) -> AsyncIterator[str]:
+    """`folder` over HTTP on loopback, as `<url>/live/<file>`; yields the `/live` URL."""
     app = web.Application()
-    app.router.add_static("/live/", tmp_path)
+    app.router.add_static("/live/", folder)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}/live/index.m3u8"
-    await runner.cleanup()
+    try:
+        yield f"http://127.0.0.1:{port}/live"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def hls_url(tmp_path):
+    write_hls(tmp_path)
+    async with serving(tmp_path) as url:
+        yield f"{url}/index.m3u8"
 
 
 async def test_hls_source_reads_every_frame_of_a_playlist_over_http(centerface, hls_url):
@@ -72,3 +91,37 @@ async def _for_seconds(stream, seconds: float):
     with anyio.move_on_after(seconds):
         async for result in stream:
             yield result
+
+
+async def test_hls_when_the_playlist_lists_a_local_segment_reads_none_of_it(centerface, tmp_path):
+    segment = write_ts_clip(tmp_path / "local.ts", frames=10)  # valid media, on this machine
+    web_root = tmp_path / "web"
+    web_root.mkdir()
+    write_playlist(web_root / "index.m3u8", f"file://{segment}")
+    async with serving(web_root) as url:
+        refused, refused_frames = await _read_hls(centerface, f"{url}/index.m3u8")
+        # The control: the same playlist with `file` let through (as only the config file may) reads it.
+        _, control_frames = await _read_hls(centerface, f"{url}/index.m3u8", protocol_whitelist="file,http,tcp")
+
+    assert control_frames == 10
+    assert refused_frames == 0 and refused.state == "failed"
+    assert "cannot open it" in refused.error, refused.error
+
+
+async def test_hls_when_the_playlist_lists_etc_passwd_reads_nothing_and_says_why(centerface, tmp_path):
+    write_playlist(tmp_path / "index.m3u8", "file:///etc/passwd")
+    async with serving(tmp_path) as url:
+        report, frames = await _read_hls(centerface, f"{url}/index.m3u8")
+
+    assert frames == 0 and report.state == "failed"
+    assert "cannot open it" in report.error, report.error
+
+
+async def _read_hls(model, url: str, **options: str):
+    """(the source's report, how many frames it delivered) for one attempt at `url`."""
+    config = {"sources": [{"type": "hls", "id": "tv", "url": url, "max_attempts": 1, "policy": "block",
+                           "open_timeout_s": 5, "options": options}]}
+    with anyio.fail_after(30):
+        async with streamer.open(config, model=model) as stream:
+            frames = len([result async for result in stream])
+    return stream.summary.sources["tv"], frames
