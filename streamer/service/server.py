@@ -17,11 +17,13 @@ Routes (JSON bodies; every error is `{"error": "...", "status": N}`):
     GET    /sources               200  {"sources": [...]}: the sources the pipeline runs now
     POST   /sources               201  {"id": ..., "state": ...}: body is one source table as in the
                                        TOML, e.g. {"type": "lavfi", "id": "cam2", "graph": "testsrc2"}
-                                  400  not JSON, or not a JSON object
+                                  400  not JSON, not a JSON object, or nested more than 32 deep
+                                  413  a body over 64 KiB
                                   403  it reads what [server.api_sources] does not allow (a file outside
                                        file_roots, a graph, option or webcam); names the key path
                                   409  a source with that id is running (a removed one's id may return)
-                                  422  an invalid table; the message names the key path
+                                  422  an invalid table (an id not matching ID_PATTERN too); the
+                                       message names the key path, e.g. $.source.id
                                   503  the pipeline is stopping
     DELETE /sources/{id}          204  stopped and removed (what it queued still reaches the sinks)
                                   404  no such source
@@ -30,10 +32,16 @@ Routes (JSON bodies; every error is `{"error": "...", "status": N}`):
                                   404  no such source
     any other path                404; a known path with another method: 405 (with an Allow header)
 
+Before any route, for browsers (docs/security.md): every route but /healthz answers 421 to a Host
+header that is not the bound address or localhost at the bound port, or a name in `allowed_hosts`
+(DNS rebinding); POST and DELETE answer 403 to an Origin other than the server's own, and 415 to a
+body that is not `application/json` (an empty body may come without a type, never with a form's).
+No request gets a 500 unless the server has a bug (then the traceback is logged).
+
 With `token_env`, the variable is read at start (ServerError if it is not set or empty), and every
 route but /healthz and /readyz needs `Authorization: Bearer <token>` (401 otherwise). The token is
 never logged or returned. The server listens on `host` (default 127.0.0.1, this machine only);
-anything else is only ever what the config says. Requests are not access-logged (scrapes would
+another address needs `token_env` (the config does not load without it). Requests are not access-logged (scrapes would
 flood the log); each admin action is logged at INFO.
 """
 
@@ -42,6 +50,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import re
 import time
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
@@ -64,7 +73,13 @@ log = logging.getLogger("streamer.server")
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 LOCATION_KEYS = ("url", "path", "graph", "device")
-LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+LOOPBACK_NAMES = ("127.0.0.1", "::1", "localhost")
+ANY_HOST_PATHS = frozenset({"/healthz"})  # a probe may call the pod by its address
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+FORM_TYPES = frozenset({"text/plain", "application/x-www-form-urlencoded", "multipart/form-data"})  # no preflight
+MAX_BODY_BYTES = 64 * 1024  # a source table is a few hundred bytes
+MAX_JSON_DEPTH = 32
+_HOST_HEADER = re.compile(r"\A(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<name>[^:\[\]]+))(?::(?P<port>[0-9]{1,5}))?\Z")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -80,7 +95,10 @@ class Server:
         self.port = config.port
         self._token = token.encode() if token is not None else None
         self._configs = {source.id: source for source in stream.config.sources}  # type & location, kept after removal
-        self.app = web.Application(middlewares=[self._errors_as_json, self._authorize])
+        self._own_names = {name.lower() for name in (*LOOPBACK_NAMES, config.host)}
+        self._allowed_names = {name.lower() for name in config.allowed_hosts}
+        middlewares = [self._errors_as_json, self._known_host, self._same_origin_json, self._authorize]
+        self.app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
         self.app.add_routes([
             web.get("/metrics", self.get_metrics),
             web.get("/healthz", self.get_healthz),
@@ -105,7 +123,7 @@ class Server:
 
     @web.middleware
     async def _errors_as_json(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """aiohttp's own 404 and 405 (and any HTTP error a handler raises) as a JSON body."""
+        """aiohttp's own 404, 405 and 413 (and any HTTP error a handler raises) as a JSON body; a bug as a 500."""
         try:
             return await handler(request)
         except web.HTTPException as exc:
@@ -114,6 +132,44 @@ class Server:
             headers = {name: value for name, value in exc.headers.items() if name.lower() in ("allow", "www-authenticate")}
             message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else _default_message(request, exc)
             return _error(exc.status, message, headers)
+        except Exception:  # the last resort: the fuzz tests find none
+            log.exception("admin API: %s %r failed", request.method, request.path)
+            return _error(500, "the server failed on this request; its log has the traceback")
+
+    @web.middleware
+    async def _known_host(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Only the names this server is reached by: a DNS-rebinding page sends its own name as Host."""
+        host = request.headers.get("Host")
+        if host is None or request.path in ANY_HOST_PATHS or self._answers_to(host):
+            return await handler(request)
+        return _error(421, f"this server does not answer to Host {host!r}: add the name to [server] allowed_hosts")
+
+    def _answers_to(self, host: str) -> bool:
+        """The bound address or localhost at the bound port, or a name from `allowed_hosts` at any port (a proxy's)."""
+        match = _HOST_HEADER.match(host)
+        if match is None:
+            return False
+        name = (match["ipv6"] or match["name"]).lower()
+        port = int(match["port"]) if match["port"] else 80
+        return name in self._allowed_names or (name in self._own_names and port == self.port)
+
+    @web.middleware
+    async def _same_origin_json(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """No change from another site's page: a foreign Origin is refused, and a body must be JSON, which a
+        browser sends cross-site only after a preflight this server never grants (an empty body may omit it)."""
+        if request.method not in MUTATING:
+            return await handler(request)
+        origin = request.headers.get("Origin")
+        if origin is not None and not self._is_own_origin(origin, request):
+            return _error(403, f"requests from another site's page are refused (Origin {origin!r})")
+        kind = request.content_type
+        if kind in FORM_TYPES or (request.body_exists and kind != "application/json"):
+            return _error(415, "send the body as JSON, with 'Content-Type: application/json'")
+        return await handler(request)
+
+    def _is_own_origin(self, origin: str, request: web.Request) -> bool:
+        host = request.headers.get("Host") or f"{self.url.partition('://')[2]}"
+        return origin.lower() in (f"http://{host}".lower(), f"https://{host}".lower())
 
     @web.middleware
     async def _authorize(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -326,20 +382,38 @@ def _token(variable: str | None) -> str | None:
 def _log_start(server: Server, has_token: bool) -> None:
     log.info("serving metrics, health and the admin API on %s (%s)", server.url,
              "bearer token required" if has_token else "no token")
-    if server.host not in LOOPBACK and not has_token:
-        log.warning("[server] host = %r without token_env: anyone who can reach %s can add and remove sources",
-                    server.host, server.url)
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
+    body = _decoded(await request.read())
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text=f"the body must be a JSON object (one source table), not {_json_kind(body)}")
+    return body
+
+
+def _decoded(raw: bytes) -> Any:
+    """The JSON value of a body at most MAX_JSON_DEPTH arrays and objects deep (400 otherwise)."""
+    too_deep = web.HTTPBadRequest(text=f"the body nests arrays and objects more than {MAX_JSON_DEPTH} deep")
     try:
         body = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
         raise web.HTTPBadRequest(text=f"the body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text=f"the body must be a JSON object (one source table), not {_json_kind(body)}")
+    except RecursionError:
+        raise too_deep from None
+    if _nested_deeper_than(body, MAX_JSON_DEPTH):
+        raise too_deep
     return body
+
+
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than `limit` deep in `value` (walked level by level, no recursion)."""
+    level = [value] if isinstance(value, (dict, list)) else []  # the containers at depth 1, 2, ...
+    for _ in range(limit):
+        level = [child for item in level for child in (item.values() if isinstance(item, dict) else item)
+                 if isinstance(child, (dict, list))]
+        if not level:
+            return False
+    return bool(level)
 
 
 def _json_kind(value: Any) -> str:

@@ -11,7 +11,8 @@ import pytest
 import streamer
 from streamer.config.schema import ServerConfig
 from streamer.errors import ServerError
-from streamer.service.server import serve
+from streamer.service.server import MAX_BODY_BYTES, serve
+from streamer.sources import SourceState
 from tests.media import concatenate, cut, write_clip, write_ts_clip
 from tests.service.helpers import get_json, lavfi, scrape, served, until, value
 from tests.sources.test_av_source import closed_port
@@ -248,6 +249,85 @@ async def test_the_server_listens_on_loopback_by_default_and_says_when_a_port_is
                 with pytest.raises(ServerError, match="cannot listen on http://127.0.0.1:"):
                     async with serve(stream, ServerConfig(port=taken.getsockname()[1])):
                         pass
+
+
+async def test_server_when_a_page_on_another_site_sends_a_request_refuses_it(centerface):
+    cross_site = {"Origin": "http://evil.example"}
+    body = b'{"type": "lavfi", "id": "x1", "graph": "testsrc2"}'
+    async with served(centerface, lavfi("cam1")) as (stream, server, http):
+        own = {"Origin": server.url.replace("127.0.0.1", "localhost"), "Host": f"localhost:{server.port}"}
+        for method, path, headers, data, status in [
+            ("POST", "/sources", {"Content-Type": "text/plain"}, body, 415),  # a fetch without preflight
+            ("POST", "/sources", {"Content-Type": "application/x-www-form-urlencoded"}, body, 415),  # a form
+            ("POST", "/sources/cam1/pause", {"Content-Type": "application/x-www-form-urlencoded"}, b"", 415),
+            ("POST", "/sources", {**cross_site, "Content-Type": "application/json"}, body, 403),
+            ("POST", "/sources/cam1/pause", cross_site, None, 403),
+            ("POST", "/sources/cam1/pause", {"Origin": "null"}, None, 403),  # a sandboxed page
+            ("DELETE", "/sources/cam1", cross_site, None, 403),
+        ]:
+            async with http.request(method, path, headers=headers, data=data) as response:
+                answer = await response.json()
+                assert (response.status, answer["status"]) == (status, status), (method, path, headers, answer)
+        assert list(stream.sources.readers) == ["cam1"] and stream.source_state("cam1") is not SourceState.PAUSED
+
+        async with http.post("/sources", data=body, headers={**own, "Content-Type": "application/json"}) as response:
+            assert response.status == 201  # the server's own page may
+        async with http.post("/sources/x1/pause", headers=own) as response:
+            assert response.status == 200
+
+
+async def test_server_when_the_host_header_is_not_its_own_answers_421_except_on_healthz(centerface):
+    async with served(centerface, lavfi("cam1"), server={"allowed_hosts": ["streamer.example"]}) as (stream, server, http):
+        port = server.port
+        for host in ("evil.example", f"evil.example:{port}", f"localhost:{port + 1}", "localhost", "a:b", ""):
+            for path in ("/status", "/metrics", "/sources", "/readyz", "/nowhere"):
+                async with http.get(path, headers={"Host": host}) as response:
+                    answer = await response.json()
+                    assert (response.status, answer["status"]) == (421, 421), (host, path)
+                    assert "allowed_hosts" in answer["error"]
+            async with http.get("/healthz", headers={"Host": host}) as response:
+                assert response.status == 200
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LocalHost:{port}", f"[::1]:{port}",
+                     "streamer.example", "streamer.example:443"):
+            async with http.get("/status", headers={"Host": host}) as response:
+                assert response.status == 200, host
+
+
+async def test_server_when_a_body_is_too_deep_or_too_big_answers_400_or_413(centerface):
+    deep = b"[" * 30_000 + b"]" * 30_000  # past Python's recursion limit, under the size limit
+    deeper_than_32 = b'{"type": "lavfi", "id": "x", "graph": "testsrc2", "options": ' + b"[" * 32 + b"]" * 32 + b"}"
+    too_big = b'{"type": "lavfi", "id": "x", "graph": "' + b"t" * MAX_BODY_BYTES + b'"}'
+    async with served(centerface, lavfi("cam1")) as (stream, server, http):
+        for body, status, words in [(deep, 400, "more than 32 deep"), (deeper_than_32, 400, "more than 32 deep"),
+                                    (too_big, 413, "65536"), (b"[" * 100_000 + b"]" * 100_000, 413, "65536")]:
+            async with http.post("/sources", data=body, headers={"Content-Type": "application/json"}) as response:
+                answer = await response.json()
+                assert (response.status, answer["status"]) == (status, status), answer
+                assert words in answer["error"], answer
+        assert list(stream.sources.readers) == ["cam1"]
+
+
+@pytest.mark.parametrize("bad_id", ["a\nb", "cam\n", "", "-cam", "cam 2", "caméra", "c" * 65, "../x"])
+async def test_server_when_a_source_id_is_not_an_identifier_answers_422_naming_it(centerface, bad_id):
+    async with served(centerface, lavfi("cam1")) as (stream, server, http):
+        async with http.post("/sources", json=lavfi(bad_id)) as response:
+            answer = await response.json()
+            assert response.status == 422 and answer["path"] == "$.source.id", answer
+            assert "letters, digits" in answer["error"] and "Location" not in response.headers
+        assert list(stream.sources.readers) == ["cam1"]
+
+
+async def test_server_when_a_handler_fails_answers_500_as_json_and_logs_the_traceback(centerface, monkeypatch, caplog):
+    def broken(source_id: str) -> None:
+        raise RuntimeError("a bug in pause")
+
+    async with served(centerface, lavfi("cam1")) as (stream, server, http):
+        monkeypatch.setattr(stream, "pause_source", broken)
+        async with http.post("/sources/cam1/pause") as response:
+            assert response.status == 500
+            assert await response.json() == {"error": "the server failed on this request; its log has the traceback",
+                                             "status": 500}
+    assert "RuntimeError: a bug in pause" in caplog.text
 
 
 # ---- polling helpers ------------------------------------------------------------------------------
