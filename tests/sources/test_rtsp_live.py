@@ -130,7 +130,7 @@ async def test_rtsp_when_credentials_are_wrong_fails_at_once_with_the_password_m
 
     report = summary.sources["cam"]
     assert report.state == "failed" and report.reconnects == 0
-    assert "admin:***@127.0.0.1" in report.error
+    assert "rtsp://***@127.0.0.1" in report.error and "credentials refused" in report.error
     assert "wrong-pass" not in report.error and "wrong-pass" not in caplog.text
 
 
