@@ -9,7 +9,7 @@ import pytest
 from streamer.engine.cache import ModelCache
 from streamer.engine.download import fetch_package
 from streamer.engine.providers.http import HttpRegistryProvider
-from streamer.errors import AccessError, DownloadError, PackageError, ParameterError
+from streamer.errors import AccessError, DownloadError, PackageError, ParameterError, UnsafePathError
 from tests.engine.registry_server import document_json, file_entry, payload, running_registry, sha256
 
 TOKEN = "tok-3f9a1c77e2b4d5"
@@ -168,3 +168,14 @@ async def test_the_token_never_appears_in_logs_errors_or_repr(registry, tmp_path
     texts += [str(record.args) for record in caplog.records]
     assert "failed after 3 attempts" in "".join(texts) and "MB" in captured.err
     assert not [text for text in texts if TOKEN in text]
+
+
+@pytest.mark.parametrize("file_url", ["file:///etc/passwd", "file:/etc/passwd", "ftp://127.0.0.1/weights.onnx"])
+async def test_get_model_when_the_document_names_a_url_that_is_not_http(registry, file_url):
+    serve_model(registry, file_url=file_url)
+
+    with pytest.raises(UnsafePathError) as refused:
+        await provider_for(registry).get_model(MODEL)
+
+    assert MODEL in str(refused.value) and "only http(s)" in str(refused.value)
+    assert "passwd" in str(refused.value) or "ftp://" in str(refused.value)

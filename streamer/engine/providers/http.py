@@ -15,7 +15,7 @@ import aiohttp
 import msgspec
 import yarl
 
-from ...errors import AccessError, DownloadError, PackageError, ParameterError
+from ...errors import AccessError, DownloadError, PackageError, ParameterError, UnsafePathError
 from ...redact import redact_url
 from ..entities import FileSpec, ModelDocument, ModelPackage
 from ..retry import TransientError, retrying
@@ -75,7 +75,7 @@ class HttpRegistryProvider:
             )
         if body is None:
             return None
-        return with_absolute_urls(decode_document(body, model_id), url)
+        return only_remote_files(with_absolute_urls(decode_document(body, model_id), url), url)
 
     async def _get_document(self, client: aiohttp.ClientSession, url: str, model_id: str) -> bytes | None:
         async with client.get(yarl.URL(url, encoded=True), headers=self.headers_for(url)) as response:
@@ -119,6 +119,18 @@ def _file_with_absolute_url(spec: FileSpec, document_url: str) -> FileSpec:
     if spec.url is None:
         return spec
     return msgspec.structs.replace(spec, url=urljoin(document_url, spec.url))
+
+
+def only_remote_files(document: ModelDocument, document_url: str) -> ModelDocument:
+    """The document, or UnsafePathError if a file URL is not http(s): a registry must not name local files."""
+    for package in document.packages:
+        for spec in package.files:
+            if urlsplit(spec.url or "").scheme.lower() not in ("http", "https"):
+                raise UnsafePathError(
+                    f"model {document.model_id!r} from {redact_url(document_url)}: package {package.package_id!r} "
+                    f"names file {spec.name!r} at {redact_url(spec.url or '(no URL)')}; a registry may name only http(s) URLs"
+                )
+    return document
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
