@@ -378,7 +378,7 @@ def test_av_source_when_a_camera_never_comes_up_gives_up_after_its_attempts_with
             if isinstance(item, StateChange):
                 seen.append(item.state)
 
-    assert "hunter2" not in str(caught.value) and "admin:***@" in str(caught.value)
+    assert "hunter2" not in str(caught.value) and "rtsp://***@127.0.0.1" in str(caught.value)
     assert seen == [SourceState.CONNECTING, SourceState.RECONNECTING] * 2 + [SourceState.CONNECTING]
     assert (source.stats.attempts, source.stats.reconnects) == (3, 1)  # three attempts, one outage
     assert "hunter2" not in source.describe()
