@@ -168,7 +168,7 @@ class Server:
         return await handler(request)
 
     def _is_own_origin(self, origin: str, request: web.Request) -> bool:
-        host = request.headers.get("Host") or f"{self.url.partition('://')[2]}"
+        host = request.headers.get("Host") or self.url.partition("://")[2]
         return origin.lower() in (f"http://{host}".lower(), f"https://{host}".lower())
 
     @web.middleware
