@@ -66,7 +66,10 @@ def fetch(port: int, path: str, token: str) -> str:
 
 
 def everything_written(folder: Path, outputs: list[str]) -> str:
-    files = [path for path in folder.rglob("*") if path.is_file() and path.suffix != ".toml" and "broker" not in path.parts]
+    files = [
+        path for path in folder.rglob("*")
+        if path.is_file() and path.suffix != ".toml" and not {"broker", "logs"} & set(path.parts)
+    ]  # fmt: skip
     return "\n".join(outputs + [path.read_text(errors="replace") for path in files])
 
 
@@ -83,10 +86,15 @@ def test_run_when_secrets_are_everywhere_writes_none_of_them(tmp_path, log_forma
             "HOOK_AUTH": f"Bearer {secret['webhook_header']}", "MQTT_PASSWORD": secret["mqtt_password"],
             "STREAMER_REGISTRY_TOKEN": secret["registry_token"],
         }  # fmt: skip
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streamer", "--log-level", "debug", "--log-format", log_format, "run", str(config)],
-            cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
+        # Debug logs outgrow a pipe's buffer long before the run ends: an undrained pipe would block the
+        # daemon's writes (and with them its event loop), so they go to files read at the end.
+        stdout_file, stderr_file = (tmp_path / "logs" / "stdout.txt"), (tmp_path / "logs" / "stderr.txt")
+        stdout_file.parent.mkdir()
+        with stdout_file.open("w") as stdout_sink, stderr_file.open("w") as stderr_sink:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "streamer", "--log-level", "debug", "--log-format", log_format, "run", str(config)],
+                cwd=tmp_path, env=environment, stdout=stdout_sink, stderr=stderr_sink, text=True,
+            )
         served: list[str] = []
         try:
             out = tmp_path / "out.jsonl"
@@ -104,7 +112,8 @@ def test_run_when_secrets_are_everywhere_writes_none_of_them(tmp_path, log_forma
             served += [fetch(port, "/status", secret["admin_token"]), fetch(port, "/metrics", secret["admin_token"])]
         finally:
             process.send_signal(signal.SIGTERM)
-            stdout, stderr = process.communicate(timeout=60)
+            process.wait(timeout=60)
+    stdout, stderr = stdout_file.read_text(), stderr_file.read_text()
 
     written = everything_written(tmp_path, [stdout, stderr, *served])
     assert "reconnecting" in written and "***" in written and "hall" in stdout + stderr  # the run did what it should
