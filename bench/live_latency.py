@@ -47,7 +47,7 @@ import onnxruntime
 
 import streamer
 from streamer.config import Config, load_config
-from streamer.config.schema import LavfiSource
+from streamer.config.schema import LavfiSourceConfig
 from streamer.engine import DetectionModel
 from streamer.frames import Detections, Frame, Result
 from streamer.pipeline.runner import load_model
@@ -493,7 +493,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
 def source_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, float]:
     """The optional source fields asked for; an error if this streamer's schema does not know them."""
     chosen = {name: getattr(args, name) for name in OPTIONAL_SOURCE_FIELDS if getattr(args, name) is not None}
-    unknown = [name for name in chosen if name not in LavfiSource.__struct_fields__]
+    unknown = [name for name in chosen if name not in LavfiSourceConfig.__struct_fields__]
     if unknown:
         parser.error(f"this streamer's lavfi sources have no {', '.join(unknown)} option yet")
     return chosen

@@ -35,10 +35,10 @@ def test_readme_tracking_section_names_the_zones_example_and_it_is_a_valid_confi
     assert "streamer run examples/zones.toml" in readme
     stages = load_config(ROOT / "examples" / "zones.toml").stages
     assert [type(stage) for stage in stages] == [
-        schema.AnonymizeStage,
-        schema.TrackStage,
-        schema.ZonesStage,
-        schema.PresenceStage,
+        schema.AnonymizeStageConfig,
+        schema.TrackStageConfig,
+        schema.ZonesStageConfig,
+        schema.PresenceStageConfig,
     ]
 
 

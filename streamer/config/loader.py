@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from ..errors import ConfigError
-from .schema import Config, FileSource, SourceConfig, VideoSink
+from .schema import Config, FileSourceConfig, SourceConfig, VideoSinkConfig
 
 _AT_PATH = re.compile(r"^(?P<message>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.DOTALL)
 _UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(?P<key>[^`]*)`$")
@@ -88,7 +88,7 @@ def _checked(config: Config, file: str | None = None) -> Config:
         for j, name in enumerate(sink.sources or []):
             if name not in ids:
                 raise ConfigError(f"no source has id {name!r} (ids: {ids})", f"$.sinks[{i}].sources[{j}]", file)
-        if isinstance(sink, VideoSink) and len(sink.sources or ids) != 1:
+        if isinstance(sink, VideoSinkConfig) and len(sink.sources or ids) != 1:
             raise ConfigError(
                 "a video sink records exactly one source: set `sources = [\"<id>\"]`", f"$.sinks[{i}].sources", file
             )
@@ -112,10 +112,10 @@ def _assign_source_ids(config: Config, file: str | None) -> list[str]:
 
 def _default_source_id(source: object, index: int, taken: set[str]) -> str:
     """The file's stem made an id (or `lavfi<index>`), with `-2`, `-3` ... added only while that name is taken."""
-    if isinstance(source, FileSource):
+    if isinstance(source, FileSourceConfig):
         base = _NOT_IN_AN_ID.sub("-", Path(source.path).stem).strip("-._")[:56] or f"file{index}"
     else:
-        base = f"{type(source).__name__.removesuffix('Source').lower()}{index}"
+        base = f"{type(source).__name__.removesuffix('SourceConfig').lower()}{index}"
     name, suffix = base, 2
     while name in taken:
         name, suffix = f"{base}-{suffix}", suffix + 1

@@ -56,7 +56,7 @@ class BatchingConfig(Base, kw_only=True):
     max_wait_ms: Annotated[float, msgspec.Meta(ge=0)] = 10.0
 
 
-class SourceBase(Base, tag_field="type", kw_only=True):
+class SourceConfigBase(Base, tag_field="type", kw_only=True):
     id: Identifier | None = None  # 1-64 letters, digits, `.`, `_` or `-`, starting with a letter or digit
     queue_size: Positive | None = None  # default: 8 for files, 2 for live sources
     policy: QueuePolicy | None = None
@@ -68,7 +68,7 @@ class SourceBase(Base, tag_field="type", kw_only=True):
     hwaccel: Literal["cuda", "vaapi", "qsv", "videotoolbox", "d3d11va", "vulkan", "drm"] | None = None
 
 
-class FileSource(SourceBase, tag="file", kw_only=True):
+class FileSourceConfig(SourceConfigBase, tag="file", kw_only=True):
     """A video file, read as fast as the pipeline takes it or paced to real time.
 
     A file that ends with decode errors, or with fewer frames than its container declares (cut
@@ -82,14 +82,14 @@ class FileSource(SourceBase, tag="file", kw_only=True):
     tolerate_damage: bool = False
 
 
-class LavfiSource(SourceBase, tag="lavfi", kw_only=True):
+class LavfiSourceConfig(SourceConfigBase, tag="lavfi", kw_only=True):
     """An FFmpeg lavfi test pattern such as `testsrc2=size=1280x720:rate=30`, a stand-in camera."""
 
     graph: NonEmpty
     realtime: bool = True
 
 
-class LiveSourceBase(SourceBase, kw_only=True):
+class LiveSourceConfigBase(SourceConfigBase, kw_only=True):
     """Network streams and cameras: timeouts, and reconnects with exponential backoff and jitter."""
 
     open_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
@@ -100,20 +100,20 @@ class LiveSourceBase(SourceBase, kw_only=True):
     options: dict[str, str] = {}
 
 
-class RtspSource(LiveSourceBase, tag="rtsp", kw_only=True):
+class RtspSourceConfig(LiveSourceConfigBase, tag="rtsp", kw_only=True):
     """An RTSP camera: `rtsp://user:pass@host:554/path`; credentials are masked everywhere."""
 
     url: Annotated[str, msgspec.Meta(pattern=r"^rtsps?://")]
     transport: Literal["tcp", "udp"] = "tcp"
 
 
-class HlsSource(LiveSourceBase, tag="hls", kw_only=True):
+class HlsSourceConfig(LiveSourceConfigBase, tag="hls", kw_only=True):
     """An HTTP stream FFmpeg can read: HLS playlists (`.m3u8`) and the like."""
 
     url: Annotated[str, msgspec.Meta(pattern=r"^https?://")]
 
 
-class WebcamSource(LiveSourceBase, tag="webcam", kw_only=True):
+class WebcamSourceConfig(LiveSourceConfigBase, tag="webcam", kw_only=True):
     """A V4L2 camera such as `/dev/video0` (needs a PyAV build with v4l2 input)."""
 
     device: NonEmpty
@@ -122,24 +122,24 @@ class WebcamSource(LiveSourceBase, tag="webcam", kw_only=True):
     input_format: str | None = None  # e.g. "mjpeg"
 
 
-SourceConfig = Union[FileSource, LavfiSource, RtspSource, HlsSource, WebcamSource]
+SourceConfig = Union[FileSourceConfig, LavfiSourceConfig, RtspSourceConfig, HlsSourceConfig, WebcamSourceConfig]
 
 
-class FilterStage(Base, tag_field="type", tag="filter", kw_only=True):
+class FilterStageConfig(Base, tag_field="type", tag="filter", kw_only=True):
     """Keep detections at or above `min_confidence` whose class is in `classes` (all when absent)."""
 
     min_confidence: Fraction = 0.0
     classes: list[str] | None = None
 
 
-class CustomStage(Base, tag_field="type", tag="custom", kw_only=True):
+class CustomStageConfig(Base, tag_field="type", tag="custom", kw_only=True):
     """A user function `module:function` taking a Result and returning a Result (or None to drop)."""
 
     function: NonEmpty
     options: dict[str, object] = {}
 
 
-class ModelStage(Base, tag_field="type", tag="model", kw_only=True):
+class ModelStageConfig(Base, tag_field="type", tag="model", kw_only=True):
     """Run a second model (`model`) or a named pipeline (`pipeline`) on every frame.
 
     Its detections go to the result's `key` field (JSONL writes them beside the main ones).
@@ -156,7 +156,7 @@ class ModelStage(Base, tag_field="type", tag="model", kw_only=True):
             raise ValueError("set exactly one of `model` and `pipeline`")
 
 
-class TrackStage(Base, tag_field="type", tag="track", kw_only=True):
+class TrackStageConfig(Base, tag_field="type", tag="track", kw_only=True):
     """Follow objects across frames (ByteTrack, per source): every detection gets a `tracker_id`.
 
     Detections the tracker does not (yet) follow are dropped. Ids are unique across sources and
@@ -196,7 +196,7 @@ class LineConfig(Base, kw_only=True):
     min_crossing_frames: Positive = 1  # frames a track must stay on the new side to count
 
 
-class ZonesStage(Base, tag_field="type", tag="zones", kw_only=True):
+class ZonesStageConfig(Base, tag_field="type", tag="zones", kw_only=True):
     """Zone enter/leave and line-cross events, plus counts per zone and class (needs a `track` stage first).
 
     Coordinates are source pixels, or fractions of the frame with `relative = true`. `sources`
@@ -224,7 +224,7 @@ class ZonesStage(Base, tag_field="type", tag="zones", kw_only=True):
                 raise ValueError(f"with `relative = true` coordinates are fractions of the frame (0 to 1), got {outside[0]}")
 
 
-class PresenceStage(Base, tag_field="type", tag="presence", kw_only=True):
+class PresenceStageConfig(Base, tag_field="type", tag="presence", kw_only=True):
     """`class_appeared` / `class_disappeared` events per source, debounced by consecutive frames."""
 
     classes: list[str] | None = None
@@ -233,7 +233,7 @@ class PresenceStage(Base, tag_field="type", tag="presence", kw_only=True):
     disappear_frames: Positive = 15
 
 
-class AnonymizeStage(Base, tag_field="type", tag="anonymize", kw_only=True):
+class AnonymizeStageConfig(Base, tag_field="type", tag="anonymize", kw_only=True):
     """Blur or pixelate faces (or other boxes) in the frame itself, so video and snapshot sinks never see them.
 
     Boxes come from `model` (the default face detector), or from the main model's detections when
@@ -251,16 +251,16 @@ class AnonymizeStage(Base, tag_field="type", tag="anonymize", kw_only=True):
     threads: Positive = 1
 
 
-StageConfig = Union[FilterStage, CustomStage, ModelStage, TrackStage, ZonesStage, PresenceStage, AnonymizeStage]
+StageConfig = Union[FilterStageConfig, CustomStageConfig, ModelStageConfig, TrackStageConfig, ZonesStageConfig, PresenceStageConfig, AnonymizeStageConfig]
 
 
-class SinkBase(Base, tag_field="type", kw_only=True):
+class SinkConfigBase(Base, tag_field="type", kw_only=True):
     sources: list[str] | None = None
     queue_size: Positive = 64
     overflow: Literal["block", "drop_oldest"] = "block"  # when the sink's queue is full
 
 
-class JsonlSink(SinkBase, tag="jsonl", kw_only=True):
+class JsonlSinkConfig(SinkConfigBase, tag="jsonl", kw_only=True):
     """One JSON line per frame, optionally rotated by size or age (rotated files are kept up to `keep`)."""
 
     path: NonEmpty
@@ -274,7 +274,7 @@ class JsonlSink(SinkBase, tag="jsonl", kw_only=True):
             raise ValueError("`keep` needs `rotate_bytes` or `rotate_seconds`")
 
 
-class VideoSink(SinkBase, tag="video", kw_only=True):
+class VideoSinkConfig(SinkConfigBase, tag="video", kw_only=True):
     """An MP4 of one source, annotated (boxes, labels, track ids, zones) unless `annotate = false`."""
 
     path: NonEmpty
@@ -284,7 +284,7 @@ class VideoSink(SinkBase, tag="video", kw_only=True):
     annotate: bool = True
 
 
-class SnapshotSink(SinkBase, tag="snapshot", kw_only=True):
+class SnapshotSinkConfig(SinkConfigBase, tag="snapshot", kw_only=True):
     """A JPEG in `folder/<source>/` whenever a detection of `classes` (any, when absent) is confident enough."""
 
     folder: NonEmpty
@@ -295,7 +295,7 @@ class SnapshotSink(SinkBase, tag="snapshot", kw_only=True):
     quality: Annotated[int, msgspec.Meta(ge=1, le=100)] = 90
 
 
-class WebhookSink(SinkBase, tag="webhook", kw_only=True):
+class WebhookSinkConfig(SinkConfigBase, tag="webhook", kw_only=True):
     """POST results as JSON; while the endpoint is down they wait in a durable on-disk spool."""
 
     url: Annotated[str, msgspec.Meta(pattern=r"^https?://")]
@@ -314,7 +314,7 @@ class WebhookSink(SinkBase, tag="webhook", kw_only=True):
     kinds: Kinds = msgspec.field(default_factory=lambda: ["frames"])
 
 
-class MqttSink(SinkBase, tag="mqtt", kw_only=True):
+class MqttSinkConfig(SinkConfigBase, tag="mqtt", kw_only=True):
     """Publish each result to an MQTT broker (QoS 0/1/2); results wait in a bounded buffer while it is down."""
 
     host: NonEmpty = "127.0.0.1"
@@ -336,14 +336,14 @@ class MqttSink(SinkBase, tag="mqtt", kw_only=True):
     kinds: Kinds = msgspec.field(default_factory=lambda: ["frames"])
 
 
-class CallbackSink(SinkBase, tag="callback", kw_only=True):
+class CallbackSinkConfig(SinkConfigBase, tag="callback", kw_only=True):
     """A user function `module:function` called with each Result (sync or async)."""
 
     function: NonEmpty
     kinds: Kinds = msgspec.field(default_factory=lambda: ["frames"])
 
 
-SinkConfig = Union[JsonlSink, VideoSink, SnapshotSink, WebhookSink, MqttSink, CallbackSink]
+SinkConfig = Union[JsonlSinkConfig, VideoSinkConfig, SnapshotSinkConfig, WebhookSinkConfig, MqttSinkConfig, CallbackSinkConfig]
 
 
 # The lavfi generators a source added through the admin API may be (each only with the options

@@ -30,7 +30,7 @@ from ..frames import Event, Frame, Result
 from ..sinks import Sink, accepts, build_sink
 from ..sinks.topics import Subscription, TopicSink
 from ..config.loader import source_config
-from ..config.schema import AnonymizeStage, ModelStage, SourceConfig
+from ..config.schema import AnonymizeStageConfig, ModelStageConfig, SourceConfig
 from ..errors import (
     ConfigError,
     MissingDependencyError,
@@ -89,7 +89,7 @@ def _named_models(config: Config) -> list[tuple[str, str]]:
     """(model id, key path) of the main model and of each stage that loads one of its own."""
     named = [(config.model.id, "$.model.id")]
     for index, stage in enumerate(config.stages):
-        if isinstance(stage, (ModelStage, AnonymizeStage)) and stage.model and stage.model != config.model.id:
+        if isinstance(stage, (ModelStageConfig, AnonymizeStageConfig)) and stage.model and stage.model != config.model.id:
             named.append((stage.model, f"$.stages[{index}].model"))
     return named
 

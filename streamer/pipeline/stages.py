@@ -73,7 +73,7 @@ class ModelStage:
         return result
 
 
-async def load_model_stage(config: schema.ModelStage) -> ModelStage:
+async def load_model_stage(config: schema.ModelStageConfig) -> ModelStage:
     from ..engine import AutoModel, AutoModelPipeline
 
     if config.pipeline is not None:
@@ -88,30 +88,30 @@ async def build_stage(config: schema.StageConfig, index: int = 0, main_model: Mo
 
     Models load in worker threads; the other stages are built in one too, as building them imports
     libraries (supervision, a user's module) that would hold up the event loop."""
-    if isinstance(config, schema.ModelStage):
+    if isinstance(config, schema.ModelStageConfig):
         return await load_model_stage(config)
-    if isinstance(config, schema.AnonymizeStage):
+    if isinstance(config, schema.AnonymizeStageConfig):
         return await load_anonymize_stage(config, main_model)
     return await anyio.to_thread.run_sync(build_plain_stage, config, index)
 
 
 def build_plain_stage(config: schema.StageConfig, index: int = 0) -> Stage:
     """A stage that needs no model (blocking: it may import libraries)."""
-    if isinstance(config, schema.FilterStage):
+    if isinstance(config, schema.FilterStageConfig):
         return FilterStage(config.min_confidence, config.classes)
-    if isinstance(config, schema.CustomStage):
+    if isinstance(config, schema.CustomStageConfig):
         function = import_target(config.function, f"$.stages[{index}].function")
         return UserStage(function, config.function, dict(config.options))
-    if isinstance(config, schema.TrackStage):
+    if isinstance(config, schema.TrackStageConfig):
         from .tracking import TrackStage
 
         return TrackStage(config.activation_threshold, config.lost_frames, config.match_threshold, config.min_frames)
-    if isinstance(config, schema.ZonesStage):
+    if isinstance(config, schema.ZonesStageConfig):
         from .zones import ZonesStage
 
         options = {"sources": config.sources, "relative": config.relative, "forget_after_frames": config.forget_after_frames}
         return ZonesStage(config.zones, config.lines, **options)
-    if isinstance(config, schema.PresenceStage):
+    if isinstance(config, schema.PresenceStageConfig):
         from .presence import PresenceStage
 
         timing = {"appear_frames": config.appear_frames, "disappear_frames": config.disappear_frames}
@@ -119,7 +119,7 @@ def build_plain_stage(config: schema.StageConfig, index: int = 0) -> Stage:
     raise TypeError(f"unknown stage config {type(config).__name__}")
 
 
-async def load_anonymize_stage(config: schema.AnonymizeStage, main_model: ModelInfo | None) -> Stage:
+async def load_anonymize_stage(config: schema.AnonymizeStageConfig, main_model: ModelInfo | None) -> Stage:
     """An anonymize stage; it runs its own face detector unless that is the pipeline's model already."""
     from ..engine import AutoModel
     from .anonymize import AnonymizeStage

@@ -20,7 +20,7 @@ from .per_source import PerSource
 
 
 class ZonesStage:
-    """Events when tracked objects enter or leave zones and cross lines (see schema.ZonesStage)."""
+    """Events when tracked objects enter or leave zones and cross lines (see schema.ZonesStageConfig)."""
 
     def __init__(
         self,

@@ -23,7 +23,7 @@ from typing import Any
 
 import anyio
 
-from ..config.schema import Config, FileSource
+from ..config.schema import Config, FileSourceConfig
 from ..frames import Event, Result
 from ..pipeline.observer import IgnoringObserver
 from ..pipeline.runner import Stream
@@ -65,9 +65,9 @@ class _Probe:
         self.source_id = source_id
 
 
-def resumable(config: Config) -> list[FileSource]:
+def resumable(config: Config) -> list[FileSourceConfig]:
     """The sources a checkpoint can resume: files read once (not looped)."""
-    return [source for source in config.sources if isinstance(source, FileSource) and not source.loop]
+    return [source for source in config.sources if isinstance(source, FileSourceConfig) and not source.loop]
 
 
 def load(path: str | Path, config: Config) -> dict[str, Position] | None:

@@ -16,7 +16,7 @@ from typing import NoReturn
 from urllib.parse import urlsplit
 
 from ..config.schema import (
-    ApiSourcesConfig, FileSource, HlsSource, LavfiSource, LiveSourceBase, RtspSource, SourceConfig, WebcamSource,
+    ApiSourcesConfig, FileSourceConfig, HlsSourceConfig, LavfiSourceConfig, LiveSourceConfigBase, RtspSourceConfig, SourceConfig, WebcamSourceConfig,
 )  # fmt: skip
 from ..errors import SourcePolicyError
 
@@ -56,21 +56,21 @@ _GRAPH = re.compile(r"(?P<name>[a-z0-9_]+)(?:=(?P<options>.*))?", re.DOTALL)
 _OPTION = re.compile(r"(?P<key>[a-z0-9_]+)=[A-Za-z0-9._+\-/@#]+")
 _URL_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 _VIDEO_DEVICE = re.compile(r"/dev/video[0-9]+")
-_SCHEMES = {RtspSource: ("rtsp", "rtsps"), HlsSource: ("http", "https")}
+_SCHEMES = {RtspSourceConfig: ("rtsp", "rtsps"), HlsSourceConfig: ("http", "https")}
 _ALLOW = "[server.api_sources]"
 
 
 def check_api_source(config: SourceConfig, policy: ApiSourcesConfig) -> SourceConfig:
     """`config` if the API may add it (a file's path then resolved); SourcePolicyError otherwise."""
-    if isinstance(config, FileSource):
+    if isinstance(config, FileSourceConfig):
         config.path = allowed_path(config.path, policy.file_roots)
-    elif isinstance(config, LavfiSource):
+    elif isinstance(config, LavfiSourceConfig):
         check_graph(config.graph, policy.lavfi_filters)
-    elif isinstance(config, WebcamSource):
+    elif isinstance(config, WebcamSourceConfig):
         _check_device(config.device, policy.webcams)
     else:
         _check_scheme(config)
-    if isinstance(config, LiveSourceBase):
+    if isinstance(config, LiveSourceConfigBase):
         _check_options(config.options, policy.ffmpeg_options)
     return config
 

@@ -24,10 +24,10 @@ def build_sink(config: schema.SinkConfig, index: int = 0) -> Sink:
 
 def _build(config: schema.SinkConfig, index: int) -> Sink:
     common = {"sources": config.sources, "queue_size": config.queue_size}
-    if isinstance(config, schema.JsonlSink):
+    if isinstance(config, schema.JsonlSinkConfig):
         rotation = {"rotate_bytes": config.rotate_bytes, "rotate_seconds": config.rotate_seconds, "keep": config.keep}
         return JsonlSink(config.path, **rotation, kinds=config.kinds, **common)
-    if isinstance(config, schema.SnapshotSink):
+    if isinstance(config, schema.SnapshotSinkConfig):
         from .snapshot import SnapshotSink
 
         return SnapshotSink(
@@ -39,18 +39,18 @@ def _build(config: schema.SinkConfig, index: int) -> Sink:
             quality=config.quality,
             **common,
         )
-    if isinstance(config, schema.VideoSink):
+    if isinstance(config, schema.VideoSinkConfig):
         encoding = {"codec": config.codec, "crf": config.crf, "fps": config.fps}
         return VideoSink(config.path, **encoding, annotate=config.annotate, **common)
-    if isinstance(config, schema.WebhookSink):
+    if isinstance(config, schema.WebhookSinkConfig):
         from .webhook import WebhookSink
 
         return WebhookSink(**_own_fields(config), **common)
-    if isinstance(config, schema.MqttSink):
+    if isinstance(config, schema.MqttSinkConfig):
         from .mqtt import MqttSink
 
         return MqttSink(**_own_fields(config), **common)
-    if isinstance(config, schema.CallbackSink):
+    if isinstance(config, schema.CallbackSinkConfig):
         function = import_target(config.function, f"$.sinks[{index}].function", error=SinkError)
         return CallbackSink(function, kinds=config.kinds, **common)
     raise TypeError(f"unknown sink config {type(config).__name__}")

@@ -11,15 +11,15 @@ import pytest
 from streamer.config.loader import load_config
 from streamer.config.schema import (
     BatchingConfig,
-    CallbackSink,
+    CallbackSinkConfig,
     Config,
-    CustomStage,
-    FileSource,
-    FilterStage,
-    JsonlSink,
-    LavfiSource,
+    CustomStageConfig,
+    FileSourceConfig,
+    FilterStageConfig,
+    JsonlSinkConfig,
+    LavfiSourceConfig,
     ModelConfig,
-    VideoSink,
+    VideoSinkConfig,
 )
 from streamer.errors import ConfigError, StreamerError
 
@@ -80,17 +80,17 @@ FULL_CONFIG = Config(
     model=ModelConfig(id="centerface", confidence=0.4, iou=0.5, input_size=(640, 480), threads=2),
     batching=BatchingConfig(max_batch_size=8, max_wait_ms=25.0),
     sources=[
-        FileSource(id="door", path="media/door.mp4", realtime=True, loop=True, max_frames=100),
-        LavfiSource(id="pattern", graph="testsrc2=size=64x48:rate=30", policy="block", queue_size=4),
+        FileSourceConfig(id="door", path="media/door.mp4", realtime=True, loop=True, max_frames=100),
+        LavfiSourceConfig(id="pattern", graph="testsrc2=size=64x48:rate=30", policy="block", queue_size=4),
     ],
     stages=[
-        FilterStage(min_confidence=0.6, classes=["face"]),
-        CustomStage(function="mypkg.stages:blur", options={"radius": 3}),
+        FilterStageConfig(min_confidence=0.6, classes=["face"]),
+        CustomStageConfig(function="mypkg.stages:blur", options={"radius": 3}),
     ],
     sinks=[
-        JsonlSink(path="out/results.jsonl"),
-        VideoSink(path="out/door.mp4", sources=["door"], crf=30),
-        CallbackSink(function="mypkg.sinks:print_result", sources=["door", "pattern"]),
+        JsonlSinkConfig(path="out/results.jsonl"),
+        VideoSinkConfig(path="out/door.mp4", sources=["door"], crf=30),
+        CallbackSinkConfig(function="mypkg.sinks:print_result", sources=["door", "pattern"]),
     ],
 )
 
@@ -143,9 +143,9 @@ def test_load_config_fills_defaults_for_absent_tables() -> None:
 def test_load_config_decodes_tagged_variants_by_type(tmp_path: Path) -> None:
     config = load_config(write_toml(tmp_path, FULL_TOML))
 
-    assert [type(s) for s in config.sources] == [FileSource, LavfiSource]
-    assert [type(s) for s in config.stages] == [FilterStage, CustomStage]
-    assert [type(s) for s in config.sinks] == [JsonlSink, VideoSink, CallbackSink]
+    assert [type(s) for s in config.sources] == [FileSourceConfig, LavfiSourceConfig]
+    assert [type(s) for s in config.stages] == [FilterStageConfig, CustomStageConfig]
+    assert [type(s) for s in config.sinks] == [JsonlSinkConfig, VideoSinkConfig, CallbackSinkConfig]
 
 
 # --- default source ids ---------------------------------------------------------------------------
@@ -195,7 +195,7 @@ def test_load_config_lets_a_sink_name_a_default_id() -> None:
 
 
 def test_load_config_does_not_modify_the_callers_config() -> None:
-    original = Config(sources=[FileSource(path="door.mp4")])
+    original = Config(sources=[FileSourceConfig(path="door.mp4")])
 
     loaded = load_config(original)
 
@@ -342,7 +342,7 @@ def test_load_config_when_video_sink_lists_several_sources() -> None:
 def test_load_config_accepts_a_video_sink_without_sources_key_when_one_source_exists() -> None:
     config = load_config({"sources": [file_source(id="a")], "sinks": [{"type": "video", "path": "o.mp4"}]})
 
-    assert isinstance(config.sinks[0], VideoSink)
+    assert isinstance(config.sinks[0], VideoSinkConfig)
 
 
 def test_load_config_when_dict_is_invalid_reports_no_file() -> None:
@@ -352,7 +352,7 @@ def test_load_config_when_dict_is_invalid_reports_no_file() -> None:
 
 
 def test_load_config_when_config_object_is_invalid() -> None:
-    error = config_error(Config(sources=[FileSource(path="a.mp4")], batching=BatchingConfig(max_batch_size=0)))
+    error = config_error(Config(sources=[FileSourceConfig(path="a.mp4")], batching=BatchingConfig(max_batch_size=0)))
 
     assert error.path == "$.batching.max_batch_size"
 

@@ -11,19 +11,19 @@ import pytest
 
 from streamer.config.loader import load_config
 from streamer.config.schema import (
-    AnonymizeStage,
-    CallbackSink,
+    AnonymizeStageConfig,
+    CallbackSinkConfig,
     Config,
-    FileSource,
-    JsonlSink,
+    FileSourceConfig,
+    JsonlSinkConfig,
     LineConfig,
-    MqttSink,
-    PresenceStage,
-    TrackStage,
-    VideoSink,
-    WebhookSink,
+    MqttSinkConfig,
+    PresenceStageConfig,
+    TrackStageConfig,
+    VideoSinkConfig,
+    WebhookSinkConfig,
     ZoneConfig,
-    ZonesStage,
+    ZonesStageConfig,
 )
 from streamer.errors import ConfigError
 
@@ -96,11 +96,11 @@ annotate = false
 """
 
 EXPECTED = Config(
-    sources=[FileSource(id="door", path="door.mp4"), FileSource(id="yard", path="yard.mp4")],
+    sources=[FileSourceConfig(id="door", path="door.mp4"), FileSourceConfig(id="yard", path="yard.mp4")],
     stages=[
-        AnonymizeStage(method="pixelate", padding=0.2, strength=0.5),
-        TrackStage(lost_frames=15, min_frames=2),
-        ZonesStage(
+        AnonymizeStageConfig(method="pixelate", padding=0.2, strength=0.5),
+        TrackStageConfig(lost_frames=15, min_frames=2),
+        ZonesStageConfig(
             zones=[
                 ZoneConfig(
                     name="bay",
@@ -114,13 +114,13 @@ EXPECTED = Config(
             sources=["door"],
             forget_after_frames=10,
         ),
-        PresenceStage(classes=["face"], appear_frames=2, disappear_frames=5),
+        PresenceStageConfig(classes=["face"], appear_frames=2, disappear_frames=5),
     ],
     sinks=[
-        JsonlSink(path="out/events.jsonl", kinds=["events"]),
-        JsonlSink(path="out/everything.jsonl", kinds=["frames", "events"]),
-        CallbackSink(function="hooks:on_event", kinds=["events"]),
-        VideoSink(path="out/door.mp4", sources=["door"], annotate=False),
+        JsonlSinkConfig(path="out/events.jsonl", kinds=["events"]),
+        JsonlSinkConfig(path="out/everything.jsonl", kinds=["frames", "events"]),
+        CallbackSinkConfig(function="hooks:on_event", kinds=["events"]),
+        VideoSinkConfig(path="out/door.mp4", sources=["door"], annotate=False),
     ],
 )
 
@@ -192,7 +192,7 @@ def test_load_config_sinks_take_frames_unless_kinds_says_otherwise():
 
     config = load_config({**with_sink(sinks[0]), "sinks": sinks})
 
-    assert [type(sink) for sink in config.sinks] == [JsonlSink, WebhookSink, MqttSink, CallbackSink]
+    assert [type(sink) for sink in config.sinks] == [JsonlSinkConfig, WebhookSinkConfig, MqttSinkConfig, CallbackSinkConfig]
     assert all(sink.kinds == ["frames"] for sink in config.sinks)
 
 

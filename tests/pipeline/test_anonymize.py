@@ -122,7 +122,7 @@ def test_anonymize_stage_hides_faces_in_snapshots_too(anonymized, astronaut):
 
 
 async def test_anonymize_stage_when_the_main_model_is_the_face_detector_reuses_its_detections(centerface):
-    stage = await build_stage(schema.AnonymizeStage(), 0, centerface.info)
+    stage = await build_stage(schema.AnonymizeStageConfig(), 0, centerface.info)
 
     assert stage.detector is None  # no second CenterFace loaded
 
@@ -130,7 +130,7 @@ async def test_anonymize_stage_when_the_main_model_is_the_face_detector_reuses_i
 async def test_anonymize_stage_when_the_main_model_is_another_loads_the_face_detector():
     other = dataclasses.replace(MODEL, model_id="acme/people")
 
-    stage = await build_stage(schema.AnonymizeStage(), 0, other)
+    stage = await build_stage(schema.AnonymizeStageConfig(), 0, other)
 
     assert stage.detector is not None and stage.detector.info.model_id == "centerface"
 
@@ -166,8 +166,8 @@ async def test_anonymize_stage_hides_only_the_classes_named_and_confident_enough
 
 async def test_anonymize_stage_after_a_track_stage_hides_a_face_from_the_first_frame_it_appears(centerface, astronaut):
     # track, then anonymize, with CenterFace as the main model: the stage hides what reaches it.
-    track = await build_stage(schema.TrackStage(), 0, centerface.info)
-    anonymize = await build_stage(schema.AnonymizeStage(), 1, centerface.info)
+    track = await build_stage(schema.TrackStageConfig(), 0, centerface.info)
+    anonymize = await build_stage(schema.AnonymizeStageConfig(), 1, centerface.info)
     pictures = [np.full((360, 640, 3), 128, np.uint8)] + [moving_face_frame(astronaut, i) for i in (1, 2, 3)]
 
     hidden = []

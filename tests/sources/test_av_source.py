@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamer.config.schema import FileSource, LavfiSource
+from streamer.config.schema import FileSourceConfig, LavfiSourceConfig
 from streamer.errors import SourceDecodeError, SourceError, SourceOpenError, SourceRefusedError
 from streamer.frames import Frame
 from streamer.sources import AvSource, Backoff, SourceState, StateChange, build_source, default_policy
@@ -299,7 +299,7 @@ def test_av_source_when_mp4_middle_is_garbage_fails_cleanly(
 
 
 def test_build_source_from_a_file_config() -> None:
-    config = FileSource(id="door", path="media/door.mp4", realtime=True, loop=True, max_frames=9)
+    config = FileSourceConfig(id="door", path="media/door.mp4", realtime=True, loop=True, max_frames=9)
 
     source = build_source(config)
 
@@ -309,7 +309,7 @@ def test_build_source_from_a_file_config() -> None:
 
 
 def test_build_source_from_a_lavfi_config() -> None:
-    source = build_source(LavfiSource(id="pattern", graph=LAVFI, max_frames=3))
+    source = build_source(LavfiSourceConfig(id="pattern", graph=LAVFI, max_frames=3))
 
     assert isinstance(source, AvSource)
     assert (source.id, source.url, source.format, source.live) == ("pattern", LAVFI, "lavfi", True)
@@ -317,24 +317,24 @@ def test_build_source_from_a_lavfi_config() -> None:
 
 
 def test_build_source_result_decodes(clip: Path) -> None:
-    frames = collect(build_source(FileSource(id="c", path=str(clip), max_frames=3)))  # type: ignore[arg-type]
+    frames = collect(build_source(FileSourceConfig(id="c", path=str(clip), max_frames=3)))  # type: ignore[arg-type]
 
     assert [f.index for f in frames] == [0, 1, 2]
 
 
 def test_default_policy_blocks_for_files() -> None:
-    assert default_policy(FileSource(id="a", path="a.mp4")) == "block"
+    assert default_policy(FileSourceConfig(id="a", path="a.mp4")) == "block"
 
 
 def test_default_policy_keeps_latest_for_lavfi() -> None:
-    assert default_policy(LavfiSource(id="a", graph=LAVFI)) == "latest"
+    assert default_policy(LavfiSourceConfig(id="a", graph=LAVFI)) == "latest"
 
 
 @pytest.mark.parametrize(
     "config",
-    [FileSource(id="a", path="a.mp4", policy="latest"), LavfiSource(id="a", graph=LAVFI, policy="block")],
+    [FileSourceConfig(id="a", path="a.mp4", policy="latest"), LavfiSourceConfig(id="a", graph=LAVFI, policy="block")],
 )
-def test_default_policy_when_explicit_policy_is_set_uses_it(config: FileSource | LavfiSource) -> None:
+def test_default_policy_when_explicit_policy_is_set_uses_it(config: FileSourceConfig | LavfiSourceConfig) -> None:
     assert default_policy(config) == config.policy
 
 
