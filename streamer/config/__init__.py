@@ -1,6 +1,6 @@
 """Configuration: typed structs decoded from one TOML file."""
 
-from .loader import load_config
+from .loader import checked_struct, load_config
 from .schema import (
     BatchingConfig,
     CallbackSinkConfig,
@@ -31,5 +31,6 @@ __all__ = [
     "SourceConfig",
     "StageConfig",
     "VideoSinkConfig",
+    "checked_struct",
     "load_config",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -15,6 +15,7 @@ _AT_PATH = re.compile(r"^(?P<message>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.DOTA
 _UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(?P<key>[^`]*)`$")
 _MISSING_FIELD = re.compile(r"^Object missing required field `(?P<key>[^`]*)`$")
 _NOT_IN_AN_ID = re.compile(r"[^A-Za-z0-9._-]+")
+T = TypeVar("T", bound=msgspec.Struct)
 ID_RULE = "an id is 1 to 64 letters, digits, '.', '_' or '-', and starts with a letter or a digit"
 
 
@@ -44,6 +45,15 @@ def source_config(source: SourceConfig | dict[str, Any], taken: set[str]) -> Sou
     if config.id is None:
         config.id = _default_source_id(config, len(taken), taken)
     return config
+
+
+def checked_struct(config: T, key_path: str = "$") -> T:
+    """`config` (any config struct, such as a JsonlSinkConfig built in Python) checked as if it had
+    been read from TOML at `key_path`: a bad value is the same ConfigError, naming the same key."""
+    try:
+        return msgspec.convert(msgspec.to_builtins(config), type=type(config))
+    except msgspec.ValidationError as exc:
+        raise _config_error(str(exc).replace("`$", f"`{key_path}", 1), None) from exc
 
 
 def _decode_toml(raw: bytes, file: str) -> Config:
