@@ -1,6 +1,6 @@
 """Configuration: typed structs decoded from one TOML file."""
 
-from .loader import checked_struct, load_config
+from .loader import checked_struct, configured, load_config
 from .schema import (
     BatchingConfig,
     CallbackSinkConfig,
@@ -32,5 +32,6 @@ __all__ = [
     "StageConfig",
     "VideoSinkConfig",
     "checked_struct",
+    "configured",
     "load_config",
 ]

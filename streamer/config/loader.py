@@ -56,6 +56,19 @@ def checked_struct(config: T, key_path: str = "$") -> T:
         raise _config_error(str(exc).replace("`$", f"`{key_path}", 1), None) from exc
 
 
+def configured(kind: type[T], config: T | None, options: dict[str, Any], key_path: str = "$") -> T:
+    """What a runtime class built from Python works from: its `config` struct, or one made of keyword
+    `options` (never both), checked like TOML so its defaults and limits are the struct's alone."""
+    if config is not None and options:
+        raise ConfigError(f"give a {kind.__name__} or keyword options, not both", key_path)
+    if config is None:
+        try:
+            config = kind(**options)
+        except TypeError as exc:  # an unknown or missing keyword
+            raise ConfigError(f"{kind.__name__}: {exc}", key_path) from exc
+    return checked_struct(config, key_path)
+
+
 def _decode_toml(raw: bytes, file: str) -> Config:
     try:
         return msgspec.toml.decode(raw, type=Config)
