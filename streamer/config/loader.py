@@ -64,7 +64,7 @@ def configured(kind: type[T], config: T | None, options: dict[str, Any], key_pat
     if config is None:
         try:
             config = kind(**options)
-        except TypeError as exc:  # an unknown or missing keyword
+        except (TypeError, ValueError) as exc:  # an unknown or missing keyword, or a check across keys
             raise ConfigError(f"{kind.__name__}: {exc}", key_path) from exc
     return checked_struct(config, key_path)
 

@@ -8,11 +8,13 @@ BlurAnnotator and PixelateAnnotator do the pixel work, with a strength scaled to
 from __future__ import annotations
 
 import functools
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import numpy as np
 
+from ..config import configured
+from ..config.schema import AnonymizeStageConfig
 from ..engine import DetectionModel
 from ..frames import Result, class_labels
 from ..interop import import_supervision
@@ -24,27 +26,20 @@ class AnonymizeStage:
 
     `classes` and `min_confidence` pick which boxes; `padding` grows each box by that fraction of
     its size on every side; `strength` is the blur kernel (or pixel block) as a fraction of the
-    box's longer side, so a face close to the camera is hidden as well as a distant one.
+    box's longer side, so a face close to the camera is hidden as well as a distant one. Those come
+    from an AnonymizeStageConfig or its keys as keyword options (its `model` is loaded by the caller).
     """
 
     def __init__(
-        self,
-        method: Literal["blur", "pixelate"] = "blur",
-        *,
-        detector: DetectionModel | None = None,
-        classes: list[str] | None = None,
-        min_confidence: float = 0.3,
-        padding: float = 0.15,
-        strength: float = 0.35,
+        self, config: AnonymizeStageConfig | None = None, /, *, detector: DetectionModel | None = None, **options: Any
     ) -> None:
-        if method not in ("blur", "pixelate"):
-            raise ValueError(f"method must be 'blur' or 'pixelate', not {method!r}")
-        self.method = method
+        config = configured(AnonymizeStageConfig, config, options)
+        self.method = config.method
         self.detector = detector
-        self.classes = frozenset(classes) if classes is not None else None
-        self.min_confidence = min_confidence
-        self.padding = padding
-        self.strength = strength
+        self.classes = frozenset(config.classes) if config.classes is not None else None
+        self.min_confidence = config.min_confidence
+        self.padding = config.padding
+        self.strength = config.strength
         self.hidden = 0  # boxes hidden so far
 
     async def __call__(self, result: Result) -> Result:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
+from ..config import configured
+from ..config.schema import PresenceStageConfig
 from ..frames import Frame, Result
 from .per_source import PerSource
 
@@ -19,20 +22,15 @@ class _Streak:
 
 class PresenceStage:
     """A class appears once it is in `appear_frames` frames in a row, and disappears once it is
-    missing from `disappear_frames` frames in a row; each change is one event with the count."""
+    missing from `disappear_frames` frames in a row; each change is one event with the count.
+    Configured by a PresenceStageConfig or its keys as keyword options."""
 
-    def __init__(
-        self,
-        classes: list[str] | None = None,
-        *,
-        min_confidence: float = 0.0,
-        appear_frames: int = 3,
-        disappear_frames: int = 15,
-    ) -> None:
-        self.classes = frozenset(classes) if classes is not None else None
-        self.min_confidence = min_confidence
-        self.appear_frames = appear_frames
-        self.disappear_frames = disappear_frames
+    def __init__(self, config: PresenceStageConfig | None = None, /, **options: Any) -> None:
+        config = configured(PresenceStageConfig, config, options)
+        self.classes = frozenset(config.classes) if config.classes is not None else None
+        self.min_confidence = config.min_confidence
+        self.appear_frames = config.appear_frames
+        self.disappear_frames = config.disappear_frames
         self._streaks: PerSource[dict[str, _Streak]] = PerSource(self._new_source, keep_retired=True)
 
     @staticmethod

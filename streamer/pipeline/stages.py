@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable, Protocol
 import anyio
 import numpy as np
 
-from ..config import schema
+from ..config import configured, schema
 from ..errors import StageError
 from ..frames import ModelInfo, Result, class_labels, detections_to_dicts
 from ..importing import import_target
@@ -26,9 +26,10 @@ class Stage(Protocol):
 class FilterStage:
     """Keep detections with confidence >= `min_confidence` and a class name in `classes`."""
 
-    def __init__(self, min_confidence: float = 0.0, classes: list[str] | None = None) -> None:
-        self.min_confidence = min_confidence
-        self.classes = frozenset(classes) if classes is not None else None
+    def __init__(self, config: schema.FilterStageConfig | None = None, /, **options: Any) -> None:
+        config = configured(schema.FilterStageConfig, config, options)
+        self.min_confidence = config.min_confidence
+        self.classes = frozenset(config.classes) if config.classes is not None else None
 
     async def __call__(self, result: Result) -> Result:
         keep = result.detections.confidence >= self.min_confidence
@@ -98,24 +99,22 @@ async def build_stage(config: schema.StageConfig, index: int = 0, main_model: Mo
 def build_plain_stage(config: schema.StageConfig, index: int = 0) -> Stage:
     """A stage that needs no model (blocking: it may import libraries)."""
     if isinstance(config, schema.FilterStageConfig):
-        return FilterStage(config.min_confidence, config.classes)
+        return FilterStage(config)
     if isinstance(config, schema.CustomStageConfig):
         function = import_target(config.function, f"$.stages[{index}].function")
         return UserStage(function, config.function, dict(config.options))
     if isinstance(config, schema.TrackStageConfig):
         from .tracking import TrackStage
 
-        return TrackStage(config.activation_threshold, config.lost_frames, config.match_threshold, config.min_frames)
+        return TrackStage(config)
     if isinstance(config, schema.ZonesStageConfig):
         from .zones import ZonesStage
 
-        options = {"sources": config.sources, "relative": config.relative, "forget_after_frames": config.forget_after_frames}
-        return ZonesStage(config.zones, config.lines, **options)
+        return ZonesStage(config)
     if isinstance(config, schema.PresenceStageConfig):
         from .presence import PresenceStage
 
-        timing = {"appear_frames": config.appear_frames, "disappear_frames": config.disappear_frames}
-        return PresenceStage(config.classes, min_confidence=config.min_confidence, **timing)
+        return PresenceStage(config)
     raise TypeError(f"unknown stage config {type(config).__name__}")
 
 
@@ -127,11 +126,4 @@ async def load_anonymize_stage(config: schema.AnonymizeStageConfig, main_model: 
     detector = None
     if config.model and (main_model is None or config.model != main_model.model_id):
         detector = await AutoModel.load(config.model, device=config.device, threads=config.threads)
-    return AnonymizeStage(
-        config.method,
-        detector=detector,
-        classes=config.classes,
-        min_confidence=config.min_confidence,
-        padding=config.padding,
-        strength=config.strength,
-    )
+    return AnonymizeStage(config, detector=detector)

@@ -8,6 +8,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ..config import configured
+from ..config.schema import TrackStageConfig
 from ..frames import Detections, Frame, Result
 from ..interop import import_supervision
 from .per_source import PerSource
@@ -16,26 +18,19 @@ from .per_source import PerSource
 class TrackStage:
     """Give every detection a `tracker_id`; drop those the tracker does not follow (yet).
 
-    `activation_threshold`: confidence that starts a track; `lost_frames`: how long a lost track
-    may come back under its id; `match_threshold`: ByteTrack's matching threshold; `min_frames`:
-    frames a track must be seen on before it is reported.
+    Configured by a TrackStageConfig or its keys as keyword options (`lost_frames=60`).
     """
 
-    def __init__(
-        self,
-        activation_threshold: float = 0.25,
-        lost_frames: int = 30,
-        match_threshold: float = 0.8,
-        min_frames: int = 1,
-    ) -> None:
+    def __init__(self, config: TrackStageConfig | None = None, /, **options: Any) -> None:
+        config = configured(TrackStageConfig, config, options)
         self.settings = {
-            "track_activation_threshold": activation_threshold,
-            "lost_track_buffer": lost_frames,
-            "minimum_matching_threshold": match_threshold,
-            "minimum_consecutive_frames": min_frames,
+            "track_activation_threshold": config.activation_threshold,
+            "lost_track_buffer": config.lost_frames,
+            "minimum_matching_threshold": config.match_threshold,
+            "minimum_consecutive_frames": config.min_frames,
             "frame_rate": 30,  # ByteTrack scales lost_track_buffer by frame_rate / 30: keep it in frames
         }
-        self.lost_frames = lost_frames
+        self.lost_frames = config.lost_frames
         self._ids = itertools.count(1)
         self._trackers: PerSource[SourceTracker] = PerSource(self._new_tracker)
 

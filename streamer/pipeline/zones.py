@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..config import schema
+from ..config import configured, schema
 from ..errors import StageError
 from ..frames import Frame, Result, Shape
 from ..interop import import_supervision, to_supervision
@@ -22,20 +22,13 @@ from .per_source import PerSource
 class ZonesStage:
     """Events when tracked objects enter or leave zones and cross lines (see schema.ZonesStageConfig)."""
 
-    def __init__(
-        self,
-        zones: Sequence[schema.ZoneConfig] = (),
-        lines: Sequence[schema.LineConfig] = (),
-        *,
-        sources: list[str] | None = None,
-        relative: bool = False,
-        forget_after_frames: int = 30,
-    ) -> None:
-        self.zones = list(zones)
-        self.lines = list(lines)
-        self.sources = frozenset(sources) if sources is not None else None
-        self.relative = relative
-        self.forget_after_frames = forget_after_frames
+    def __init__(self, config: schema.ZonesStageConfig | None = None, /, **options: Any) -> None:
+        config = configured(schema.ZonesStageConfig, config, options)
+        self.zones = list(config.zones)
+        self.lines = list(config.lines)
+        self.sources = frozenset(config.sources) if config.sources is not None else None
+        self.relative = config.relative
+        self.forget_after_frames = config.forget_after_frames
         self._scenes: PerSource[_Scene] = PerSource(self._new_scene, keep_retired=True)
 
     def _new_scene(self, frame: Frame) -> _Scene:

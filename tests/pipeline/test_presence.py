@@ -66,7 +66,7 @@ async def test_presence_stage_counts_the_objects_of_the_class_in_the_frame():
 
 
 async def test_presence_stage_when_classes_are_named_ignores_the_others():
-    fired = await events_for(PresenceStage(["face"], appear_frames=1), "xxx", class_ids=[1])  # persons only
+    fired = await events_for(PresenceStage(classes=["face"], appear_frames=1), "xxx", class_ids=[1])  # persons only
 
     assert fired == []
 

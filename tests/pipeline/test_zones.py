@@ -176,7 +176,7 @@ def test_video_sink_when_zones_are_set_draws_them_on_every_frame(zones_run, astr
 
 
 async def test_zones_stage_when_a_source_is_not_listed_passes_its_results_untouched():
-    stage = ZonesStage([schema.ZoneConfig(name="bay", polygon=[(0, 0), (10, 0), (10, 10)])], sources=["door"])
+    stage = ZonesStage(zones=[schema.ZoneConfig(name="bay", polygon=[(0, 0), (10, 0), (10, 10)])], sources=["door"])
     result = make_result(0, [(1, 1, 5, 5)], source="yard")  # no tracker ids either: nothing to check
 
     passed = await stage(result)
@@ -186,8 +186,8 @@ async def test_zones_stage_when_a_source_is_not_listed_passes_its_results_untouc
 
 async def test_zones_stage_when_relative_scales_the_geometry_to_each_sources_resolution():
     stage = ZonesStage(
-        [schema.ZoneConfig(name="bay", polygon=[(0.25, 0.0), (0.75, 0.0), (0.75, 1.0), (0.25, 1.0)])],
-        [schema.LineConfig(name="door", start=(0.5, 0.0), end=(0.5, 1.0))],
+        zones=[schema.ZoneConfig(name="bay", polygon=[(0.25, 0.0), (0.75, 0.0), (0.75, 1.0), (0.25, 1.0)])],
+        lines=[schema.LineConfig(name="door", start=(0.5, 0.0), end=(0.5, 1.0))],
         relative=True,
     )
 
@@ -210,7 +210,7 @@ async def test_zones_stage_without_a_track_stage_before_it_raises_a_clear_stage_
 
 async def test_zones_stage_when_a_track_vanishes_inside_a_zone_it_leaves_after_forget_after_frames():
     stage = ZonesStage(
-        [schema.ZoneConfig(name="bay", polygon=[(0, 0), (100, 0), (100, 100), (0, 100)])], forget_after_frames=3
+        zones=[schema.ZoneConfig(name="bay", polygon=[(0, 0), (100, 0), (100, 100), (0, 100)])], forget_after_frames=3
     )
     inside = (40, 40, 60, 60)
     results = [make_result(i, [inside], tracker_ids=[7], size=(200, 100)) for i in range(5)]
@@ -227,7 +227,7 @@ async def test_zones_stage_when_a_track_vanishes_inside_a_zone_it_leaves_after_f
 
 
 async def test_zones_stage_when_a_track_leaves_and_comes_back_enters_again():
-    stage = ZonesStage([schema.ZoneConfig(name="bay", polygon=[(0, 0), (100, 0), (100, 100), (0, 100)])])
+    stage = ZonesStage(zones=[schema.ZoneConfig(name="bay", polygon=[(0, 0), (100, 0), (100, 100), (0, 100)])])
     path = [(40, 40, 60, 60), (140, 40, 160, 60), (40, 40, 60, 60)]  # in, out (right of the zone), in
     results = [make_result(i, [box], tracker_ids=[3], size=(200, 100)) for i, box in enumerate(path)]
 
@@ -254,7 +254,7 @@ async def test_zones_stage_line_cross_direction_is_in_one_way_and_out_the_other(
 
 async def test_zones_stage_when_a_zone_names_classes_ignores_the_others():
     stage = ZonesStage(
-        [schema.ZoneConfig(name="bay", polygon=[(0, 0), (100, 0), (100, 100), (0, 100)], classes=["person"])]
+        zones=[schema.ZoneConfig(name="bay", polygon=[(0, 0), (100, 0), (100, 100), (0, 100)], classes=["person"])]
     )
     boxes = [(10, 10, 30, 30), (50, 50, 70, 70)]
     result = make_result(0, boxes, class_ids=[0, 1], tracker_ids=[1, 2], size=(200, 100))  # a face, a person
@@ -268,7 +268,7 @@ async def test_zones_stage_when_a_zone_names_classes_ignores_the_others():
 
 
 async def test_zones_stage_when_the_source_reconnects_tracks_inside_a_zone_leave_it():
-    stage = ZonesStage([schema.ZoneConfig(name="bay", polygon=[(0, 0), (100, 0), (100, 100), (0, 100)])])
+    stage = ZonesStage(zones=[schema.ZoneConfig(name="bay", polygon=[(0, 0), (100, 0), (100, 100), (0, 100)])])
     before = [make_result(i, [(40, 40, 60, 60)], tracker_ids=[7], size=(200, 100)) for i in range(2)]
     after = [make_result(i, [], tracker_ids=[], size=(200, 100), session=1) for i in range(2, 40)]
 
