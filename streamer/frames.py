@@ -7,7 +7,7 @@ converts it (lazily, once) when someone asks for its pixels.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Iterator, Protocol, Sequence, overload
 
 import numpy as np
 
@@ -106,13 +106,20 @@ class ModelInfo:
         }
 
 
-@dataclass
+@dataclass(eq=False)
 class Detections:
     """Boxes found in one frame, as parallel NumPy arrays (source pixel coordinates).
 
     xyxy: (N, 4) float32; confidence: (N,) float32; class_id: (N,) int64;
     keypoints: (N, K, 2) float32 or None (CenterFace's five facial landmarks, for example);
-    tracker_id: (N,) int64 or None (set by a tracking stage; unique across sources and reconnects).
+    tracker_id: (N,) int64 or None (set by a tracking stage; unique across sources and reconnects);
+    data: per-box arrays, N rows each; mask: (N, H, W) bool or None (kept from supervision, never written).
+
+    It behaves like `supervision.Detections`: `d[0]` and `d[-1]` are one-box Detections, a slice, a
+    boolean mask or an index array selects boxes, `d["key"]` is `d.data.get("key")`, `==` compares
+    every field's values, and iterating yields supervision's tuples,
+    `(xyxy, mask, confidence, class_id, tracker_id, data)` per box, keypoints in `data["keypoints"]`
+    (what iterating `to_supervision(d)` yields). `streamer.interop` converts both ways.
     """
 
     xyxy: np.ndarray
@@ -121,6 +128,7 @@ class Detections:
     keypoints: np.ndarray | None = None
     tracker_id: np.ndarray | None = None
     data: dict[str, np.ndarray] = field(default_factory=dict)
+    mask: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.xyxy)
@@ -129,8 +137,9 @@ class Detections:
         for name in ("confidence", "class_id"):
             if getattr(self, name).shape != (n,):
                 raise ValueError(f"{name} must have shape ({n},), got {getattr(self, name).shape}")
-        if self.keypoints is not None and len(self.keypoints) != n:
-            raise ValueError(f"keypoints must have {n} rows, got {len(self.keypoints)}")
+        for name in ("keypoints", "mask"):
+            if getattr(self, name) is not None and len(getattr(self, name)) != n:
+                raise ValueError(f"{name} must have {n} rows, got {len(getattr(self, name))}")
         if self.tracker_id is not None and self.tracker_id.shape != (n,):
             raise ValueError(f"tracker_id must have shape ({n},), got {self.tracker_id.shape}")
 
@@ -145,15 +154,57 @@ class Detections:
     def __len__(self) -> int:
         return len(self.xyxy)
 
-    def __getitem__(self, index: np.ndarray | slice) -> Detections:
+    @overload
+    def __getitem__(self, index: str) -> np.ndarray | None: ...
+
+    @overload
+    def __getitem__(self, index: int | slice | list[int] | np.ndarray) -> Detections: ...
+
+    def __getitem__(self, index: str | int | slice | list[int] | np.ndarray) -> Detections | np.ndarray | None:
+        if isinstance(index, str):
+            return self.data.get(index)
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]  # a one-box Detections, as supervision's; out of range raises IndexError
         return Detections(
             xyxy=self.xyxy[index],
             confidence=self.confidence[index],
             class_id=self.class_id[index],
-            keypoints=None if self.keypoints is None else self.keypoints[index],
-            tracker_id=None if self.tracker_id is None else self.tracker_id[index],
+            keypoints=_rows(self.keypoints, index),
+            tracker_id=_rows(self.tracker_id, index),
             data={key: value[index] for key, value in self.data.items()},
+            mask=_rows(self.mask, index),
         )
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, Any, Any, Any, Any, dict[str, Any]]]:
+        """Per box, supervision's `(xyxy, mask, confidence, class_id, tracker_id, data)`."""
+        data = self.data if self.keypoints is None else {**self.data, "keypoints": self.keypoints}
+        for i in range(len(self)):
+            yield (
+                self.xyxy[i],
+                _rows(self.mask, i),
+                self.confidence[i],
+                self.class_id[i],
+                _rows(self.tracker_id, i),
+                {key: value[i] for key, value in data.items()},
+            )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Detections):
+            return NotImplemented
+        names = ("xyxy", "confidence", "class_id", "keypoints", "tracker_id", "mask")
+        if not all(_same(getattr(self, name), getattr(other, name)) for name in names):
+            return False
+        return self.data.keys() == other.data.keys() and all(_same(self.data[k], other.data[k]) for k in self.data)
+
+
+def _rows(array: np.ndarray | None, index: Any) -> Any:
+    return None if array is None else array[index]
+
+
+def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return bool(np.array_equal(a, b))
 
 
 class _OfAFrame:

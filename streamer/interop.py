@@ -26,7 +26,7 @@ def to_supervision(result: Result | Detections, class_names: list[str] | None = 
     """Convert a Result (or bare Detections) to `supervision.Detections`.
 
     Class names go to `data["class_name"]` as supervision's own loaders do; keypoints, when present,
-    to `data["keypoints"]`; tracker ids, when a `track` stage set them, to `tracker_id`.
+    to `data["keypoints"]`; tracker ids, when a `track` stage set them, to `tracker_id`; masks to `mask`.
     """
     sv = import_supervision()
     if isinstance(result, Result):
@@ -43,5 +43,42 @@ def to_supervision(result: Result | Detections, class_names: list[str] | None = 
         confidence=detections.confidence,
         class_id=detections.class_id.astype(int, copy=False),
         tracker_id=None if detections.tracker_id is None else detections.tracker_id.astype(int, copy=False),
+        mask=detections.mask,
         data=data,
     )
+
+
+def from_supervision(detections: supervision.Detections) -> Detections:
+    """Convert `supervision.Detections` to streamer's, the inverse of `to_supervision`.
+
+    `data["keypoints"]` of shape (N, K, 2) becomes `keypoints`; the rest of `data` (class names
+    included) stays in `data` as arrays; a compact mask is made dense; `metadata` is dropped.
+    Boxes without scores (ground truth) get confidence 1.0; boxes without a class get class id -1.
+    """
+    n = len(detections)
+    data = {key: np.asarray(value) for key, value in detections.data.items()}
+    keypoints = data.pop("keypoints") if _are_keypoints(data.get("keypoints")) else None
+    return Detections(
+        xyxy=np.asarray(detections.xyxy, np.float32).reshape(n, 4),
+        confidence=_or_full(detections.confidence, n, 1.0, np.float32),
+        class_id=_or_full(detections.class_id, n, -1, np.int64),
+        keypoints=None if keypoints is None else keypoints.astype(np.float32, copy=False),
+        tracker_id=None if detections.tracker_id is None else detections.tracker_id.astype(np.int64),
+        data=data,
+        mask=_dense(detections.mask),
+    )
+
+
+def _are_keypoints(value: np.ndarray | None) -> bool:
+    return value is not None and value.ndim == 3 and value.shape[2] == 2
+
+
+def _or_full(values: np.ndarray | None, n: int, fill: float, dtype: type) -> np.ndarray:
+    return np.full(n, fill, dtype) if values is None else np.asarray(values).astype(dtype)
+
+
+def _dense(mask: Any) -> np.ndarray | None:
+    """supervision's mask as a (N, H, W) bool array (its CompactMask stores run lengths)."""
+    if mask is None or isinstance(mask, np.ndarray):
+        return mask
+    return mask.to_dense()

@@ -6,6 +6,7 @@ import numpy as np
 
 from streamer import to_supervision
 from streamer.frames import Detections, Frame, ModelInfo, Result
+from streamer.interop import from_supervision, import_supervision
 
 
 def test_to_supervision_keeps_boxes_scores_classes_names_and_keypoints():
@@ -26,3 +27,57 @@ def test_to_supervision_keeps_boxes_scores_classes_names_and_keypoints():
     assert converted.data["class_name"].tolist() == ["dog", "cat"]
     assert converted.data["keypoints"].shape == (2, 5, 2)
     assert len(converted[converted.confidence > 0.5]) == 1
+
+
+def _sv_detections_with_everything():
+    sv = import_supervision()
+    mask = np.zeros((2, 6, 6), bool)
+    mask[0, :2, :2] = mask[1, 3:, 3:] = True
+    return sv.Detections(
+        xyxy=np.array([[0, 0, 2, 2], [3, 3, 6, 6]], np.float32),
+        mask=mask,
+        confidence=np.array([0.5, 0.25], np.float32),
+        class_id=np.array([2, 0]),
+        tracker_id=np.array([11, 12]),
+        data={"class_name": np.array(["car", "person"]), "keypoints": np.ones((2, 3, 2), np.float32)},
+    )
+
+
+def test_from_supervision_when_round_tripped_keeps_every_field():
+    original = _sv_detections_with_everything()
+
+    ours = from_supervision(original)
+
+    assert ours.keypoints.shape == (2, 3, 2) and "keypoints" not in ours.data
+    assert ours.tracker_id.tolist() == [11, 12] and ours.mask.sum() == 13
+    assert ours.data["class_name"].tolist() == ["car", "person"]
+    assert to_supervision(ours) == original
+
+
+def test_to_supervision_when_round_tripped_with_class_names_keeps_every_field():
+    ours = from_supervision(_sv_detections_with_everything())
+    ours.data.pop("class_name")
+
+    back = from_supervision(to_supervision(ours, class_names=["bus", "cat"]))
+
+    assert back.data.pop("class_name").tolist() == ["bus", "cat"]
+    assert back == ours
+
+
+def test_from_supervision_when_a_compact_mask_makes_it_dense():
+    from supervision.detection.compact_mask import CompactMask
+
+    original = _sv_detections_with_everything()
+    compact = CompactMask.from_dense(original.mask, original.xyxy, image_shape=(6, 6))
+    original.mask = compact
+
+    assert from_supervision(original).mask.tolist() == compact.to_dense().tolist()
+
+
+def test_from_supervision_when_no_scores_or_classes_fills_them():
+    sv = import_supervision()
+
+    ours = from_supervision(sv.Detections(xyxy=np.array([[0, 0, 1, 1]], np.float64)))
+
+    assert ours.confidence.tolist() == [1.0] and ours.class_id.tolist() == [-1]
+    assert ours.xyxy.dtype == np.float32 and ours.tracker_id is None and ours.mask is None
