@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import inspect
 import math
 import os
 import shutil
@@ -182,11 +181,11 @@ async def webhook_throughput(work: Path, count: int, batch_size: int) -> Through
     mode = "batch_size=1 (off)" if batch_size == 1 else f"batch_size={batch_size} batch_ms=5"
     receiver = ReceiverProcess(free_port(), work / f"keys-{batch_size}.txt").start()
     try:
-        sink = WebhookSink(receiver.url, batch_size=batch_size, batch_ms=5 if batch_size > 1 else 0,
+        sink = WebhookSink(url=receiver.url, batch_size=batch_size, batch_ms=5 if batch_size > 1 else 0,
                            spool_dir=work / f"spool-{batch_size}", drain_s=DRAIN_S)
         await feed(sink, synthetic_results(min(count, 200), "warm-up"))
         results = synthetic_results(count)
-        sink = WebhookSink(receiver.url, batch_size=batch_size, batch_ms=5 if batch_size > 1 else 0,
+        sink = WebhookSink(url=receiver.url, batch_size=batch_size, batch_ms=5 if batch_size > 1 else 0,
                            spool_dir=work / f"spool-{batch_size}", drain_s=DRAIN_S)
         seconds = await feed(sink, results)
         received = len(set(receiver.keys())) - min(count, 200)
@@ -235,8 +234,7 @@ def mqtt_sink(port: int, count: int) -> Any:
 
     wanted = {"host": "127.0.0.1", "port": port, "qos": 1, "max_in_flight": count + 1000,
               "drain_timeout_s": DRAIN_S, "topic": "bench/{source}"}
-    accepted = inspect.signature(MqttSink).parameters
-    return MqttSink(**{name: value for name, value in wanted.items() if name in accepted})
+    return MqttSink(**wanted)
 
 
 def mqtt_delivered(sink: Any, count: int) -> int:
@@ -290,7 +288,7 @@ async def outage(work: Path, outage_s: float, rate: float) -> Outage:
     port = free_port()
     first = ReceiverProcess(port, work / "outage-keys-1.txt").start()
     second = ReceiverProcess(port, work / "outage-keys-2.txt")
-    sink = WebhookSink(first.url, spool_dir=work / "outage-spool", drain_s=DRAIN_S)
+    sink = WebhookSink(url=first.url, spool_dir=work / "outage-spool", drain_s=DRAIN_S)
     results = iter(synthetic_results(int(rate * (2 * SETTLE_S + outage_s)) + 10))
     report = Outage(outage_s, rate)
     try:

@@ -6,9 +6,13 @@ Paths in the config (video files, outputs) are relative to the working directory
 from __future__ import annotations
 
 import ipaddress
+import string
 from typing import Annotated, Literal, Union, get_args
+from urllib.parse import urlsplit
 
 import msgspec
+
+from ..redact import redact_url
 
 Positive = Annotated[int, msgspec.Meta(gt=0)]
 Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
@@ -313,6 +317,10 @@ class WebhookSinkConfig(SinkConfigBase, tag="webhook", kw_only=True):
     drain_s: Annotated[float, msgspec.Meta(ge=0)] = 5.0
     kinds: Kinds = msgspec.field(default_factory=lambda: ["frames"])
 
+    def __post_init__(self) -> None:
+        if not urlsplit(self.url).hostname:
+            raise ValueError(f"the URL must be http(s)://host/..., got {redact_url(self.url)!r}")
+
 
 class MqttSinkConfig(SinkConfigBase, tag="mqtt", kw_only=True):
     """Publish each result to an MQTT broker (QoS 0/1/2); results wait in a bounded buffer while it is down."""
@@ -334,6 +342,30 @@ class MqttSinkConfig(SinkConfigBase, tag="mqtt", kw_only=True):
     max_in_flight: Positive = 1000
     drain_timeout_s: Annotated[float, msgspec.Meta(ge=0)] = 5.0
     kinds: Kinds = msgspec.field(default_factory=lambda: ["frames"])
+
+    def __post_init__(self) -> None:
+        check_topic(self.topic, MQTT_TOPIC_FIELDS)
+        if self.status_topic is not None:
+            check_topic(self.status_topic, ())
+
+
+MQTT_TOPIC_FIELDS = ("source", "model", "kind")  # the {placeholders} an MQTT topic template may use
+
+
+def check_topic(template: str, fields: tuple[str, ...]) -> None:
+    """ValueError unless `template` is a publishable MQTT topic using only `fields` as {placeholders}."""
+    allowed = ", ".join(f"{{{name}}}" for name in fields) or "no placeholders"
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        raise ValueError(f"mqtt topic {template!r}: {exc}") from exc
+    if not template:
+        raise ValueError("mqtt topic: empty")
+    unknown = [name for name in names if name not in fields]
+    if unknown:
+        raise ValueError(f"mqtt topic {template!r}: unknown placeholder {{{unknown[0]}}}; use {allowed}")
+    if {"+", "#"} & set(template):
+        raise ValueError(f"mqtt topic {template!r}: wildcards (+ or #) are for subscribers only")
 
 
 class CallbackSinkConfig(SinkConfigBase, tag="callback", kw_only=True):

@@ -27,6 +27,7 @@ from ..engine.auto_model import make_options
 from ..engine.entities import LoadOptions
 from ..engine.resolve import resolve
 from ..frames import Event, Frame, Result
+from ..groups import unwrapped_groups
 from ..sinks import Sink, accepts, build_sink
 from ..sinks.topics import Subscription, TopicSink
 from ..config.loader import source_config
@@ -114,24 +115,26 @@ async def open(
     nobody has to read it for the pipeline to keep going. Leaving waits at most `shutdown_timeout_s`
     for the sinks to take what is in flight; a sink still stuck then is cut off (and logged).
     `resume` maps file source ids to the (index, pts) of the last frame a previous run delivered
-    (see service.checkpoint); `observers` see every batch, stage call and sink write.
+    (see service.checkpoint), and makes the config's file sinks continue their files; `sinks` are
+    more sinks, each a subclass of `streamer.sinks.Sink`, used as they were built (give one
+    `resume=True` yourself). `observers` see every batch, stage call and sink write.
     """
+    for sink in sinks:
+        if not isinstance(sink, Sink):
+            raise TypeError(f"{sink!r} is not a Sink: subclass streamer.sinks.Sink (see streamer/sinks/base.py)")
     config = load_config(config)
     load_started = time.monotonic()
     if model is None:
         model = await AutoModel.load(config.model.id, model_options(config))
     load_seconds = time.monotonic() - load_started
-    all_sinks = [build_sink(sink, i) for i, sink in enumerate(config.sinks)] + list(sinks)
-    if resume is not None:  # a restarted job: file sinks continue their files instead of replacing them
-        for sink in all_sinks:
-            if hasattr(sink, "resume"):
-                sink.resume = True
+    # A restarted job: file sinks from the config continue their files instead of replacing them.
+    all_sinks = [build_sink(sink, i, resume=resume is not None) for i, sink in enumerate(config.sinks)] + list(sinks)
     stages = [await build_stage(stage, i, model.info) for i, stage in enumerate(config.stages)]
     stream = Stream(config, model, all_sinks, stages, keep_alive=keep_alive, results=results, resume=resume)
     stream.model_load_seconds = load_seconds
     for observer in observers:
         stream.observers.add(observer)
-    try:
+    with unwrapped_groups():
         async with anyio.create_task_group() as group:
             await group.start(stream.run)
             try:
@@ -145,8 +148,6 @@ async def open(
                 if deadline.cancelled_caught:
                     log.warning("sinks still busy %.1f s after stop: cut off (%s)", shutdown_timeout_s, stream.summary.sinks)
                     group.cancel_scope.cancel()
-    except BaseExceptionGroup as group_error:
-        raise _sole_error(group_error) from None
 
 
 class Stream:
@@ -362,7 +363,7 @@ class Stream:
     async def _drive_sink(self, sink: Sink, *, task_status: TaskStatus[SinkQueue]) -> None:
         name = sink.describe()
         report = self.summary.sinks.setdefault(name, SinkReport(name))
-        queue = SinkQueue(sink.queue_size, getattr(sink, "overflow", "block"), report)
+        queue = SinkQueue(sink.queue_size, sink.overflow, report)
         self.sink_queues[name] = queue
         async with sink:
             task_status.started(queue)
@@ -375,17 +376,3 @@ class Stream:
                     continue
                 report.written += 1
                 self.observers.sink_wrote(name, result)
-
-
-def _sole_error(group: BaseExceptionGroup) -> BaseException:
-    """The one real error inside nested task-group errors (or the group itself if several)."""
-    errors = list(_leaves(group))
-    return errors[0] if len(errors) == 1 else group
-
-
-def _leaves(error: BaseException):
-    if isinstance(error, BaseExceptionGroup):
-        for inner in error.exceptions:
-            yield from _leaves(inner)
-    else:
-        yield error

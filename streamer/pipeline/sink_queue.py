@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Literal
 
-import anyio
-
 from ..frames import Result
+from ..wakeup import Wakeup
 from .summary import SinkReport
 
 Overflow = Literal["block", "drop_oldest"]
@@ -25,38 +24,31 @@ class SinkQueue:
         self.report = report or SinkReport("")
         self._items: deque[Result] = deque()
         self._closed = False
-        self._changed = anyio.Event()
+        self._changed = Wakeup()
 
     def __len__(self) -> int:
         return len(self._items)
 
     async def put(self, result: Result) -> None:
         while self.overflow == "block" and len(self._items) >= self.maxsize:
-            await self._wait()
+            await self._changed.wait()
         if len(self._items) >= self.maxsize:
             self._items.popleft()
             self.report.dropped += 1
         self._items.append(result)
-        self._notify()
+        self._changed.notify()
 
     def close(self) -> None:
         """No more results: the consumer ends once it has taken what is queued."""
         self._closed = True
-        self._notify()
+        self._changed.notify()
 
     async def get(self) -> Result | None:
         """The next result, or None once closed and empty."""
         while not self._items:
             if self._closed:
                 return None
-            await self._wait()
+            await self._changed.wait()
         result = self._items.popleft()
-        self._notify()
+        self._changed.notify()
         return result
-
-    async def _wait(self) -> None:
-        await self._changed.wait()
-
-    def _notify(self) -> None:
-        changed, self._changed = self._changed, anyio.Event()
-        changed.set()

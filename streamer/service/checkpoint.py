@@ -129,9 +129,7 @@ class Checkpointer:
             if position is not None:
                 self.saved[source_id] = position
         for sink in self.stream.sinks:
-            flush_to_disk = getattr(sink, "flush_to_disk", None)
-            if flush_to_disk is not None:
-                flush_to_disk()
+            sink.flush_to_disk()
         self._write({source_id: self._entry(source_id, position) for source_id, position in self.saved.items()})
         self.saves += 1
 

@@ -89,7 +89,7 @@ STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 INFERENCE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128)
 
-# What a sink's `counters()` may report: key -> (metric name without streamer_sink_, type, help).
+# What a sink's `stats()` may report: key -> (metric name without streamer_sink_, type, help).
 SINK_COUNTERS: dict[str, tuple[str, str, str]] = {
     "delivered": ("delivered", "counter", "Results the endpoint acknowledged (webhook)."),
     "retried": ("retried", "counter", "Failed delivery attempts that were retried (webhook)."),
@@ -327,8 +327,7 @@ class StreamCollector:
             failed.add_metric([name], report.failed if report is not None else 0)
             dropped.add_metric([name, "queue_full"], report.dropped if report is not None else 0)
             depth.add_metric([name], len(queue) if queue is not None else 0)
-            counters = getattr(sink, "counters", None)
-            for key, value in (counters() if counters is not None else {}).items():
+            for key, value in sink.stats().items():
                 if key == "dropped":
                     dropped.add_metric([name, "sink"], value)
                 elif key in SINK_COUNTERS:

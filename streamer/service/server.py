@@ -262,7 +262,7 @@ class Server:
     def _sink_status(self, sink: Any) -> dict[str, Any]:
         name = sink.describe()
         report, queue = self.stream.summary.sinks.get(name), self.stream.sink_queues.get(name)
-        counters = getattr(sink, "counters", None)
+        stats = sink.stats()
         return {
             "name": name,
             "written": report.written if report is not None else 0,
@@ -270,7 +270,7 @@ class Server:
             "failed": report.failed if report is not None else 0,
             "last_error": redact(report.last_error) if report is not None and report.last_error else None,
             "queue_depth": len(queue) if queue is not None else 0,
-            **({"counters": counters()} if counters is not None else {}),
+            **({"counters": stats} if stats else {}),
         }
 
     def _describe_source(self, source_id: str) -> dict[str, Any]:

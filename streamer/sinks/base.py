@@ -1,66 +1,115 @@
-"""The Sink interface: an async context manager that is handed results one by one."""
+"""The Sink interface: every hook a sink may have, each with its default, so callers never probe.
+
+    sink = JsonlSink(JsonlSinkConfig(path="out.jsonl"))   built from its config struct (or keywords
+                                                          that build it: JsonlSink(path="out.jsonl"))
+    async with sink:                                      open: an error here stops start-up
+        await sink.write(item)                            one Result or Event
+        await sink.flush()                                what was written, handed on
+        sink.flush_to_disk()                              what was written, on disk
+        sink.stats(); sink.describe()                     its own counters; its name
+                                                          close: flushes, within the sink's deadline
+
+A sink of your own subclasses `Sink`, calls `super().__init__(config)` with a `SinkConfigBase` (or
+its own config struct) and overrides `write` and whichever other hooks it needs; the pipeline
+refuses anything else with a TypeError, so a sink is never half an interface.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable, Literal, Protocol, Union
+import os
+from collections.abc import Iterable
+from typing import Any, Literal, TypeVar, Union
 
+from ..config.loader import checked_struct
+from ..config.schema import SinkConfigBase
+from ..errors import ConfigError
 from ..frames import Event, Result
 
 Item = Union[Result, Event]
 Kind = Literal["frames", "events"]
+C = TypeVar("C", bound=SinkConfigBase)
 
 
-class Sink(Protocol):
-    """Opened once (errors there stop start-up), written per result, closed once (flushes).
+class Sink:
+    """A place results go: opened once, written item by item, closed once.
 
-    `sources` limits the sink to those source ids (None: all); `kinds` says whether it takes each
-    frame's Result ("frames"), the Events stages raise ("events"), or both (without `kinds`: frames
-    only). `queue_size` bounds its own queue and
-    `overflow` says what happens when it is full: "block" waits (nothing lost), "drop_oldest" drops
-    and counts. A sink without `overflow` blocks. A `write` that cannot write this one item, but
-    can take the next, raises SinkWriteError: the pipeline counts it as failed and goes on; any
-    other exception stops the pipeline.
+    What every sink promises, and the pipeline relies on:
+
+    - `config.sources` limits it to those source ids (None: all); `kinds` says whether it takes
+      each frame's Result ("frames"), the Events stages raise ("events"), or both.
+    - Its own queue holds `config.queue_size` items; when full, `config.overflow` "block" makes the
+      pipeline wait (nothing lost), "drop_oldest" drops the oldest and counts it.
+    - Items of one source reach `write` in the order they were produced, one at a time.
+    - A `write` that cannot write this one item, but can take the next, raises SinkWriteError:
+      the pipeline counts it as failed and goes on; any other exception stops the pipeline.
+    - Closing (`__aexit__`) flushes what was written and returns within the sink's own deadline,
+      also when what it writes to is gone.
+    - `resume` (a run restarted from a checkpoint, given to the constructor) makes a sink that
+      writes files continue them instead of replacing them; others ignore it.
     """
 
-    sources: frozenset[str] | None
-    queue_size: int
-
-    async def __aenter__(self) -> Sink: ...
-
-    async def __aexit__(self, *exc_info: object) -> None: ...
-
-    async def write(self, result: Item) -> None: ...
-
-    def describe(self) -> str: ...
-
-
-class SinkBase:
-    """Defaults shared by the built-in sinks."""
-
-    def __init__(
-        self,
-        sources: list[str] | None = None,
-        queue_size: int = 64,
-        overflow: Literal["block", "drop_oldest"] = "block",
-        kinds: Iterable[Kind] = ("frames",),
-    ) -> None:
-        self.sources = frozenset(sources) if sources is not None else None
+    def __init__(self, config: SinkConfigBase, *, kinds: Iterable[Kind] = ("frames",), resume: bool = False) -> None:
+        self.config = config
+        self.sources = frozenset(config.sources) if config.sources is not None else None
         self.kinds = frozenset(kinds)
-        self.queue_size = queue_size
-        self.overflow = overflow
+        self.resume = resume
 
-    async def __aenter__(self) -> SinkBase:
+    @property
+    def queue_size(self) -> int:
+        return self.config.queue_size
+
+    @property
+    def overflow(self) -> Literal["block", "drop_oldest"]:
+        return self.config.overflow
+
+    async def __aenter__(self) -> Sink:
+        """Open: acquire files, connections and tasks; raise SinkError if the sink cannot work."""
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(self, *exc_info: object) -> bool | None:
+        """Close: flush, release everything, within the sink's own deadline. Default: nothing to do."""
         return None
+
+    async def write(self, item: Item) -> None:
+        """Take one item (SinkWriteError: this one failed, the next may still go)."""
+        raise NotImplementedError(f"{type(self).__name__} must define write()")
+
+    async def flush(self) -> None:
+        """Return once what was written so far is handed on (to the OS, the endpoint, the broker).
+        Default: a sink that writes through has nothing to hand on."""
+
+    def flush_to_disk(self) -> None:
+        """What was written so far, durably on disk (a checkpoint is saved right after; blocking,
+        no await in between). Default: nothing a checkpoint depends on."""
+
+    def describe(self) -> str:
+        """Its name in logs, metrics, /status and the run's summary (no secrets)."""
+        return type(self).__name__
+
+    def stats(self) -> dict[str, float]:
+        """What this sink counts beyond what the pipeline counts for every sink (for metrics)."""
+        return {}
+
+
+def sink_config(kind: type[C], config: C | None, options: dict[str, Any]) -> C:
+    """The config struct a sink is built from: `config`, or one of `kind` made from keyword `options`;
+    checked as the same table in TOML would be, so a bad value is a ConfigError naming its key."""
+    if config is not None and options:
+        raise TypeError(f"give a {kind.__name__} or keyword options, not both")
+    if config is None:
+        fields = {key: os.fspath(value) if isinstance(value, os.PathLike) else value for key, value in options.items()}
+        try:
+            config = kind(**fields)
+        except ValueError as exc:  # a check across keys (__post_init__): in TOML it names the table
+            raise ConfigError(str(exc)) from exc
+    return checked_struct(config)
 
 
 def accepts(sink: Sink, item: Item) -> bool:
     """Whether `sink` wants this result or event: its kind, from its source."""
     kind = "events" if isinstance(item, Event) else "frames"
-    if kind not in getattr(sink, "kinds", ("frames",)):
+    if kind not in sink.kinds:
         return False
     return sink.sources is None or item.source_id in sink.sources
 

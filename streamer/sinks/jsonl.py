@@ -11,25 +11,25 @@ import errno
 import os
 import re
 import time
-from collections.abc import Iterable
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 import anyio
 import msgspec
 
+from ..config.schema import JsonlSinkConfig
 from ..errors import SinkError
 from ..frames import Event
-from .base import Item, Kind, SinkBase
+from .base import Item, Sink, sink_config
 from .files import prepare_output
 
 
 FLUSH_EVERY_S = 0.25
 
 
-class JsonlSink(SinkBase):
+class JsonlSink(Sink):
     """Lines are flushed to the OS at least every quarter second, on rotation, and on close.
 
     `rotate_bytes`: start a new file before a line would take the current one past this size (a file
@@ -43,45 +43,34 @@ class JsonlSink(SinkBase):
     frame index is not past the last one the file already holds for it.
     """
 
-    def __init__(
-        self,
-        path: str,
-        *,
-        sources: list[str] | None = None,
-        queue_size: int = 64,
-        kinds: Iterable[Kind] = ("frames",),
-        rotate_bytes: int | None = None,
-        rotate_seconds: float | None = None,
-        keep: int | None = None,
-        resume: bool = False,
-    ) -> None:
-        super().__init__(sources, queue_size, kinds=kinds)
-        _check_rotation(rotate_bytes, rotate_seconds, keep)
-        self.path = path
-        self.rotate_bytes = rotate_bytes
-        self.rotate_seconds = rotate_seconds
-        self.keep = keep
-        self.resume = resume
+    config: JsonlSinkConfig
+
+    def __init__(self, config: JsonlSinkConfig | None = None, /, *, resume: bool = False, **options: Any) -> None:
+        config = sink_config(JsonlSinkConfig, config, options)
+        super().__init__(config, kinds=config.kinds, resume=resume)
         self.written = 0
         self.rotated = 0
         self.skipped = 0  # results a resumed run had already written
         self._held: dict[tuple[str, bool], int] = {}  # (source, is event) -> last frame index in the file
         self._encoder = msgspec.json.Encoder()
         self._file: IO[bytes] | None = None
-        self._target = Path(path)
+        self._target = Path(config.path)
         self._size = 0
         self._opened_at = 0.0
         self._flushed_at = 0.0
 
     @property
+    def path(self) -> str:
+        return self.config.path
+
+    @property
     def rotates(self) -> bool:
-        return self.rotate_bytes is not None or self.rotate_seconds is not None
+        return self.config.rotate_bytes is not None or self.config.rotate_seconds is not None
 
     def describe(self) -> str:
         return f"jsonl {self.path}"
 
-    def counters(self) -> dict[str, float]:
-        """What this sink counts beyond what the pipeline counts for every sink (for metrics)."""
+    def stats(self) -> dict[str, float]:
         return {"rotations": self.rotated, "skipped": self.skipped}
 
     async def __aenter__(self) -> JsonlSink:
@@ -105,12 +94,19 @@ class JsonlSink(SinkBase):
             return rotated[-1]
         return self._target
 
+    async def flush(self) -> None:
+        self._flush(durably=False)
+
     def flush_to_disk(self) -> None:
-        """Everything written so far into the file, durably (a checkpoint is taken after this)."""
+        self._flush(durably=True)
+
+    def _flush(self, durably: bool) -> None:
+        """The lines written so far to the OS (a small write), and with `durably` to the disk."""
         if self._file is not None:
             with self._translate("flush"):
                 self._file.flush()
-                os.fsync(self._file.fileno())
+                if durably:
+                    os.fsync(self._file.fileno())
             self._flushed_at = time.monotonic()
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -130,9 +126,8 @@ class JsonlSink(SinkBase):
                 self._rotate()
             self._file.write(line)
             self._size += len(line)
-            if time.monotonic() - self._flushed_at >= FLUSH_EVERY_S:
-                self._file.flush()
-                self._flushed_at = time.monotonic()
+        if time.monotonic() - self._flushed_at >= FLUSH_EVERY_S:
+            self._flush(durably=False)
         self.written += 1
 
     def _already_written(self, item: Item) -> bool:
@@ -157,8 +152,9 @@ class JsonlSink(SinkBase):
     def _due(self, line_size: int) -> bool:
         if self._size == 0:
             return False  # never rotate an empty file: every file holds at least one line
-        too_big = self.rotate_bytes is not None and self._size + line_size > self.rotate_bytes
-        too_old = self.rotate_seconds is not None and time.monotonic() - self._opened_at >= self.rotate_seconds
+        rotate_bytes, rotate_seconds = self.config.rotate_bytes, self.config.rotate_seconds
+        too_big = rotate_bytes is not None and self._size + line_size > rotate_bytes
+        too_old = rotate_seconds is not None and time.monotonic() - self._opened_at >= rotate_seconds
         return too_big or too_old
 
     def _rotate(self) -> None:
@@ -179,8 +175,8 @@ class JsonlSink(SinkBase):
             raise FileExistsError(errno.EEXIST, "a file with the rotated name exists", name)
         os.rename(self._target, self._target.parent / name)
         self.rotated += 1
-        if self.keep is not None:
-            for old in self.rotated_files()[: -self.keep]:
+        if self.config.keep is not None:
+            for old in self.rotated_files()[: -self.config.keep]:
                 old.unlink(missing_ok=True)
 
     def _open(self) -> None:
@@ -235,13 +231,3 @@ def _last_indexes(path: Path) -> dict[tuple[str, bool], int]:
             held[key] = max(held.get(key, -1), seen.frame_index)
     return held
 
-
-def _check_rotation(rotate_bytes: int | None, rotate_seconds: float | None, keep: int | None) -> None:
-    if rotate_bytes is not None and rotate_bytes <= 0:
-        raise ValueError(f"jsonl sink: rotate_bytes must be positive, got {rotate_bytes}")
-    if rotate_seconds is not None and rotate_seconds <= 0:
-        raise ValueError(f"jsonl sink: rotate_seconds must be positive, got {rotate_seconds}")
-    if keep is not None and keep < 1:
-        raise ValueError(f"jsonl sink: keep must be at least 1 (None keeps every rotated file), got {keep}")
-    if keep is not None and rotate_bytes is None and rotate_seconds is None:
-        raise ValueError("jsonl sink: keep needs rotate_bytes or rotate_seconds")

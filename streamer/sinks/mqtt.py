@@ -17,9 +17,8 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-import string
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -28,16 +27,17 @@ import anyio
 import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 
+from ..backoff import Backoff
+from ..config.schema import MqttSinkConfig
 from ..errors import ConfigError, MissingDependencyError, SinkError
 from ..frames import Event
-from ..sources.state import Backoff
-from .base import Item, Kind, SinkBase, idempotency_key
+from ..groups import leaves
+from ..wakeup import Wakeup
+from .base import Item, Sink, idempotency_key, sink_config
 
 log = logging.getLogger(__name__)
 
-TOPIC_FIELDS = ("source", "model", "kind")
 WINDOW = 32  # publishes awaiting their acknowledgement at once (and paho's in-flight limit)
-CONNECT_TIMEOUT_S = 10.0
 ACK_TIMEOUT_S = 30.0  # no PUBACK this long on a live connection: reconnect and send again
 CLOSE_TIMEOUT_S = 2.0  # after giving up on the buffer: time left to say "offline" and disconnect
 REFUSED_CODES = frozenset({133, 134, 135})  # client id not valid, bad user name or password, not authorized
@@ -83,7 +83,7 @@ class _Entry:
     acked: bool = False
 
 
-class MqttSink(SinkBase):
+class MqttSink(Sink):
     """Publish each result's JSON (`Result.to_dict()` plus `idempotency_key`) to an MQTT broker.
 
     `topic` may use {source}, {model} (the model id, `/` replaced by `_`) and {kind} ("detections"
@@ -93,43 +93,15 @@ class MqttSink(SinkBase):
     (counted in `dropped`). Closing waits up to `drain_timeout_s` for the rest to be delivered.
     """
 
-    def __init__(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 1883,
-        *,
-        topic: str = "streamer/{source}/detections",
-        qos: int = 1,
-        retain: bool = False,
-        sources: list[str] | None = None,
-        queue_size: int = 64,
-        kinds: Iterable[Kind] = ("frames",),
-        client_id: str | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        password_env: str | None = None,
-        tls: bool = False,
-        status_topic: str | None = "streamer/status",
-        keepalive_s: int = 30,
-        connect_timeout_s: float = CONNECT_TIMEOUT_S,
-        backoff_initial_s: float = 0.5,
-        backoff_max_s: float = 10,
-        max_in_flight: int = 1000,
-        drain_timeout_s: float = 5.0,
-    ) -> None:
-        super().__init__(sources, queue_size, kinds=kinds)
-        check_topic(topic)
-        if status_topic is not None:
-            check_topic(status_topic, fields=())
-        _check(qos in (0, 1, 2), f"mqtt sink: qos must be 0, 1 or 2, not {qos!r}")
-        _check(max_in_flight >= 1, f"mqtt sink: max_in_flight must be at least 1, not {max_in_flight}")
-        _check(password is None or password_env is None, "mqtt sink: give password or password_env, not both")
-        self.host, self.port, self.topic, self.qos, self.retain = host, port, topic, qos, retain
-        self.client_id, self.username, self.password_env, self.tls = client_id, username, password_env, tls
-        self.status_topic, self.keepalive_s, self.max_in_flight = status_topic, keepalive_s, max_in_flight
-        self.backoff_initial_s, self.backoff_max_s = backoff_initial_s, backoff_max_s
-        self.connect_timeout_s = connect_timeout_s
-        self.drain_timeout_s = drain_timeout_s
+    config: MqttSinkConfig
+
+    def __init__(self, config: MqttSinkConfig | None = None, /, *, password: str | None = None, **options: Any) -> None:
+        """`password`: the password itself, for code that embeds streamer (a config file names an
+        environment variable instead, `password_env`)."""
+        config = sink_config(MqttSinkConfig, config, options)
+        super().__init__(config, kinds=config.kinds)
+        if password is not None and config.password_env is not None:
+            raise ConfigError("give `password` or `password_env`, not both", "$.password_env")
         self.password = None if password is None else _Secret(password)
         self.published = self.reconnects = self.dropped = 0
         self._buffer: deque[_Entry] = deque()
@@ -137,7 +109,7 @@ class MqttSink(SinkBase):
         self._burst = 0  # results dropped since the broker last acknowledged one
         self._encoder = msgspec.json.Encoder()
         self._closing = self._giving_up = self._connected_before = False
-        self._changed: anyio.Event | None = None
+        self._changed: Wakeup | None = None  # made in __aenter__, inside the event loop
         self._finished: anyio.Event | None = None
         self._group: TaskGroup | None = None
         self._stack: AsyncExitStack | None = None
@@ -146,7 +118,8 @@ class MqttSink(SinkBase):
     @property
     def address(self) -> str:
         """host:port, safe to log."""
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        host, port = self.config.host, self.config.port
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     @property
     def pending(self) -> int:
@@ -154,22 +127,22 @@ class MqttSink(SinkBase):
         return sum(not entry.acked for entry in self._buffer)
 
     def describe(self) -> str:
-        return f"mqtt {self.address} {self.topic} (QoS {self.qos})"
+        return f"mqtt {self.address} {self.config.topic} (QoS {self.config.qos})"
 
-    def counters(self) -> dict[str, float]:
-        """What this sink counts beyond what the pipeline counts for every sink (for metrics)."""
+    def stats(self) -> dict[str, float]:
         return {"published": self.published, "reconnects": self.reconnects, "dropped": self.dropped, "pending": self.pending}
 
     def __repr__(self) -> str:
+        config = self.config
         return (
-            f"MqttSink({self.host!r}, {self.port}, topic={self.topic!r}, qos={self.qos}, "
-            f"username={self.username!r}, password={self.password!r}, password_env={self.password_env!r})"
+            f"MqttSink(host={config.host!r}, port={config.port}, topic={config.topic!r}, qos={config.qos}, "
+            f"username={config.username!r}, password={self.password!r}, password_env={config.password_env!r})"
         )
 
     async def __aenter__(self) -> MqttSink:
         self._aiomqtt = await anyio.to_thread.run_sync(import_aiomqtt)  # its import would hold up the loop
         login = self._login()
-        self._changed, self._finished = anyio.Event(), anyio.Event()
+        self._changed, self._finished = Wakeup(), anyio.Event()
         self._closing = self._giving_up = self._connected_before = False
         async with AsyncExitStack() as stack:
             self._group = await stack.enter_async_context(anyio.create_task_group())
@@ -193,12 +166,12 @@ class MqttSink(SinkBase):
         assert self._finished is not None
         self._closing = True
         self._notify()
-        with anyio.move_on_after(self.drain_timeout_s):
+        with anyio.move_on_after(self.config.drain_timeout_s):
             await self._finished.wait()
         if not self._finished.is_set():
             log.warning(
                 "mqtt sink %s: %d results not delivered within %.1f s of closing; giving up on them",
-                self.address, self.pending, self.drain_timeout_s,
+                self.address, self.pending, self.config.drain_timeout_s,
             )
             self._giving_up = True
             self._notify()
@@ -207,22 +180,22 @@ class MqttSink(SinkBase):
 
     async def write(self, result: Item) -> None:
         assert self._changed is not None, "write() before the sink was opened"
-        if len(self._buffer) >= self.max_in_flight:
+        if len(self._buffer) >= self.config.max_in_flight:
             self._buffer.popleft()
             self._count_drop()
         self._buffer.append(_Entry(self._next_seq, self._topic_for(result), self._payload(result)))
         self._next_seq += 1
         self._notify()
 
-    async def drain(self) -> None:
+    async def flush(self) -> None:
         """Wait until every result written so far was acknowledged (or dropped)."""
-        assert self._changed is not None, "drain() before the sink was opened"
+        assert self._changed is not None, "flush() before the sink was opened"
         while self.pending:
             await self._changed.wait()
 
     def _topic_for(self, result: Item) -> str:
         kind = result.kind if isinstance(result, Event) else "detections"
-        return self.topic.format(
+        return self.config.topic.format(
             source=topic_level(result.source_id), model=topic_level(result.model.model_id), kind=topic_level(kind)
         )
 
@@ -230,18 +203,18 @@ class MqttSink(SinkBase):
         return self._encoder.encode({**result.to_dict(), "idempotency_key": idempotency_key(result)})
 
     def _login(self) -> _Secret | None:
-        if self.password_env is None:
+        variable = self.config.password_env
+        if variable is None:
             return self.password
-        value = os.environ.get(self.password_env)
+        value = os.environ.get(variable)
         if value is None:
-            raise SinkError(f"mqtt sink {self.address}: the environment variable {self.password_env} is not set")
+            raise SinkError(f"mqtt sink {self.address}: the environment variable {variable} is not set")
         return _Secret(value)
 
     def _notify(self) -> None:
-        """Wake whoever waits for a change in the buffer (the publisher, drain(), close)."""
+        """Wake whoever waits for a change in the buffer (the publisher, flush(), close)."""
         assert self._changed is not None
-        self._changed.set()
-        self._changed = anyio.Event()
+        self._changed.notify()
 
     def _count_drop(self) -> None:
         self.dropped += 1
@@ -249,7 +222,7 @@ class MqttSink(SinkBase):
         if self._burst == 1:
             log.warning(
                 "mqtt sink %s: %d results wait for the broker; dropping the oldest to make room",
-                self.address, self.max_in_flight,
+                self.address, self.config.max_in_flight,
             )
 
     # The publisher task: connect, publish, reconnect.
@@ -292,7 +265,7 @@ class MqttSink(SinkBase):
                 await self._session(client)
                 delivered = True
         except* self._aiomqtt.MqttError as errors:
-            failure = _first_leaf(errors)
+            failure = next(leaves(errors))  # type: ignore[assignment]
         return (None if delivered else failure), connected  # delivered: only the disconnect went wrong
 
     def _count_connection(self, failed_attempts: int) -> None:
@@ -303,19 +276,19 @@ class MqttSink(SinkBase):
         self._connected_before = True
 
     def _client(self, login: _Secret | None) -> Any:
-        mqtt = self._aiomqtt
-        will = None if self.status_topic is None else mqtt.Will(self.status_topic, OFFLINE, qos=1, retain=True)
+        mqtt, config = self._aiomqtt, self.config
+        will = None if config.status_topic is None else mqtt.Will(config.status_topic, OFFLINE, qos=1, retain=True)
         client = mqtt.Client(
-            self.host,
-            self.port,
-            username=self.username,
+            config.host,
+            config.port,
+            username=config.username,
             password=None if login is None else login.reveal(),
-            identifier=self.client_id,
+            identifier=config.client_id,
             will=will,
-            keepalive=self.keepalive_s,
-            timeout=self.connect_timeout_s,
+            keepalive=config.keepalive_s,
+            timeout=config.connect_timeout_s,
             max_inflight_messages=WINDOW,
-            tls_context=ssl.create_default_context() if self.tls else None,
+            tls_context=ssl.create_default_context() if config.tls else None,
             logger=logging.getLogger(f"{__name__}.client"),
         )
         client.pending_calls_threshold = WINDOW  # aiomqtt warns above this many awaited publishes
@@ -330,8 +303,8 @@ class MqttSink(SinkBase):
         await self._say(client, OFFLINE)
 
     async def _say(self, client: Any, status: bytes) -> None:
-        if self.status_topic is not None:
-            await client.publish(self.status_topic, status, qos=1, retain=True, timeout=ACK_TIMEOUT_S)
+        if self.config.status_topic is not None:
+            await client.publish(self.config.status_topic, status, qos=1, retain=True, timeout=ACK_TIMEOUT_S)
 
     async def _watch(self, client: Any) -> None:
         """Raise MqttError when the connection drops (aiomqtt's message iterator does so)."""
@@ -369,7 +342,8 @@ class MqttSink(SinkBase):
 
     async def _publish(self, client: Any, entry: _Entry, window: anyio.Semaphore) -> None:
         try:
-            await client.publish(entry.topic, entry.payload, qos=self.qos, retain=self.retain, timeout=ACK_TIMEOUT_S)
+            config = self.config
+            await client.publish(entry.topic, entry.payload, qos=config.qos, retain=config.retain, timeout=ACK_TIMEOUT_S)
         finally:
             window.release()
         entry.acked = True
@@ -393,7 +367,7 @@ class MqttSink(SinkBase):
     async def _wait_for_retry(self, attempt: int) -> None:
         """Sleep the backoff delay, or less if close gives up on the buffer meanwhile."""
         assert self._changed is not None
-        with anyio.move_on_after(Backoff(self.backoff_initial_s, self.backoff_max_s).delay(attempt)):
+        with anyio.move_on_after(Backoff(self.config.backoff_initial_s, self.config.backoff_max_s).delay(attempt)):
             while not self._giving_up:
                 await self._changed.wait()
 
@@ -407,33 +381,9 @@ def import_aiomqtt() -> Any:
     return aiomqtt
 
 
-def check_topic(template: str, fields: tuple[str, ...] = TOPIC_FIELDS) -> None:
-    """Raise ConfigError unless `template` is a publishable topic using only `fields` as {placeholders}."""
-    allowed = ", ".join(f"{{{name}}}" for name in fields) or "no placeholders"
-    try:
-        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
-    except ValueError as exc:
-        raise ConfigError(f"mqtt topic {template!r}: {exc}") from exc
-    for name in names:
-        _check(name in fields, f"mqtt topic {template!r}: unknown placeholder {{{name}}}; use {allowed}")
-    _check(bool(template), "mqtt topic: empty")
-    _check(not {"+", "#"} & set(template), f"mqtt topic {template!r}: wildcards (+ or #) are for subscribers only")
-
-
 def topic_level(value: str) -> str:
     """A source or model id made safe as one topic level (no `/`, `+` or `#`)."""
     return value.replace("/", "_").replace("+", "_").replace("#", "_")
-
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
-
-
-def _first_leaf(error: BaseException) -> Exception:
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error  # type: ignore[return-value]
 
 
 def _reason_code(error: Exception | None) -> int | None:

@@ -16,40 +16,26 @@ import re
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import anyio
 import numpy as np
 
+from ..config.schema import SnapshotSinkConfig
 from ..errors import SinkError
 from ..frames import Result
-from .base import SinkBase
+from .base import Sink, sink_config
 from .video import _Annotator
 
 
-class SnapshotSink(SinkBase):
-    def __init__(
-        self,
-        folder: str,
-        *,
-        classes: list[str] | None = None,
-        min_confidence: float = 0.5,
-        min_interval_s: float = 0.0,
-        annotate: bool = True,
-        quality: int = 90,
-        sources: list[str] | None = None,
-        queue_size: int = 64,
-    ) -> None:
-        super().__init__(sources, queue_size)
-        if not 1 <= quality <= 100:
-            raise ValueError(f"snapshot sink: quality must be between 1 and 100, got {quality}")
-        if min_interval_s < 0:
-            raise ValueError(f"snapshot sink: min_interval_s must not be negative, got {min_interval_s}")
-        self.folder = Path(folder)
-        self.classes = frozenset(classes) if classes is not None else None
-        self.min_confidence = min_confidence
-        self.min_interval_s = min_interval_s
-        self.annotate = annotate
-        self.quality = quality
+class SnapshotSink(Sink):
+    config: SnapshotSinkConfig
+
+    def __init__(self, config: SnapshotSinkConfig | None = None, /, **options: Any) -> None:
+        config = sink_config(SnapshotSinkConfig, config, options)
+        super().__init__(config)
+        self.folder = Path(config.folder)
+        self.classes = frozenset(config.classes) if config.classes is not None else None
         self.written = 0
         self._last: dict[str, float] = {}  # source id -> timeline time of its last snapshot
         self._annotator: _Annotator | None = None
@@ -57,8 +43,7 @@ class SnapshotSink(SinkBase):
     def describe(self) -> str:
         return f"snapshots {self.folder}"
 
-    def counters(self) -> dict[str, float]:
-        """What this sink counts beyond what the pipeline counts for every sink (for metrics)."""
+    def stats(self) -> dict[str, float]:
         return {"snapshots": self.written}
 
     async def __aenter__(self) -> SnapshotSink:
@@ -75,14 +60,14 @@ class SnapshotSink(SinkBase):
                 f"snapshot sink: cannot write to folder {str(self.folder)!r}: {exc.strerror or exc}; "
                 "choose a writable folder"
             ) from exc
-        if self.annotate:
+        if self.config.annotate:
             self._annotator = _Annotator()
 
     def wants(self, result: Result) -> bool:
         """Whether this result has a detection that calls for a snapshot."""
         if not len(result.detections):
             return False
-        confident = result.detections.confidence >= self.min_confidence
+        confident = result.detections.confidence >= self.config.min_confidence
         if self.classes is None:
             return bool(confident.any())
         named = np.array([name in self.classes for name in result.class_names()], dtype=bool)
@@ -97,7 +82,7 @@ class SnapshotSink(SinkBase):
     def _due(self, result: Result) -> bool:
         now = result.frame.pts if result.frame.pts is not None else result.frame.wall_time
         last = self._last.get(result.source_id)
-        if last is not None and last <= now < last + self.min_interval_s:
+        if last is not None and last <= now < last + self.config.min_interval_s:
             return False  # (a timeline that went backwards starts afresh)
         self._last[result.source_id] = now
         return True
@@ -111,7 +96,7 @@ class SnapshotSink(SinkBase):
         partial = target.with_name(target.name + ".part")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(np.ascontiguousarray(image)).save(partial, "JPEG", quality=self.quality)
+            Image.fromarray(np.ascontiguousarray(image)).save(partial, "JPEG", quality=self.config.quality)
             os.replace(partial, target)
         except OSError as exc:
             with contextlib.suppress(OSError):

@@ -25,8 +25,10 @@ from typing import Any, Callable
 
 import anyio
 
+from ..config.schema import SinkConfigBase
 from ..frames import Event
-from .base import Item, SinkBase
+from .base import Item, Sink, sink_config
+from .callback import callable_name, is_async_callable
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +96,7 @@ class Subscription:
         self.delivered = 0
         self.errors = 0
         self._levels = parse_filter(pattern)
-        self._is_async = _is_async(callback)
+        self._is_async = is_async_callable(callback)
         self._owner = owner
 
     @property
@@ -121,18 +123,18 @@ class Subscription:
             log.exception(
                 "topic subscription %r: callback %s raised on %s frame %d",
                 self.pattern,
-                _name(self.callback),
+                callable_name(self.callback),
                 result.source_id,
                 result.frame_index,
             )
 
     def __repr__(self) -> str:
         return (
-            f"Subscription({self.pattern!r}, {_name(self.callback)}, delivered={self.delivered}, errors={self.errors})"
+            f"Subscription({self.pattern!r}, {callable_name(self.callback)}, delivered={self.delivered}, errors={self.errors})"
         )
 
 
-class TopicSink(SinkBase):
+class TopicSink(Sink):
     """Hands each result to the subscriptions whose filter matches one of its topics.
 
     Sync callbacks run in a worker thread, async ones are awaited. The subscriptions matching one
@@ -140,8 +142,8 @@ class TopicSink(SinkBase):
     results in order. Subscribing and cancelling are allowed at any time, from callbacks too.
     """
 
-    def __init__(self, *, sources: list[str] | None = None, queue_size: int = 64) -> None:
-        super().__init__(sources, queue_size, kinds=("frames", "events"))
+    def __init__(self, config: SinkConfigBase | None = None, /, **options: Any) -> None:
+        super().__init__(sink_config(SinkConfigBase, config, options), kinds=("frames", "events"))
         self.subscriptions: tuple[Subscription, ...] = ()  # replaced, never mutated: safe to iterate
         self._lock = threading.Lock()  # sync callbacks may subscribe or cancel from worker threads
 
@@ -171,10 +173,3 @@ class TopicSink(SinkBase):
         with self._lock:
             self.subscriptions = tuple(s for s in self.subscriptions if s is not subscription)
 
-
-def _is_async(callback: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(callback) or inspect.iscoroutinefunction(getattr(callback, "__call__", None))
-
-
-def _name(callback: Callable[..., Any]) -> str:
-    return getattr(callback, "__qualname__", None) or repr(callback)

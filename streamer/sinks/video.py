@@ -13,46 +13,37 @@ from typing import Any, Callable
 import anyio
 import numpy as np
 
+from ..config.schema import VideoSinkConfig
 from ..errors import SinkError
 from ..frames import Result, Shape
 from ..interop import import_supervision, to_supervision
-from .base import SinkBase
+from .base import Sink, sink_config
 from .files import prepare_output
 
 DEFAULT_FPS = 30.0
 
 
-class VideoSink(SinkBase):
+class VideoSink(Sink):
     """An MP4 of the frames, with boxes, labels, track ids, zones and lines drawn unless `annotate=False`
     (a privacy-safe recording after an `anonymize` stage wants the plain, anonymised picture).
 
     An MP4 cannot be appended to: with `resume` (a run restarted from a checkpoint) the rest of the
     video goes to `<name>.resumed-<n>.mp4` beside the first part, which is kept."""
 
-    def __init__(
-        self,
-        path: str,
-        *,
-        sources: list[str] | None = None,
-        queue_size: int = 64,
-        codec: str = "libx264",
-        crf: int = 23,
-        fps: float | None = None,
-        annotate: bool = True,
-        resume: bool = False,
-    ) -> None:
-        super().__init__(sources, queue_size)
-        self.annotate = annotate
-        self.resume = resume
-        self.output = path  # where frames go: `path`, or a numbered part after a resume
-        self.path = path
-        self.codec = codec
-        self.crf = crf
-        self.fps = fps
+    config: VideoSinkConfig
+
+    def __init__(self, config: VideoSinkConfig | None = None, /, *, resume: bool = False, **options: Any) -> None:
+        config = sink_config(VideoSinkConfig, config, options)
+        super().__init__(config, resume=resume)
+        self.output = config.path  # where frames go: `path`, or a numbered part after a resume
         self.written = 0
         self._pending: Result | None = None
         self._encoder: _Encoder | None = None
         self._annotate: Callable[[Result], np.ndarray] | None = None
+
+    @property
+    def path(self) -> str:
+        return self.config.path
 
     def describe(self) -> str:
         return f"video {self.path}"
@@ -65,15 +56,15 @@ class VideoSink(SinkBase):
         if self.resume:
             self.output = _free_part(Path(self.path))
         prepare_output(self.output, "video sink")
-        self._annotate = _Annotator() if self.annotate else _plain
+        self._annotate = _Annotator() if self.config.annotate else _plain
 
     async def write(self, result: Result) -> None:
-        if self._encoder is None and self.fps is None and self._pending is None:
+        if self._encoder is None and self.config.fps is None and self._pending is None:
             self._pending = result  # wait for a second timestamp to learn the frame rate
             return
         if self._encoder is None:
             first = self._pending or result
-            self._encoder = await anyio.to_thread.run_sync(self._open, first, _rate(self.fps, self._pending, result))
+            self._encoder = await anyio.to_thread.run_sync(self._open, first, _rate(self.config.fps, self._pending, result))
         if self._pending is not None:
             pending, self._pending = self._pending, None
             await anyio.to_thread.run_sync(self._encode, pending)
@@ -82,17 +73,18 @@ class VideoSink(SinkBase):
     async def __aexit__(self, *exc_info: object) -> None:
         if self._pending is not None:
             pending, self._pending = self._pending, None
-            self._encoder = await anyio.to_thread.run_sync(self._open, pending, self.fps or DEFAULT_FPS)
+            self._encoder = await anyio.to_thread.run_sync(self._open, pending, self.config.fps or DEFAULT_FPS)
             await anyio.to_thread.run_sync(self._encode, pending)
         if self._encoder is not None:
             await anyio.to_thread.run_sync(self._encoder.close)
             self._encoder = None
 
     def _open(self, first: Result, fps: float) -> _Encoder:
+        config = self.config
         try:
-            return _Encoder(self.output, self.codec, self.crf, fps, first.frame.width, first.frame.height)
+            return _Encoder(self.output, config.codec, config.crf, fps, first.frame.width, first.frame.height)
         except Exception as exc:  # PyAV raises several error types for unknown codecs and bad options
-            raise SinkError(f"video sink: cannot encode {self.path!r} with {self.codec!r}: {exc}") from exc
+            raise SinkError(f"video sink: cannot encode {self.path!r} with {config.codec!r}: {exc}") from exc
 
     def _encode(self, result: Result) -> None:
         assert self._encoder is not None and self._annotate is not None

@@ -4,7 +4,7 @@
 task sends the spool's oldest results, in order, and removes them once the endpoint answered 2xx:
 
     2xx                          delivered: committed
-    5xx, 408, 429, timeout,      retried with capped exponential backoff and full jitter, for as long
+    5xx, 408, 429, timeout,      retried with capped exponential backoff and jitter, for as long
     connection error             as it takes (the spool keeps the results meanwhile, even across a
                                  restart); 429's Retry-After is honoured up to the cap
     other 4xx (and 1xx, 3xx)     the endpoint refuses them: the batch goes to the dead-letter JSONL
@@ -28,7 +28,6 @@ import importlib
 import logging
 import os
 import time
-from collections.abc import Iterable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +37,12 @@ from urllib.parse import urlsplit
 import anyio
 import msgspec
 
-from ..errors import SinkError
+from ..backoff import Backoff
+from ..config.schema import WebhookSinkConfig
+from ..errors import ConfigError, SinkError
 from ..redact import redact, redact_url
-from .base import Item, Kind, SinkBase, idempotency_key
+from ..wakeup import Wakeup
+from .base import Item, Sink, idempotency_key, sink_config
 from .files import prepare_output
 from .spool import Spool, json_default
 
@@ -69,7 +71,7 @@ def default_spool_dir(url: str) -> Path:
     return Path(state) / "streamer" / "spool" / f"webhook-{hashlib.sha256(url.encode()).hexdigest()[:16]}"
 
 
-class WebhookSink(SinkBase):
+class WebhookSink(Sink):
     """POST results to `url` as JSON arrays, spooled on disk until the endpoint accepts them.
 
     Batching: a request carries up to `batch_size` results and leaves when it is full or `batch_ms`
@@ -79,59 +81,45 @@ class WebhookSink(SinkBase):
     spool), `pending` (in the spool now).
     """
 
+    config: WebhookSinkConfig
+
     def __init__(
         self,
-        url: str,
+        config: WebhookSinkConfig | None = None,
+        /,
         *,
-        sources: list[str] | None = None,
-        queue_size: int = 64,
-        kinds: Iterable[Kind] = ("frames",),
-        batch_size: int = 1,
-        batch_ms: float = 0.0,
-        timeout_s: float = 10.0,
-        backoff_s: float = 0.5,
-        backoff_max_s: float = 10.0,
         secret: str | None = None,
-        secret_env: str | None = None,
-        headers: dict[str, str] | None = None,
-        header_env: dict[str, str] | None = None,
-        spool_dir: str | Path | None = None,
-        spool_max_bytes: int = 64 << 20,
-        dead_letter_path: str | Path | None = None,
-        drain_s: float = 10.0,
         sync_interval_s: float = 0.2,
+        **options: Any,
     ) -> None:
-        super().__init__(sources, queue_size, kinds=kinds)
-        _check_options(url, batch_size, batch_ms, timeout_s, backoff_s, backoff_max_s, drain_s, secret, secret_env)
-        self.url = url
-        self.batch_size = batch_size
-        self.batch_ms = batch_ms
-        self.timeout_s = timeout_s
-        self.backoff_s = backoff_s
-        self.backoff_max_s = backoff_max_s
-        self.spool_dir = Path(spool_dir) if spool_dir is not None else default_spool_dir(url)
-        self.spool_max_bytes = spool_max_bytes
-        self.dead_letter_path = Path(dead_letter_path or self.spool_dir / "dead-letter.jsonl")
-        self.drain_s = drain_s
+        """`secret`: the signing key itself, for code that embeds streamer (a config file names an
+        environment variable instead, `secret_env`); `sync_interval_s`: how often the spool is fsynced."""
+        config = sink_config(WebhookSinkConfig, config, options)
+        super().__init__(config, kinds=config.kinds)
+        if secret is not None and config.secret_env is not None:
+            raise ConfigError("give `secret` or `secret_env`, not both", "$.secret_env")
+        self.spool_dir = Path(config.spool_dir) if config.spool_dir is not None else default_spool_dir(config.url)
+        self.dead_letter_path = Path(config.dead_letter_path or self.spool_dir / "dead-letter.jsonl")
         self.sync_interval_s = sync_interval_s
         self.written = self.delivered = self.retried = self.spooled = self.dead_lettered = 0
-        self._public_url = redact_url(url)
+        self._public_url = redact_url(config.url)
         self._secret = secret.encode() if secret is not None else None
-        self._secret_env = secret_env
-        self._static_headers = dict(headers or {})
-        self._header_env = dict(header_env or {})
         self._headers: dict[str, str] = {}
         self._encoder = msgspec.json.Encoder(enc_hook=json_default)
         self._spool: Spool | None = None
         self._session: aiohttp.ClientSession | None = None
         self._stack: AsyncExitStack | None = None
         self._group: TaskGroup | None = None
-        self._wakeup: anyio.Event | None = None  # events are made in __aenter__, inside the event loop
+        self._changed: Wakeup | None = None  # made in __aenter__, inside the event loop: a write, a delivery, close
         self._delivery_done: anyio.Event | None = None
         self._closing = False
         self._failures = 0  # consecutive failed attempts
         self._warned_at = 0.0
         self._backoff: anyio.CancelScope | None = None
+
+    @property
+    def url(self) -> str:
+        return self.config.url
 
     def __repr__(self) -> str:
         return f"WebhookSink({self._public_url!r})"
@@ -147,8 +135,7 @@ class WebhookSink(SinkBase):
     def pending(self) -> int:
         return len(self._spool) if self._spool is not None else 0
 
-    def counters(self) -> dict[str, float]:
-        """What this sink counts beyond what the pipeline counts for every sink (for metrics)."""
+    def stats(self) -> dict[str, float]:
         return {
             "delivered": self.delivered,
             "retried": self.retried,
@@ -166,12 +153,12 @@ class WebhookSink(SinkBase):
 
         self._headers = self._resolve_headers()
         self._closing = False
-        self._wakeup, self._delivery_done = anyio.Event(), anyio.Event()
+        self._changed, self._delivery_done = Wakeup(), anyio.Event()
         async with AsyncExitStack() as stack:
             self._spool = await anyio.to_thread.run_sync(self._open_spool)
             stack.push_async_callback(self._close_spool)
             await anyio.to_thread.run_sync(prepare_output, self.dead_letter_path, "webhook dead-letter file")
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.config.timeout_s))
             stack.push_async_callback(self._close_session, self._session)
             self._group = await stack.enter_async_context(anyio.create_task_group())
             self._group.start_soon(self._deliver_all)
@@ -206,17 +193,23 @@ class WebhookSink(SinkBase):
         self.written += 1
         if self._failures:
             self.spooled += 1
-        self._wake()
+        self._notify()
+
+    async def flush(self) -> None:
+        """Wait until the endpoint took every result written so far (or refused it: dead-lettered)."""
+        assert self._changed is not None, "flush() before the sink was opened"
+        while self.pending:
+            await self._changed.wait()
 
     # ---- opening and closing -----------------------------------------------------------------
 
     def _resolve_headers(self) -> dict[str, str]:
         """Literal headers, then those read from the environment; the secret from its variable."""
-        headers = {"Content-Type": "application/json", **self._static_headers}
-        for name, variable in self._header_env.items():
+        headers = {"Content-Type": "application/json", **self.config.headers}
+        for name, variable in self.config.header_env.items():
             headers[name] = self._from_environment(variable, f"header {name!r}")
-        if self._secret_env is not None:
-            self._secret = self._from_environment(self._secret_env, "the signing secret").encode()
+        if self.config.secret_env is not None:
+            self._secret = self._from_environment(self.config.secret_env, "the signing secret").encode()
         for name, value in headers.items():
             if any(c in name + value for c in "\r\n\0"):
                 raise SinkError(f"{self.describe()}: header {name!r} has a line break or NUL in its name or value")
@@ -231,7 +224,7 @@ class WebhookSink(SinkBase):
         return value
 
     def _open_spool(self) -> Spool:
-        return Spool(self.spool_dir, max_bytes=self.spool_max_bytes, what="webhook spool")
+        return Spool(self.spool_dir, max_bytes=self.config.spool_max_bytes, what="webhook spool")
 
     async def _close_session(self, session: aiohttp.ClientSession) -> None:
         with anyio.CancelScope(shield=True):
@@ -252,10 +245,10 @@ class WebhookSink(SinkBase):
         """Let delivery go on until the spool is empty, for at most `drain_s`."""
         assert self._delivery_done is not None
         self._closing = True
-        self._wake()
+        self._notify()
         if self._backoff is not None:
             self._backoff.cancel()
-        with anyio.move_on_after(self.drain_s):
+        with anyio.move_on_after(self.config.drain_s):
             await self._delivery_done.wait()
 
     # ---- delivery ----------------------------------------------------------------------------
@@ -277,19 +270,20 @@ class WebhookSink(SinkBase):
             if self._closing:
                 return []
             await self._wait_for_writes()
-        if len(spool) < self.batch_size and self.batch_ms > 0 and not self._closing:
-            with anyio.move_on_after(self.batch_ms / 1000):
-                while len(spool) < self.batch_size and not self._closing:
+        batch_size, batch_ms = self.config.batch_size, self.config.batch_ms
+        if len(spool) < batch_size and batch_ms > 0 and not self._closing:
+            with anyio.move_on_after(batch_ms / 1000):
+                while len(spool) < batch_size and not self._closing:
                     await self._wait_for_writes()
-        return spool.peek_raw(self.batch_size)
+        return spool.peek_raw(batch_size)
 
     async def _wait_for_writes(self) -> None:
-        self._wakeup = anyio.Event()
-        await self._wakeup.wait()
+        assert self._changed is not None
+        await self._changed.wait()
 
-    def _wake(self) -> None:
-        if self._wakeup is not None:
-            self._wakeup.set()
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.notify()
 
     async def _deliver(self, batch: list[bytes]) -> None:
         """One attempt: commit on success or refusal, back off before the next one on failure."""
@@ -305,6 +299,7 @@ class WebhookSink(SinkBase):
             self.delivered += len(batch)
         self._spool.commit(len(batch))
         self._recovered()
+        self._notify()
 
     async def _post(self, body: bytes, batch: list[bytes]) -> _Answer:
         """POST one body and classify the answer (or the failure to get one)."""
@@ -334,7 +329,7 @@ class WebhookSink(SinkBase):
         headers = dict(self._headers)
         if self._secret is not None:
             headers[SIGNATURE_HEADER] = "sha256=" + hmac.new(self._secret, body, hashlib.sha256).hexdigest()
-        if self.batch_size == 1:
+        if self.config.batch_size == 1:
             try:
                 headers[IDEMPOTENCY_HEADER] = msgspec.json.decode(batch[0], type=_Keyed).idempotency_key
             except msgspec.DecodeError:  # a damaged record: the endpoint will say what it thinks of it
@@ -342,10 +337,8 @@ class WebhookSink(SinkBase):
         return headers
 
     async def _back_off(self, answer: _Answer) -> None:
-        from ..engine.retry import backoff_delay
-
-        delay = backoff_delay(self._failures, self.backoff_s, self.backoff_max_s)
-        delay = max(delay, min(answer.retry_after_s, self.backoff_max_s))
+        delay = Backoff(self.config.backoff_s, self.config.backoff_max_s).delay(self._failures + 1)
+        delay = max(delay, min(answer.retry_after_s, self.config.backoff_max_s))
         if not self._failures:
             self.spooled += self.pending  # from now on, what is written waits in the spool too
         self._failures += 1
@@ -425,28 +418,4 @@ def _seconds(retry_after: str) -> float:
         return max(0.0, float(retry_after))
     except ValueError:
         return 0.0
-
-
-def _check_options(
-    url: str,
-    batch_size: int,
-    batch_ms: float,
-    timeout_s: float,
-    backoff_s: float,
-    backoff_max_s: float,
-    drain_s: float,
-    secret: str | None,
-    secret_env: str | None,
-) -> None:
-    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
-        raise ValueError(f"webhook sink: the URL must be http(s)://host/..., got {redact_url(url)!r}")
-    if batch_size < 1:
-        raise ValueError(f"webhook sink: batch_size must be at least 1, got {batch_size}")
-    for name, value in (("batch_ms", batch_ms), ("backoff_s", backoff_s), ("drain_s", drain_s)):
-        if value < 0:
-            raise ValueError(f"webhook sink: {name} must not be negative, got {value}")
-    if timeout_s <= 0 or backoff_max_s <= 0:
-        raise ValueError("webhook sink: timeout_s and backoff_max_s must be positive")
-    if secret is not None and secret_env is not None:
-        raise ValueError("webhook sink: give secret or secret_env, not both")
 

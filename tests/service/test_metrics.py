@@ -102,16 +102,16 @@ def test_fps_before_a_second_scrape_counts_from_when_the_source_started_running(
 
 def test_every_counter_a_sink_reports_has_a_metric(tmp_path):
     sinks = [
-        WebhookSink("http://127.0.0.1:9/hook", spool_dir=tmp_path / "spool"),
-        MqttSink("127.0.0.1"),
-        JsonlSink(str(tmp_path / "a.jsonl")),
-        SnapshotSink(str(tmp_path / "snaps")),
+        WebhookSink(url="http://127.0.0.1:9/hook", spool_dir=tmp_path / "spool"),
+        MqttSink(host="127.0.0.1"),
+        JsonlSink(path=str(tmp_path / "a.jsonl")),
+        SnapshotSink(folder=str(tmp_path / "snaps")),
     ]
 
     for sink in sinks:
-        assert set(sink.counters()) <= set(SINK_COUNTERS) | {"dropped"}, sink.describe()
-    assert set(sinks[0].counters()) >= {"delivered", "retried", "spooled", "dead_lettered", "dropped"}
-    assert set(sinks[1].counters()) >= {"published", "reconnects", "dropped"}
+        assert set(sink.stats()) <= set(SINK_COUNTERS) | {"dropped"}, sink.describe()
+    assert set(sinks[0].stats()) >= {"delivered", "retried", "spooled", "dead_lettered", "dropped"}
+    assert set(sinks[1].stats()) >= {"published", "reconnects", "dropped"}
 
 
 class _Clock:

@@ -9,6 +9,8 @@ import anyio
 import pytest
 
 import streamer
+from streamer.config import load_config
+from streamer.errors import ConfigError
 from streamer.sinks import JsonlSink
 from tests.sinks.test_topics import make_result
 
@@ -30,12 +32,12 @@ async def write_all(sink, results, pause_after=()):
         for i, result in enumerate(results):
             await sink.write(result)
             if i in pause_after:
-                await anyio.sleep(2 * sink.rotate_seconds)
+                await anyio.sleep(2 * sink.config.rotate_seconds)
 
 
 async def test_rotation_by_size_keeps_every_line_whole_and_in_order(centerface, clip, tmp_path):
     out = tmp_path / "out.jsonl"
-    sink = JsonlSink(str(out), rotate_bytes=1000)
+    sink = JsonlSink(path=str(out), rotate_bytes=1000)
 
     async with streamer.open(
         {"sources": [{"type": "file", "id": "a", "path": str(clip)}]}, model=centerface, sinks=[sink]
@@ -51,7 +53,7 @@ async def test_rotation_by_size_keeps_every_line_whole_and_in_order(centerface, 
 
 async def test_a_line_larger_than_rotate_bytes_gets_a_file_of_its_own(tmp_path):
     out = tmp_path / "out.jsonl"
-    sink = JsonlSink(str(out), rotate_bytes=10)
+    sink = JsonlSink(path=str(out), rotate_bytes=10)
 
     await write_all(sink, [make_result(index=i) for i in range(3)])
 
@@ -62,7 +64,7 @@ async def test_a_line_larger_than_rotate_bytes_gets_a_file_of_its_own(tmp_path):
 
 async def test_rotation_by_time_starts_a_new_file_after_rotate_seconds(tmp_path):
     out = tmp_path / "out.jsonl"
-    sink = JsonlSink(str(out), rotate_seconds=0.05)
+    sink = JsonlSink(path=str(out), rotate_seconds=0.05)
 
     await write_all(sink, [make_result(index=i) for i in range(6)], pause_after={1, 3})
 
@@ -73,7 +75,7 @@ async def test_rotation_by_time_starts_a_new_file_after_rotate_seconds(tmp_path)
 
 async def test_keep_prunes_the_oldest_rotated_files(tmp_path):
     out = tmp_path / "out.jsonl"
-    sink = JsonlSink(str(out), rotate_bytes=1, keep=2)
+    sink = JsonlSink(path=str(out), rotate_bytes=1, keep=2)
 
     await write_all(sink, [make_result(index=i) for i in range(6)])
 
@@ -86,22 +88,28 @@ async def test_with_rotation_a_previous_runs_file_is_rotated_away_not_truncated(
     out = tmp_path / "out.jsonl"
     out.write_text('{"frame_index": -1}\n')
 
-    await write_all(JsonlSink(str(out), rotate_bytes=10_000), [make_result(index=0)])
+    await write_all(JsonlSink(path=str(out), rotate_bytes=10_000), [make_result(index=0)])
 
-    (previous,) = JsonlSink(str(out)).rotated_files() or [None]
+    (previous,) = JsonlSink(path=str(out)).rotated_files() or [None]
     assert previous.read_text() == '{"frame_index": -1}\n'
     assert [line["frame_index"] for line in read_lines([out])] == [0]
 
 
 @pytest.mark.parametrize(
-    "options, message",
+    "options, key",
     [
-        ({"rotate_bytes": 0}, "rotate_bytes"),
-        ({"rotate_seconds": -1.0}, "rotate_seconds"),
-        ({"rotate_bytes": 100, "keep": 0}, "keep"),
-        ({"keep": 3}, "keep needs"),
+        ({"rotate_bytes": 0}, ".rotate_bytes"),
+        ({"rotate_seconds": -1.0}, ".rotate_seconds"),
+        ({"rotate_bytes": 100, "keep": 0}, ".keep"),
+        ({"keep": 3}, ""),  # `keep` without rotation: the table as a whole
     ],
 )
-def test_rotation_options_are_checked(options, message, tmp_path):
-    with pytest.raises(ValueError, match=message):
-        JsonlSink(str(tmp_path / "out.jsonl"), **options)
+def test_rotation_options_when_bad_are_the_same_config_error_from_python_and_from_toml(options, key, tmp_path):
+    table = {"path": str(tmp_path / "out.jsonl"), **options}
+    with pytest.raises(ConfigError) as from_python:
+        JsonlSink(**table)
+    with pytest.raises(ConfigError) as from_toml:
+        load_config({"sources": [{"type": "lavfi", "graph": "testsrc2"}], "sinks": [{"type": "jsonl", **table}]})
+
+    assert from_python.value.path == f"${key}" and from_toml.value.path == f"$.sinks[0]{key}"
+    assert str(from_python.value).split(": ", 1)[1] == str(from_toml.value).split(": ", 1)[1]

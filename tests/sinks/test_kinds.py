@@ -10,7 +10,8 @@ import pytest
 
 import streamer
 from streamer.sinks import CallbackSink, JsonlSink
-from streamer.sinks.base import accepts, idempotency_key
+from streamer.config.schema import SinkConfigBase
+from streamer.sinks.base import Sink, accepts, idempotency_key
 from streamer.sinks.mqtt import MqttSink
 from streamer.sinks.topics import topics_for
 from streamer.sinks.webhook import WebhookSink
@@ -42,16 +43,27 @@ def test_accepts_when_a_sink_names_kinds_takes_only_those(kinds, takes_frames, t
 def test_accepts_by_default_takes_frames_only():
     result, event = zone_enter()
 
-    assert accepts(JsonlSink("out.jsonl"), result) and not accepts(JsonlSink("out.jsonl"), event)
+    assert accepts(JsonlSink(path="out.jsonl"), result) and not accepts(JsonlSink(path="out.jsonl"), event)
 
 
-def test_accepts_when_a_user_sink_has_no_kinds_attribute_takes_frames_only():
-    class Mine:  # a Sink written from the protocol, before `kinds` existed
-        sources = None
+def test_accepts_when_a_user_sink_names_no_kinds_takes_frames_only():
+    class Mine(Sink):
+        async def write(self, item):
+            pass
 
     result, event = zone_enter()
 
-    assert accepts(Mine(), result) and not accepts(Mine(), event)
+    assert accepts(Mine(SinkConfigBase()), result) and not accepts(Mine(SinkConfigBase()), event)
+
+
+async def test_open_when_a_sink_is_not_a_sink_subclass_raises_type_error_naming_the_base():
+    class Duck:  # has the methods, not the interface
+        async def write(self, item):
+            pass
+
+    with pytest.raises(TypeError, match=r"subclass streamer\.sinks\.Sink"):
+        async with streamer.open({"sources": [{"type": "lavfi", "graph": "testsrc2"}]}, sinks=[Duck()]):
+            pass
 
 
 def test_accepts_events_only_from_the_sinks_sources():
@@ -100,7 +112,7 @@ def test_idempotency_key_tells_events_of_one_frame_apart_and_ignores_counts():
 
 async def test_webhook_sink_when_it_takes_events_posts_them_with_their_keys(centerface, clip, tmp_path):
     async with running_receiver() as receiver:
-        sink = WebhookSink(receiver.url, kinds=["events"], batch_size=10, spool_dir=tmp_path / "spool")
+        sink = WebhookSink(url=receiver.url, kinds=["events"], batch_size=10, spool_dir=tmp_path / "spool")
         config = pipeline_config(
             file_source(clip, "cam"),
             stages=[{"type": "custom", "function": "tests.pipeline.user_stages:mark_every_frame"}],

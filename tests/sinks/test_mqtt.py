@@ -126,7 +126,7 @@ async def test_results_sent_but_never_acknowledged_before_a_broker_crash_are_sen
         mosquitto.kill()
         mosquitto.start()
         with anyio.fail_after(10):
-            await sink.drain()
+            await sink.flush()
 
     expected = {key("cam", index, MODEL) for index in range(5)}
     assert await collect_keys(mosquitto, expected) == expected
@@ -168,7 +168,7 @@ async def test_status_topic_is_online_while_open_and_offline_after_close_and_res
     async with MqttSink(port=mosquitto.port, retain=True) as sink:
         for index in range(3):
             await sink.write(result(index))
-        await sink.drain()
+        await sink.flush()
         async with subscribed(mosquitto, "streamer/#") as late:
             retained = {m.topic.value: m for m in await collect(late, lambda got: len(got) >= 2)}
 
@@ -274,7 +274,7 @@ async def test_while_the_broker_is_down_a_full_buffer_drops_the_oldest_and_count
         assert (sink.dropped, sink.pending, sink.published) == (7, 5, 0)
         broker.start()
         with anyio.fail_after(10):
-            await sink.drain()
+            await sink.flush()
 
     newest = {key("cam", index, MODEL) for index in range(7, 12)}
     assert await collect_keys(broker, newest) == newest

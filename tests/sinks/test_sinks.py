@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import streamer
-from streamer.sinks import CallbackSink, JsonlSink, SinkBase, VideoSink
+from streamer.config.schema import SinkConfigBase
+from streamer.sinks import CallbackSink, JsonlSink, Sink, VideoSink
 from tests.media import write_clip, write_image_clip
 
 
@@ -133,15 +134,15 @@ async def test_file_sinks_when_the_folder_is_unwritable_fail_on_open(sink, tmp_p
     blocker.write_text("")
 
     with pytest.raises(streamer.SinkError, match="not-a-folder"):
-        async with sink(str(blocker / "out")):
+        async with sink(path=str(blocker / "out")):
             pass
 
 
-class StuckSink(SinkBase):
+class StuckSink(Sink):
     """A sink whose endpoint never answers: every write blocks forever."""
 
     def __init__(self) -> None:
-        super().__init__(queue_size=4, overflow="drop_oldest")
+        super().__init__(SinkConfigBase(queue_size=4, overflow="drop_oldest"))
         self.started = 0
 
     def describe(self) -> str:
@@ -185,5 +186,5 @@ def test_build_sink_wires_webhook_and_mqtt_tables(tmp_path, monkeypatch):
 
     webhook, mqtt = (build_sink(sink) for sink in config.sinks)
 
-    assert type(webhook).__name__ == "WebhookSink" and webhook.batch_size == 8
-    assert type(mqtt).__name__ == "MqttSink" and mqtt.qos == 2 and "s3cr3t" not in repr(webhook)
+    assert type(webhook).__name__ == "WebhookSink" and webhook.config.batch_size == 8
+    assert type(mqtt).__name__ == "MqttSink" and mqtt.config.qos == 2 and "s3cr3t" not in repr(webhook)

@@ -30,7 +30,7 @@ async def run_with(model, clip, sink):
 
 
 async def test_a_snapshot_of_every_frame_where_a_face_appears(centerface, face_clip, astronaut, tmp_path):
-    sink = SnapshotSink(str(tmp_path / "shots"), classes=["face"])
+    sink = SnapshotSink(folder=str(tmp_path / "shots"), classes=["face"])
 
     shots = await run_with(centerface, face_clip, sink)
 
@@ -45,13 +45,13 @@ async def test_a_snapshot_of_every_frame_where_a_face_appears(centerface, face_c
 
 
 async def test_no_snapshot_when_no_detection_is_of_the_classes_named(centerface, face_clip, tmp_path):
-    sink = SnapshotSink(str(tmp_path / "shots"), classes=["cat"])
+    sink = SnapshotSink(folder=str(tmp_path / "shots"), classes=["cat"])
 
     assert await run_with(centerface, face_clip, sink) == [] and sink.written == 0
 
 
 async def test_min_interval_s_limits_snapshots_per_source_on_the_video_timeline(centerface, face_clip, tmp_path):
-    sink = SnapshotSink(str(tmp_path / "shots"), min_interval_s=0.15, annotate=False)
+    sink = SnapshotSink(folder=str(tmp_path / "shots"), min_interval_s=0.15, annotate=False)
 
     shots = await run_with(centerface, face_clip, sink)
 
@@ -65,7 +65,7 @@ def scored(source, index, confidence):
 
 
 async def test_min_confidence_and_an_interval_of_its_own_for_each_source(tmp_path):
-    sink = SnapshotSink(str(tmp_path / "shots"), min_interval_s=10.0, min_confidence=0.95, annotate=False)
+    sink = SnapshotSink(folder=str(tmp_path / "shots"), min_interval_s=10.0, min_confidence=0.95, annotate=False)
 
     async with sink:
         assert not sink.wants(scored("a", 0, 0.5)) and sink.wants(scored("a", 0, 0.97))
@@ -81,5 +81,5 @@ async def test_an_unwritable_folder_fails_at_open(tmp_path):
     blocker.write_text("")
 
     with pytest.raises(streamer.SinkError, match="not-a-folder"):
-        async with SnapshotSink(str(blocker / "shots")):
+        async with SnapshotSink(folder=str(blocker / "shots")):
             pass

@@ -62,7 +62,7 @@ async def test_webhook_sink_when_the_receiver_is_down_then_fails_then_recovers_d
     clip = write_clip(tmp_path / "clip.mp4", frames=FRAMES)
     async with running_receiver() as receiver:
         await receiver.down()
-        sink = WebhookSink(receiver.url, batch_size=batch_size, batch_ms=5, spool_dir=tmp_path / "spool", **FAST)
+        sink = WebhookSink(url=receiver.url, batch_size=batch_size, batch_ms=5, spool_dir=tmp_path / "spool", **FAST)
         config = {"sources": [file_source(clip, "a"), file_source(clip, "b")]}
 
         async with streamer.open(config, model=centerface, sinks=[sink], results=False) as stream:
@@ -84,7 +84,7 @@ async def test_webhook_sink_unwritable_spool_dir_fails_at_open_before_any_frame(
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     seen = []
-    sinks = [WebhookSink("http://127.0.0.1:9/hook", spool_dir=blocker / "spool"), CallbackSink(seen.append)]
+    sinks = [WebhookSink(url="http://127.0.0.1:9/hook", spool_dir=blocker / "spool"), CallbackSink(seen.append)]
 
     with pytest.raises(streamer.SinkError, match="not-a-folder"):
         async with streamer.open({"sources": [file_source(clip, "a")]}, model=centerface, sinks=sinks) as stream:
@@ -99,7 +99,7 @@ async def test_webhook_sink_read_only_spool_dir_fails_at_open(tmp_path):
     folder.mkdir(mode=0o500)
 
     with pytest.raises(streamer.SinkError, match="read-only"):
-        async with WebhookSink("http://127.0.0.1:9/hook", spool_dir=folder):
+        async with WebhookSink(url="http://127.0.0.1:9/hook", spool_dir=folder):
             pass
 
 
@@ -110,12 +110,12 @@ async def test_webhook_sink_restarted_sends_what_the_last_run_left_in_the_spool_
     results = [make_result(i) for i in range(5)]
     async with running_receiver() as receiver:
         await receiver.down()
-        first = WebhookSink(receiver.url, spool_dir=tmp_path / "spool", drain_s=0.05, **FAST)
+        first = WebhookSink(url=receiver.url, spool_dir=tmp_path / "spool", drain_s=0.05, **FAST)
         await write_all(first, results)
         assert first.delivered == 0 and first.pending == 5
 
         await receiver.up()
-        second = WebhookSink(receiver.url, spool_dir=tmp_path / "spool", **FAST)
+        second = WebhookSink(url=receiver.url, spool_dir=tmp_path / "spool", **FAST)
         await write_all(second, [])
 
     assert [r["idempotency_key"] for r in receiver.unique()] == [idempotency_key(r) for r in results]
@@ -125,7 +125,7 @@ async def test_webhook_sink_restarted_sends_what_the_last_run_left_in_the_spool_
 async def test_webhook_sink_retries_after_timeouts_and_the_receiver_dedupes_late_copies(tmp_path, caplog):
     results = [make_result(i) for i in range(3)]
     async with running_receiver(delay_s=0.2) as receiver:
-        sink = WebhookSink(receiver.url, timeout_s=0.05, spool_dir=tmp_path / "spool", **FAST)
+        sink = WebhookSink(url=receiver.url, timeout_s=0.05, spool_dir=tmp_path / "spool", **FAST)
         async with sink:
             for result in results:
                 await sink.write(result)
@@ -139,7 +139,7 @@ async def test_webhook_sink_retries_after_timeouts_and_the_receiver_dedupes_late
 async def test_webhook_sink_closing_during_a_long_backoff_tries_again_at_once(tmp_path):
     async with running_receiver() as receiver:
         await receiver.down()
-        sink = WebhookSink(receiver.url, backoff_s=30, backoff_max_s=30, drain_s=5, spool_dir=tmp_path / "spool")
+        sink = WebhookSink(url=receiver.url, backoff_s=30, backoff_max_s=30, drain_s=5, spool_dir=tmp_path / "spool")
         async with sink:
             await sink.write(make_result(0))
             await until(lambda: sink.retried == 1)
@@ -154,7 +154,7 @@ async def test_webhook_sink_refused_batch_goes_to_the_dead_letter_file_with_the_
     dead = tmp_path / "dead.jsonl"
     async with running_receiver() as receiver:
         receiver.refuse(idempotency_key(results[2]), 422, "frame 2 is not welcome")
-        sink = WebhookSink(receiver.url, spool_dir=tmp_path / "spool", dead_letter_path=dead, **FAST)
+        sink = WebhookSink(url=receiver.url, spool_dir=tmp_path / "spool", dead_letter_path=dead, **FAST)
         await write_all(sink, results)
 
     assert [r["frame_index"] for r in receiver.unique()] == [0, 1, 3, 4]
@@ -166,9 +166,9 @@ async def test_webhook_sink_refused_batch_goes_to_the_dead_letter_file_with_the_
 
 async def test_webhook_sink_batches_up_to_batch_size_and_sends_the_key_header_only_for_single_results(tmp_path):
     async with running_receiver() as receiver:
-        batched = WebhookSink(receiver.url, batch_size=5, batch_ms=200, spool_dir=tmp_path / "a", **FAST)
+        batched = WebhookSink(url=receiver.url, batch_size=5, batch_ms=200, spool_dir=tmp_path / "a", **FAST)
         await write_all(batched, [make_result(i) for i in range(12)])
-        single = WebhookSink(receiver.url, spool_dir=tmp_path / "b", **FAST)
+        single = WebhookSink(url=receiver.url, spool_dir=tmp_path / "b", **FAST)
         await write_all(single, [make_result(i, "solo") for i in range(2)])
 
     sizes = [len(request.results) for request in receiver.requests]
@@ -181,9 +181,9 @@ async def test_webhook_sink_batches_up_to_batch_size_and_sends_the_key_header_on
 async def test_webhook_sink_signs_the_exact_body_with_hmac_sha256(tmp_path, monkeypatch):
     monkeypatch.setenv("HOOK_SECRET", "from-the-environment")
     async with running_receiver() as receiver:
-        literal = WebhookSink(receiver.url, secret="k3y", batch_size=3, spool_dir=tmp_path / "a", **FAST)
+        literal = WebhookSink(url=receiver.url, secret="k3y", batch_size=3, spool_dir=tmp_path / "a", **FAST)
         await write_all(literal, [make_result(i) for i in range(4)])
-        from_env = WebhookSink(receiver.url, secret_env="HOOK_SECRET", spool_dir=tmp_path / "b", **FAST)
+        from_env = WebhookSink(url=receiver.url, secret_env="HOOK_SECRET", spool_dir=tmp_path / "b", **FAST)
         await write_all(from_env, [make_result(9)])
 
     keys = [b"k3y"] * (len(receiver.requests) - 1) + [b"from-the-environment"]
@@ -204,7 +204,7 @@ async def test_webhook_sink_sends_headers_from_the_environment_and_never_logs_se
         receiver.refuse(idempotency_key(results[3]), 400, "bad")
         url = receiver.url.replace("127.0.0.1", "user:password-SECRET-3@127.0.0.1") + "?token=query-SECRET-4"
         sink = WebhookSink(
-            url,
+            url=url,
             headers={"X-Api-Key": "literal-SECRET-5"},
             header_env={"X-Hook-Token": "HOOK_TOKEN"},
             secret_env="HOOK_SECRET",
@@ -213,7 +213,7 @@ async def test_webhook_sink_sends_headers_from_the_environment_and_never_logs_se
         )
         await write_all(sink, results)
         await receiver.down()
-        down = WebhookSink(url, header_env={"X-Hook-Token": "HOOK_TOKEN"}, drain_s=0.1, spool_dir=tmp_path / "b",
+        down = WebhookSink(url=url, header_env={"X-Hook-Token": "HOOK_TOKEN"}, drain_s=0.1, spool_dir=tmp_path / "b",
                            **FAST)
         await write_all(down, [make_result(9)])
 
@@ -231,7 +231,7 @@ async def test_webhook_sink_sends_headers_from_the_environment_and_never_logs_se
 
 async def test_webhook_sink_missing_environment_variable_fails_at_open_naming_it(tmp_path, monkeypatch):
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
-    sink = WebhookSink("http://127.0.0.1:9/hook", header_env={"X-Token": "NOT_SET_ANYWHERE"}, spool_dir=tmp_path)
+    sink = WebhookSink(url="http://127.0.0.1:9/hook", header_env={"X-Token": "NOT_SET_ANYWHERE"}, spool_dir=tmp_path)
 
     with pytest.raises(streamer.SinkError, match=r"X-Token.*\$NOT_SET_ANYWHERE"):
         async with sink:
