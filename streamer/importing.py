@@ -42,16 +42,16 @@ def _load_module(name: str) -> Any:
     return importlib.import_module(name)
 
 
-def import_optional(module: str, extra: str, what: str) -> ModuleType:
-    """Import an optional library, or raise MissingDependencyError naming the extra to install."""
+def import_optional(module: str, extra: str, what: str, *, install: str | None = None) -> ModuleType:
+    """Import an optional library, or raise MissingDependencyError naming what to install: the extra
+    (`pip install 'streamer[extra]'`), or `install` for a library no extra of streamer's brings."""
+    command = install or f"pip install 'streamer[{extra}]'"
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise MissingDependencyError(
-            f"{what} needs `{module}`, which is not installed: pip install 'streamer[{extra}]'"
-        ) from exc
+        raise MissingDependencyError(f"{what} needs `{module}`, which is not installed: {command}") from exc
     except OSError as exc:  # installed, but a shared library it links against is missing
         raise MissingDependencyError(
             f"{what} needs `{module}`, which is installed but cannot load its native libraries ({exc}): "
-            f"reinstall it with pip install 'streamer[{extra}]' and check the CUDA libraries"
+            f"reinstall it with {command} and check the CUDA libraries"
         ) from exc

@@ -6,7 +6,7 @@ side by side in one reusable host buffer (pinned on a GPU), uploaded in one copy
 FFmpeg's bilinear filter, converted to RGB with the frame's own matrix and range, rounded to 8 bits,
 normalised and written into their slots of a reusable NCHW input on the device. For YUV 4:2:0
 (planar, full-range or NV12) frames and RGB images every pixel is within one level of what the CPU
-path (`streamer.batcher.InputBuffers`) computes; frames in other pixel formats are converted to RGB
+path (`streamer.engine.preprocess.InputBuffers`) computes; frames in other pixel formats are converted to RGB
 on the CPU first, at full size, so they come close but are not held to that.
 """
 
@@ -20,10 +20,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..batcher import InputSpec, Placement, place
 from ..frames import Frame
 from .arrays import ArrayDevice
 from .color import ColorMatrix
+from .geometry import InputSpec, Placement, place
 from .resample import DeviceTaps, resample_axis, triangle_taps
 
 YUV420_FORMATS = ("yuv420p", "yuvj420p")

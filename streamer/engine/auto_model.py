@@ -1,26 +1,35 @@
 """AutoModel: a model id or a path in, a ready model out.
 
-Loading is four small steps: resolve (id or path -> ModelDocument), negotiate (pick the package that
-fits this machine and the request), fetch (files into the cache, checked), instantiate (the family
-class for architecture x task x backend around its backend). Dependencies load first, one level deep.
+Loading is four steps, each a call into its own module (`load_model` reads as that list):
+
+    resolve      resolve.py      id or path -> ModelDocument
+    negotiate    negotiation.py  the package that fits this machine and the request
+    fetch        download.py     its files into the cache, checked
+    instantiate  loading.py      the family class for architecture x task x backend around its backend
+
+Dependencies load first, one level deep. The describe methods say what loading would do without
+loading: a model, one of its packages, this machine.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import anyio
 import msgspec
 
-from ..errors import DependencyModelError, ParameterError, StreamerError
-from .entities import ComputeEnvironment, LoadOptions, ModelDocument, ProbeScope
-from .models import model_class
+from ..errors import DependencyModelError, StreamerError
+from . import describe
+from .download import fetch
+from .entities import ComputeEnvironment, LoadOptions, ModelDocument, ModelPackage, ProbeScope, make_options
+from .loading import instantiate
 from .models.base import DetectionModel
+from .negotiation import negotiate_here
 from .resolve import resolve
 
-if TYPE_CHECKING:
-    from .negotiation import Negotiation
+__all__ = ["DEFAULT_MODEL", "AutoModel", "load_model", "make_options", "pull"]
 
 DEFAULT_MODEL = "centerface"
 
@@ -57,33 +66,24 @@ class AutoModel:
     ) -> DetectionModel:
         return anyio.run(functools.partial(AutoModel.load, model_id_or_path, options, **overrides))
 
+    @staticmethod
+    def describe_model(
+        model_id_or_path: str = DEFAULT_MODEL, options: LoadOptions | None = None, **overrides: Any
+    ) -> describe.ModelDescription:
+        """The model's document, its packages, and what negotiation picks (or why nothing fits) here."""
+        return describe.describe_model(model_id_or_path, options, **overrides)
 
-def make_options(options: LoadOptions | None, overrides: dict[str, Any]) -> LoadOptions:
-    """One checked LoadOptions from a struct and/or keyword arguments (bad ones: ParameterError)."""
-    merged = {**(msgspec.to_builtins(options) if options is not None else {}), **overrides}
-    try:
-        return msgspec.convert(merged, type=LoadOptions)
-    except msgspec.ValidationError as exc:
-        raise ParameterError(f"invalid load options: {exc}") from exc
+    @staticmethod
+    def describe_model_package(
+        model_id_or_path: str, package_id: str, options: LoadOptions | None = None, **overrides: Any
+    ) -> describe.PackageDescription:
+        """One package of the model: backend, format, batch, requirements, files, whether it is cached."""
+        return describe.describe_model_package(model_id_or_path, package_id, options, **overrides)
 
-
-@functools.lru_cache(maxsize=None)
-def compute_environment(scope: ProbeScope = ProbeScope()) -> ComputeEnvironment:
-    """This machine as far as `scope` asks, probed once per process and scope (it may take seconds)."""
-    from .environment import describe_compute_environment
-
-    return describe_compute_environment(scope)
-
-
-async def negotiate_here(document: ModelDocument, options: LoadOptions) -> Negotiation:
-    """Negotiate `document` for this machine, probing only what it needs, in a worker thread."""
-    return await anyio.to_thread.run_sync(_negotiate_here, document, options)
-
-
-def _negotiate_here(document: ModelDocument, options: LoadOptions) -> Negotiation:
-    from .negotiation import negotiate, probe_scope
-
-    return negotiate(document, options, compute_environment(probe_scope(document, options)))
+    @staticmethod
+    def describe_compute_environment(scope: ProbeScope = ProbeScope()) -> ComputeEnvironment:
+        """This machine as negotiation sees it: backends, GPUs and versions (may take seconds)."""
+        return describe.describe_compute_environment(scope)
 
 
 async def load_model(model_id_or_path: str, options: LoadOptions, *, is_dependency: bool = False) -> DetectionModel:
@@ -95,37 +95,14 @@ async def load_model(model_id_or_path: str, options: LoadOptions, *, is_dependen
     package = (await negotiate_here(document, options)).chosen
     files = await fetch(document, package, options)
     dependencies = {} if is_dependency else await load_dependencies(document, options)
-    family = model_class(document.architecture, document.task, package.backend, f"model {document.model_id!r}")
-    return await anyio.to_thread.run_sync(family.load, document, package, files, options, dependencies)
+    return await instantiate(document, package, files, options, dependencies)
 
 
-async def pull(model_id_or_path: str, options: LoadOptions) -> tuple[ModelDocument, Any, dict[str, Any]]:
-    """Resolve, negotiate and fetch without loading: what `streamer models pull` does."""
+async def pull(model_id_or_path: str, options: LoadOptions) -> tuple[ModelDocument, ModelPackage, dict[str, Path]]:
+    """Resolve, negotiate and fetch without instantiating: what `streamer models pull` does."""
     document = await resolve(model_id_or_path, options)
     package = (await negotiate_here(document, options)).chosen
     return document, package, await fetch(document, package, options)
-
-
-async def fetch(document: ModelDocument, package: Any, options: LoadOptions) -> dict[str, Any]:
-    from .cache import ModelCache
-    from .download import fetch_package
-
-    return await fetch_package(
-        document,
-        package,
-        ModelCache(options.cache_dir),
-        offline=options.offline,
-        allow_untrusted=options.allow_untrusted_packages,
-        headers=_registry_headers(options),
-    )
-
-
-def _registry_headers(options: LoadOptions) -> Any:
-    """The registry's credentials, sent only to the registry's own origin (None: no registry)."""
-    from .providers import registry_provider
-
-    registry = registry_provider(options)
-    return registry.headers_for if registry is not None else None  # type: ignore[attr-defined]
 
 
 async def load_dependencies(document: ModelDocument, options: LoadOptions) -> dict[str, DetectionModel]:

@@ -1,4 +1,10 @@
-"""describe_model / describe_model_package: what a model is, its packages, and which one would load here."""
+"""What loading would do, without loading: a model and its packages, one package, this machine.
+
+`describe_model`, `describe_model_package` and `describe_compute_environment` return values
+(`ModelDescription`, `PackageDescription`, `ComputeEnvironment`) to read fields from; the first two
+render as the tables `streamer describe model` prints (`str()`), the machine as
+`environment.render_environment` renders it. `AutoModel` offers the same three as static methods.
+"""
 
 from __future__ import annotations
 
@@ -9,21 +15,38 @@ from typing import Any
 import anyio
 
 from ..errors import NoCompatiblePackageError, ParameterError
-from .auto_model import make_options, negotiate_here
-from .entities import LoadOptions, ModelDocument, ModelPackage
+from .cache import ModelCache
+from .entities import LoadOptions, ModelDocument, ModelPackage, make_options
+from .environment import describe_compute_environment
+from .negotiation import Negotiation, negotiate_here, render_negotiation
 from .resolve import resolve
 
+__all__ = [
+    "ModelDescription",
+    "PackageDescription",
+    "describe_compute_environment",
+    "describe_model",
+    "describe_model_async",
+    "describe_model_package",
+]
 
-@dataclass
+
+@dataclass(frozen=True)
 class ModelDescription:
+    """A model's document, what negotiation picks on this machine (None and a refusal when nothing
+    fits), and which of its packages are complete in the cache."""
+
     document: ModelDocument
-    negotiation: Any | None  # Negotiation, or None when no package fits
-    refusal: str | None  # why nothing fits, when nothing does
-    cached: set[str]  # package ids complete in the cache
+    negotiation: Negotiation | None
+    refusal: str | None
+    cached: frozenset[str]
+
+    @property
+    def chosen(self) -> ModelPackage | None:
+        """The package a load with the same options would use here."""
+        return self.negotiation.chosen if self.negotiation is not None else None
 
     def __str__(self) -> str:
-        from .negotiation import render_negotiation
-
         doc = self.document
         lines = _table(
             [
@@ -42,8 +65,10 @@ class ModelDescription:
         return "\n".join(lines)
 
 
-@dataclass
+@dataclass(frozen=True)
 class PackageDescription:
+    """One package of a model, and whether its files are complete in the cache."""
+
     document: ModelDocument
     package: ModelPackage
     cached: bool
@@ -79,7 +104,10 @@ async def describe_model_async(model_id: str, options: LoadOptions) -> ModelDesc
     return ModelDescription(document, negotiation, refusal, _cached(document, options))
 
 
-def describe_model_package(model_id: str, package_id: str, options: LoadOptions | None = None, **overrides: Any):
+def describe_model_package(
+    model_id: str, package_id: str, options: LoadOptions | None = None, **overrides: Any
+) -> PackageDescription:
+    """One package of the model by id (ParameterError naming the others when it has no such package)."""
     options = make_options(options, overrides)
     document = anyio.run(functools.partial(resolve, model_id, options))
     package = document.package(package_id)
@@ -89,11 +117,9 @@ def describe_model_package(model_id: str, package_id: str, options: LoadOptions 
     return PackageDescription(document, package, package_id in _cached(document, options))
 
 
-def _cached(document: ModelDocument, options: LoadOptions) -> set[str]:
-    from .cache import ModelCache
-
+def _cached(document: ModelDocument, options: LoadOptions) -> frozenset[str]:
     cache = ModelCache(options.cache_dir)
-    return {p.package_id for p in document.packages if cache.is_complete(document.model_id, p)}
+    return frozenset(p.package_id for p in document.packages if cache.is_complete(document.model_id, p))
 
 
 def _table(rows: list[tuple[str, str]]) -> list[str]:

@@ -12,8 +12,7 @@ import hashlib
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TextIO
@@ -32,9 +31,11 @@ from ..errors import (
     PackageError,
     UntrustedPackageError,
 )
+from ..groups import leaves
 from ..redact import redact_url
 from .cache import ModelCache, file_sha256, hash_file, is_cached_file, part_path, safe_file_path
-from .entities import FileSpec, ModelDocument, ModelPackage
+from .entities import FileSpec, LoadOptions, ModelDocument, ModelPackage
+from .providers import registry_provider
 from .retry import TransientError, retrying
 
 if TYPE_CHECKING:  # aiohttp is imported by the first download, not by a load of files already here
@@ -46,6 +47,24 @@ Headers = Mapping[str, str] | Callable[[str], Mapping[str, str]] | None
 CHUNK_BYTES = 256 * 1024
 TIMEOUT_S = {"total": None, "sock_connect": 30, "sock_read": 60}  # aiohttp.ClientTimeout's fields
 RETRY_STATUSES = {408, 429}
+
+
+async def fetch(document: ModelDocument, package: ModelPackage, options: LoadOptions) -> dict[str, Path]:
+    """Step three of loading: the package's files on local disk, fetched as `options` allow."""
+    return await fetch_package(
+        document,
+        package,
+        ModelCache(options.cache_dir),
+        offline=options.offline,
+        allow_untrusted=options.allow_untrusted_packages,
+        headers=_registry_headers(options),
+    )
+
+
+def _registry_headers(options: LoadOptions) -> Headers:
+    """The registry's credentials, sent only to the registry's own origin (None: no registry)."""
+    registry = registry_provider(options)
+    return registry.headers_for if registry is not None else None  # type: ignore[attr-defined]
 
 
 async def fetch_package(
@@ -205,25 +224,15 @@ async def _download_all(files: list[FileSpec], package_dir: Path, transfer: _Tra
     import aiohttp
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(**TIMEOUT_S)) as client:
-        with bar, _first_error_of_group():
-            async with anyio.create_task_group() as group:
-                for spec in files:
-                    target = safe_file_path(package_dir, spec.name)
-                    group.start_soon(_download_file, client, spec, target, transfer, limiter, bar)
-
-
-@contextmanager
-def _first_error_of_group() -> Iterator[None]:
-    """Raise a task group's first error itself rather than an ExceptionGroup around it."""
-    try:
-        yield
-    except ExceptionGroup as group:
-        raise _first_leaf(group)  # the leaf keeps its own cause
-
-
-def _first_leaf(group: ExceptionGroup) -> Exception:
-    first = group.exceptions[0]
-    return _first_leaf(first) if isinstance(first, ExceptionGroup) else first
+        with bar:
+            try:
+                async with anyio.create_task_group() as group:
+                    for spec in files:
+                        target = safe_file_path(package_dir, spec.name)
+                        group.start_soon(_download_file, client, spec, target, transfer, limiter, bar)
+            except ExceptionGroup as failures:  # files that fail together (two 401s at once) fail as the first
+                first = next(leaves(failures))
+                raise first from first.__cause__
 
 
 async def _download_file(

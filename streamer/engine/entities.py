@@ -12,7 +12,10 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-Backend = Literal["onnxruntime", "torch", "tensorrt"]
+from ..errors import ParameterError
+
+# Which library runs a package; the object that runs it is `engine.backends.base.Backend`.
+BackendKind = Literal["onnxruntime", "torch", "tensorrt"]
 Quantization = Literal["fp32", "fp16", "int8"]
 Device = str  # "cpu", "cuda", "cuda:1"
 PackageFormat = Literal["onnx", "torchscript", "torch-export", "trt-plan"]
@@ -65,7 +68,7 @@ class RuntimeRequirements(Entity, kw_only=True):
 
 class ModelPackage(Entity, kw_only=True):
     package_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
-    backend: Backend
+    backend: BackendKind
     format: PackageFormat
     quantization: Quantization = "fp32"
     batch: BatchProfile = msgspec.field(default_factory=BatchProfile)
@@ -108,12 +111,12 @@ class BatchRange(Entity, kw_only=True):
 class LoadOptions(Entity, kw_only=True):
     """How to load a model. Every field has a sensible default; see AutoModel.load."""
 
-    backend: Backend | None = None
+    backend: BackendKind | None = None
     device: Device = "cpu"
     batch_size: Positive | BatchRange = 4
     quantization: Quantization | None = None
     onnx_execution_providers: list[str] | None = None
-    disabled_backends: list[Backend] = []
+    disabled_backends: list[BackendKind] = []
     allow_untrusted_packages: bool = False
     cache_dir: str | None = None
     offline: bool = False
@@ -145,6 +148,15 @@ class LoadOptions(Entity, kw_only=True):
         return int(index) if index else 0
 
 
+def make_options(options: LoadOptions | None, overrides: dict[str, Any]) -> LoadOptions:
+    """One checked LoadOptions from a struct and/or keyword arguments (bad ones: ParameterError)."""
+    merged = {**(msgspec.to_builtins(options) if options is not None else {}), **overrides}
+    try:
+        return msgspec.convert(merged, type=LoadOptions)
+    except msgspec.ValidationError as exc:
+        raise ParameterError(f"invalid load options: {exc}") from exc
+
+
 class GpuInfo(Entity, kw_only=True):
     index: int
     name: str
@@ -152,7 +164,7 @@ class GpuInfo(Entity, kw_only=True):
     memory_mb: int | None = None
 
 
-ALL_BACKENDS: frozenset[Backend] = frozenset(("onnxruntime", "torch", "tensorrt"))
+ALL_BACKENDS: frozenset[BackendKind] = frozenset(("onnxruntime", "torch", "tensorrt"))
 
 
 class ProbeScope(msgspec.Struct, frozen=True, kw_only=True):
@@ -160,7 +172,7 @@ class ProbeScope(msgspec.Struct, frozen=True, kw_only=True):
     library is imported to ask it (PyTorch about CUDA, ONNX Runtime about its providers), whether
     to look for GPUs, and whether to work out the newest ONNX opset. The default asks everything."""
 
-    backends: frozenset[Backend] = ALL_BACKENDS
+    backends: frozenset[BackendKind] = ALL_BACKENDS
     gpus: bool = True
     onnx_opset: bool = True
 
@@ -182,8 +194,8 @@ class ComputeEnvironment(Entity, kw_only=True):
     tensorrt_version: str | None = None
     cupy_version: str | None = None
 
-    def installed_backends(self) -> list[Backend]:
-        found: list[Backend] = []
+    def installed_backends(self) -> list[BackendKind]:
+        found: list[BackendKind] = []
         if self.onnxruntime_version:
             found.append("onnxruntime")
         if self.torch_version:

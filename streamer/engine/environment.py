@@ -10,6 +10,7 @@ describing the machine never stops a program.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import logging
 import os
@@ -20,8 +21,7 @@ import subprocess
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .entities import Backend, ComputeEnvironment, GpuInfo, ProbeScope
-from .negotiation import cuda_unusable_reason, parse_version
+from .entities import BackendKind, ComputeEnvironment, GpuInfo, ProbeScope
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,8 @@ NVIDIA_SMI_TIMEOUT_S = 5.0
 NVIDIA_SMI_QUERY = ("--query-gpu=index,name,compute_cap,memory.total", "--format=csv,noheader,nounits")
 COMPUTE_CAPABILITY_PATTERN = re.compile(r"\d+\.\d+")
 CUDA_VERSION_PATTERN = re.compile(r"CUDA Version:\s*(\d+\.\d+)")
+RELEASE_PATTERN = re.compile(r"\d+(\.\d+)*")
+CUDA_PROVIDERS = frozenset({"CUDAExecutionProvider", "TensorrtExecutionProvider"})
 
 
 class GpuProbe(NamedTuple):
@@ -84,6 +86,40 @@ def describe_compute_environment(scope: ProbeScope = ProbeScope()) -> ComputeEnv
         tensorrt_version=installed_version(*TENSORRT_DISTRIBUTIONS),
         cupy_version=installed_version(*CUPY_DISTRIBUTIONS),
     )
+
+
+@functools.lru_cache(maxsize=None)
+def compute_environment(scope: ProbeScope = ProbeScope()) -> ComputeEnvironment:
+    """This machine as far as `scope` asks, probed once per process and scope (it may take seconds)."""
+    return describe_compute_environment(scope)
+
+
+def cuda_unusable_reason(backend: BackendKind, env: ComputeEnvironment) -> str | None:
+    """Why an installed `backend` cannot use this machine's GPUs, or None when it can."""
+    if backend == "onnxruntime" and not CUDA_PROVIDERS.intersection(env.onnxruntime_providers):
+        present = ", ".join(env.onnxruntime_providers) or "none"
+        return (
+            f"ONNX Runtime has no CUDA execution provider (it has: {present}); "
+            "install onnxruntime-gpu in place of onnxruntime"
+        )
+    if backend == "torch" and not env.torch_cuda:
+        return f"PyTorch {env.torch_version} cannot use CUDA (a CPU-only build, or no driver)"
+    return None
+
+
+def parse_version(text: str) -> tuple[int, ...] | None:
+    """The numeric release of a version: "2.4.1+cu121" -> (2, 4, 1), "2.5.0a0" -> (2, 5, 0); None if unreadable."""
+    match = RELEASE_PATTERN.match(text.strip())
+    return tuple(int(part) for part in match.group(0).split(".")) if match else None
+
+
+def comparable_versions(have: str, want: str) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """Both versions parsed and padded with zeros to one length ("2.4" == "2.4.0"); None if either is unreadable."""
+    first, second = parse_version(have), parse_version(want)
+    if first is None or second is None:
+        return None
+    width = max(len(first), len(second))
+    return first + (0,) * (width - len(first)), second + (0,) * (width - len(second))
 
 
 def installed_version(*distributions: str) -> str | None:
@@ -312,7 +348,7 @@ def describe_backends(env: ComputeEnvironment) -> str:
     return ", ".join(f"{backend} ({', '.join(backend_devices(backend, env)) or 'no device'})" for backend in installed)
 
 
-def backend_devices(backend: Backend, env: ComputeEnvironment) -> list[str]:
+def backend_devices(backend: BackendKind, env: ComputeEnvironment) -> list[str]:
     devices = [] if backend == "tensorrt" else ["cpu"]
     if env.gpus and cuda_unusable_reason(backend, env) is None:
         devices.append("cuda")

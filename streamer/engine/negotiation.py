@@ -7,7 +7,8 @@ by `rank_key`: backend on device (TensorRT > ONNX Runtime CUDA > PyTorch CUDA > 
 PyTorch CPU), then quantization, dynamic batch over static, batch fit and package id.
 
 The machine comes in as a `ComputeEnvironment` value and the request as `LoadOptions`, so every
-decision here is a function of data: tests need no GPU and no patching.
+decision here is a function of data: tests need no GPU and no patching. `negotiate_here` is the one
+place that asks the machine (`environment.compute_environment`) before deciding.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import anyio
+
 from ..errors import NoCompatiblePackageError, ParameterError
 from .entities import (
-    Backend,
+    BackendKind,
     ComputeEnvironment,
     GpuInfo,
     LoadOptions,
@@ -28,14 +31,14 @@ from .entities import (
     ProbeScope,
     RuntimeRequirements,
 )
+from .environment import comparable_versions, compute_environment, cuda_unusable_reason
 
-BACKEND_NAMES: dict[Backend, str] = {"onnxruntime": "ONNX Runtime", "torch": "PyTorch", "tensorrt": "TensorRT"}
-INSTALL_HINTS: dict[Backend, str] = {
+BACKEND_NAMES: dict[BackendKind, str] = {"onnxruntime": "ONNX Runtime", "torch": "PyTorch", "tensorrt": "TensorRT"}
+INSTALL_HINTS: dict[BackendKind, str] = {
     "onnxruntime": "onnxruntime",
     "torch": "'streamer[torch]'",
     "tensorrt": "'streamer[tensorrt]'",
 }
-CUDA_PROVIDERS = frozenset({"CUDAExecutionProvider", "TensorrtExecutionProvider"})
 BACKEND_ORDER: dict[tuple[str, str], int] = {
     ("tensorrt", "cuda"): 0,
     ("onnxruntime", "cuda"): 1,
@@ -45,7 +48,6 @@ BACKEND_ORDER: dict[tuple[str, str], int] = {
 }
 QUANTIZATION_ORDER: dict[str, tuple[str, ...]] = {"cuda": ("int8", "fp16", "fp32"), "cpu": ("fp32", "int8", "fp16")}
 DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?")
-RELEASE_PATTERN = re.compile(r"\d+(\.\d+)*")
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,7 @@ FILTERS: tuple[Filter, ...] = (
 # --- what the filters ask of the machine -------------------------------------------------------
 
 
-def install_hint(backend: Backend, options: LoadOptions) -> str:
+def install_hint(backend: BackendKind, options: LoadOptions) -> str:
     """What to `pip install` for `backend`; ONNX Runtime's GPU build when a GPU is asked for."""
     if backend == "onnxruntime" and options.device_kind == "cuda":
         return "onnxruntime-gpu"
@@ -191,19 +193,6 @@ def missing_gpu_reason(options: LoadOptions, env: ComputeEnvironment) -> str:
         return "no CUDA GPU found on this machine"
     present = ", ".join(str(gpu.index) for gpu in env.gpus)
     return f"no GPU with index {options.device_index} (GPUs here: {present})"
-
-
-def cuda_unusable_reason(backend: Backend, env: ComputeEnvironment) -> str | None:
-    """Why an installed `backend` cannot use this machine's GPUs, or None when it can."""
-    if backend == "onnxruntime" and not CUDA_PROVIDERS.intersection(env.onnxruntime_providers):
-        present = ", ".join(env.onnxruntime_providers) or "none"
-        return (
-            f"ONNX Runtime has no CUDA execution provider (it has: {present}); "
-            "install onnxruntime-gpu in place of onnxruntime"
-        )
-    if backend == "torch" and not env.torch_cuda:
-        return f"PyTorch {env.torch_version} cannot use CUDA (a CPU-only build, or no driver)"
-    return None
 
 
 def _cpu_unsuitable_reason(package: ModelPackage) -> str | None:
@@ -284,21 +273,6 @@ REQUIREMENT_CHECKS: tuple[RequirementCheck, ...] = (
 )
 
 
-def parse_version(text: str) -> tuple[int, ...] | None:
-    """The numeric release of a version: "2.4.1+cu121" -> (2, 4, 1), "2.5.0a0" -> (2, 5, 0); None if unreadable."""
-    match = RELEASE_PATTERN.match(text.strip())
-    return tuple(int(part) for part in match.group(0).split(".")) if match else None
-
-
-def comparable_versions(have: str, want: str) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
-    """Both versions parsed and padded with zeros to one length ("2.4" == "2.4.0"); None if either is unreadable."""
-    first, second = parse_version(have), parse_version(want)
-    if first is None or second is None:
-        return None
-    width = max(len(first), len(second))
-    return first + (0,) * (width - len(first)), second + (0,) * (width - len(second))
-
-
 # --- ranking -----------------------------------------------------------------------------------
 
 
@@ -339,6 +313,16 @@ def negotiate(document: ModelDocument, options: LoadOptions, env: ComputeEnviron
         raise NoCompatiblePackageError(no_package_message(document, options, rejections))
     ranked = tuple(rank(kept, options))
     return Negotiation(document.model_id, ranked[0], ranked, tuple(rejections))
+
+
+async def negotiate_here(document: ModelDocument, options: LoadOptions) -> Negotiation:
+    """Step two of loading: negotiate `document` for this machine, probing only what it needs (once per
+    process and scope), in a worker thread."""
+    return await anyio.to_thread.run_sync(_negotiate_here, document, options)
+
+
+def _negotiate_here(document: ModelDocument, options: LoadOptions) -> Negotiation:
+    return negotiate(document, options, compute_environment(probe_scope(document, options)))
 
 
 def probe_scope(document: ModelDocument, options: LoadOptions) -> ProbeScope:

@@ -21,7 +21,8 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..frames import Detections, Frame, ModelInfo
-from .auto_model import load_model, make_options
+from .auto_model import load_model
+from .entities import make_options
 from .models.base import DetectionModel, _as_frame
 
 

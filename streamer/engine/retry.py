@@ -1,14 +1,15 @@
-"""Try a network operation again after transient failures, with capped exponential backoff and full jitter."""
+"""Try a network operation again after transient failures, waiting as `streamer.backoff.Backoff` says."""
 
 from __future__ import annotations
 
+import itertools
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import anyio
 
+from ..backoff import Backoff
 from ..errors import DownloadError
 from ..redact import redact
 
@@ -31,8 +32,8 @@ def transient_errors() -> tuple[type[BaseException], ...]:
 
 
 def backoff_delay(attempt: int, base_s: float, cap_s: float = MAX_DELAY_S) -> float:
-    """Seconds to wait before retry number `attempt` (0-based): uniform in [0, min(cap, base * 2**attempt)]."""
-    return random.uniform(0.0, min(cap_s, base_s * 2**attempt))
+    """Seconds to wait before retry number `attempt` (0-based), as `Backoff` waits (for the webhook sink)."""
+    return Backoff(initial_s=base_s, max_s=cap_s).delay(attempt + 1)
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -55,15 +56,16 @@ async def retrying(
     transient (an AccessError, a checksum mismatch, a 404) propagates at once.
     """
     transient = transient_errors()
-    for attempt in range(retries + 1):
+    backoff = Backoff(initial_s=backoff_s, max_s=cap_s, max_attempts=retries + 1)
+    for attempt in itertools.count(1):
         try:
             return await operation()
         except transient as exc:
-            if attempt == retries:
+            if backoff.exhausted(attempt):
                 raise DownloadError(
-                    f"{what}: failed after {retries + 1} attempts; last error: {describe_failure(exc)}"
+                    f"{what}: failed after {attempt} attempts; last error: {describe_failure(exc)}"
                 ) from exc
-            delay = backoff_delay(attempt, backoff_s, cap_s)
+            delay = backoff.delay(attempt)
             logger.debug("%s: %s; retrying in %.2f s", what, describe_failure(exc), delay)
             await anyio.sleep(delay)
     raise AssertionError("unreachable")  # the loop returns or raises

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamer.batcher import InputBuffers, InputSpec
+from streamer.engine.preprocess import InputBuffers, InputSpec
 from streamer.device import DeviceInputBuffers, array_device, to_host
 from streamer.frames import Frame
 from tests.engine.gpu import requires_gpu

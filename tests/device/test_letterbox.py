@@ -10,7 +10,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from streamer.batcher import InputBuffers, InputSpec
+from streamer.engine.preprocess import InputBuffers, InputSpec
 from streamer.device import DeviceInputBuffers, array_device
 from streamer.errors import ParameterError
 

@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pytest
 
-from streamer.batcher import InputBuffers
+from streamer.engine.preprocess import InputBuffers
 from streamer.engine import AutoModel
 from streamer.engine.models.yolo import UltralyticsYolo
 

@@ -18,7 +18,7 @@ from onnx import TensorProto, helper
 
 from streamer.cli import main
 from streamer.engine import AutoModel
-from streamer.engine.auto_model import make_options
+from streamer.engine.entities import make_options
 from streamer.engine.backends.torch import TorchBackend
 from streamer.engine.convert import convert_model, convert_to_torch, import_onnx2torch
 from streamer.engine.models.base import fitted_size

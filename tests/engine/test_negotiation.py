@@ -16,17 +16,16 @@ from streamer.engine.entities import (
     ProbeScope,
     RuntimeRequirements,
 )
+from streamer.engine.environment import comparable_versions, parse_version
 from streamer.engine.negotiation import (
     FILTERS,
     Negotiation,
     apply_filters,
     backend_installed,
     batch_size,
-    comparable_versions,
     device_available,
     negotiate,
     not_disabled,
-    parse_version,
     probe_scope,
     quantization,
     rank,

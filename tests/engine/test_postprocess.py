@@ -6,7 +6,7 @@ import numpy as np
 import onnxruntime
 import pytest
 
-from streamer.batcher import InputSpec, Placement, place
+from streamer.engine.preprocess import InputSpec, Placement, place
 from streamer.engine.models.base import clip_boxes, nms
 from streamer.engine.models.yolo import UltralyticsYolo
 from streamer.engine.postprocess import CLASS_OFFSET, batched_nms, decode_yolo_batch, suppress_sorted

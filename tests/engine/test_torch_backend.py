@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamer.engine.backends import import_optional
+from streamer.importing import import_optional
 from streamer.engine.backends.torch import TorchBackend, decode_metadata, flatten_outputs, load_state_dict
 from streamer.errors import MissingDependencyError, ModelFormatError, ModelNotFoundError, ParameterError
 
@@ -255,7 +255,7 @@ def test_cuda_outputs_match_the_cpu(net, torchscript_path, export_path, half):
 
 def test_open_backend_when_a_torchscript_package_declares_a_static_batch_runs_in_chunks_of_it(torchscript_path):
     from streamer.engine.entities import BatchProfile, FileSpec, LoadOptions, ModelPackage
-    from streamer.engine.loading import open_backend
+    from streamer.engine.backends.package import open_backend
 
     package = ModelPackage(
         package_id="tiny-static",

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 
-from streamer.batcher import Placement
+from streamer.engine.preprocess import Placement
 from streamer.engine import AutoModel
 from streamer.engine.models.yolo import UltralyticsYolo
 from streamer.frames import Frame
@@ -121,7 +121,7 @@ def test_yolo_when_the_export_takes_fp16_feeds_fp16(yolo, yolo_path, astronaut, 
 def test_fitted_size_when_the_graph_takes_any_size_is_the_smallest_stride_multiple_holding_the_frame(
     width, height, expected
 ):
-    from streamer.batcher import InputSpec
+    from streamer.engine.preprocess import InputSpec
     from streamer.engine.models.base import fitted_size
 
     assert fitted_size(width, height, InputSpec(320, 320, np.dtype(np.float32)), 32) == expected

@@ -7,7 +7,7 @@ import time
 import anyio
 
 import streamer
-from streamer.engine.auto_model import compute_environment
+from streamer.engine.environment import compute_environment
 from tests.media import write_clip
 from tests.pipeline.helpers import file_source, pipeline_config, read_jsonl
 

@@ -1,4 +1,8 @@
-"""Backends run a model file on a device; each imports its library only when instantiated."""
+"""Backends run a model file on a device; each imports its library only when instantiated.
+
+`base.Backend` is the interface the model families use; `package.open_backend` opens the one a
+negotiated package names (ONNX Runtime, PyTorch, TensorRT).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,8 @@ from collections.abc import Callable
 import numpy as np
 
 from ...device.arrays import module_of, parse_device
-from ...importing import import_optional
 
-__all__ = ["import_optional", "pad_batch", "parse_device", "run_in_fixed_batches"]
+__all__ = ["pad_batch", "parse_device", "run_in_fixed_batches"]
 
 
 def run_in_fixed_batches(

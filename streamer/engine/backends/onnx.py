@@ -12,6 +12,7 @@ import numpy as np
 
 from ...device.arrays import is_host_array
 from ...errors import MissingDependencyError, ModelFormatError, ParameterError
+from ...importing import import_optional
 from . import parse_device, run_in_fixed_batches
 
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
@@ -25,13 +26,12 @@ ProviderSpec = str | tuple[str, dict[str, Any]]
 
 
 def import_onnxruntime() -> Any:
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "onnxruntime is not installed: `pip install onnxruntime` (CPU) or `onnxruntime-gpu` (CUDA), not both"
-        ) from exc
-    return onnxruntime
+    return import_optional(
+        "onnxruntime",
+        extra="onnxruntime",
+        what="the ONNX Runtime backend",
+        install="pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA), not both",
+    )
 
 
 def choose_providers(device: str, providers: list[str] | None = None, name: str = "device") -> list[ProviderSpec]:

@@ -21,7 +21,8 @@ import numpy as np
 from ...device.arrays import import_cupy, module_of
 from ...errors import ModelError, ModelFormatError, ModelNotFoundError, ParameterError
 from ..cache import atomic_write, default_cache_root
-from . import import_optional, parse_device, run_in_fixed_batches
+from ...importing import import_optional
+from . import parse_device, run_in_fixed_batches
 
 if TYPE_CHECKING:
     from ..entities import BatchProfile, LoadOptions, ModelPackage

@@ -18,7 +18,8 @@ import numpy as np
 
 from ...device.arrays import is_host_array
 from ...errors import MissingDependencyError, ModelError, ModelFormatError, ModelNotFoundError, ParameterError
-from . import import_optional, parse_device, run_in_fixed_batches
+from ...importing import import_optional
+from . import parse_device, run_in_fixed_batches
 
 TorchFormat = Literal["torchscript", "torch-export"]
 DEFAULT_INPUT_SHAPE: list[int | str] = ["batch", 3, "height", "width"]

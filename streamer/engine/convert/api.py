@@ -10,7 +10,7 @@ from typing import Literal
 from ...errors import ModelNotFoundError, ParameterError
 from ..cache import atomic_write, default_cache_root
 from ..entities import LoadOptions, ModelDocument, ModelPackage
-from ..loading import primary_file
+from ..backends.package import primary_file
 from ..providers.local import MANIFEST
 from .cached import FORMATS, cached_conversion, files_intact, link_or_copy
 
@@ -46,7 +46,7 @@ async def convert_model(
     """Resolve a model id or path, fetch its ONNX package, and convert it (what `streamer models convert` does)."""
     import anyio.to_thread
 
-    from ..auto_model import fetch
+    from ..download import fetch
     from ..resolve import resolve
 
     document = await resolve(model_id_or_path, options)

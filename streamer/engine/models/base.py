@@ -12,29 +12,19 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Protocol, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from ...batcher import InputBuffers, InputSpec, Placement
 from ...device import DeviceInputBuffers, array_device, to_host
 from ...errors import MissingDependencyError
 from ...frames import Detections, Frame, ModelInfo
+from ..backends.base import Backend
+from ..backends.package import open_backend, primary_file
 from ..entities import LoadOptions, ModelDocument, ModelPackage
+from ..preprocess import InputBuffers, InputSpec, Placement
 
 log = logging.getLogger(__name__)
-
-
-class Backend(Protocol):
-    """Runs one input batch, returning the model's raw outputs in order."""
-
-    name: str
-    input_dtype: np.dtype
-    input_shape: list[int | str]
-    fixed_batch: int | None
-    metadata: dict[str, str]
-
-    def run(self, batch: np.ndarray) -> list[np.ndarray]: ...
 
 
 class DetectionModel:
@@ -93,8 +83,6 @@ class DetectionModel:
         dependencies: Mapping[str, DetectionModel] | None = None,
     ) -> DetectionModel:
         """Build the family's model from a fetched package (runs in a worker thread)."""
-        from ..loading import open_backend, primary_file
-
         backend = open_backend(package, files, options, prepare_onnx=cls.prepare_onnx)
         class_names, input_size = cls.describe(document, backend, options)
         info = ModelInfo(
@@ -189,7 +177,7 @@ def _fits_to_frames(options: LoadOptions) -> bool:
 
 def _input_device(backend: Backend, what: str) -> Any:
     """The ArrayDevice to letterbox on when the backend runs on a GPU and CuPy can reach it, else None."""
-    device = getattr(backend, "input_device", "cpu")
+    device = backend.input_device
     if device == "cpu":
         return None
     try:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...batcher import InputSpec, Placement
 from ...frames import Detections, Frame
+from ..backends.base import Backend
 from ..entities import LoadOptions, ModelDocument
 from ..onnx_graph import with_dynamic_shapes
-from .base import Backend, DetectionModel, clip_boxes, nms
+from ..preprocess import InputSpec, Placement
+from .base import DetectionModel, clip_boxes, nms
 
 STRIDE = 4
 

@@ -14,9 +14,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ...batcher import InputSpec, Placement
 from ...frames import Detections, Frame
 from ..entities import ModelDocument
+from ..preprocess import InputSpec, Placement
 from .base import DetectionModel, _as_frame
 
 

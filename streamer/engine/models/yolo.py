@@ -6,12 +6,13 @@ import ast
 
 import numpy as np
 
-from ...batcher import Placement
 from ...errors import UnknownArchitectureError
 from ...frames import Detections, Frame
+from ..backends.base import Backend
 from ..entities import LoadOptions, ModelDocument
 from ..postprocess import decode_yolo_batch
-from .base import Backend, DetectionModel, clip_boxes
+from ..preprocess import Placement
+from .base import DetectionModel, clip_boxes
 
 
 class UltralyticsYolo(DetectionModel):

@@ -13,12 +13,11 @@ import logging
 
 from ...errors import ModelError
 from ..entities import LoadOptions
-from .base import WeightsProvider
+from .base import REGISTRY_URL_VARIABLE, WeightsProvider
 
 log = logging.getLogger("streamer.engine")
 
 ENTRY_POINT_GROUP = "streamer.weights_providers"
-REGISTRY_URL_VARIABLE = "STREAMER_REGISTRY_URL"
 
 
 def default_providers(options: LoadOptions) -> list[WeightsProvider]:

@@ -6,6 +6,8 @@ from typing import Protocol
 
 from ..entities import ModelDocument
 
+REGISTRY_URL_VARIABLE = "STREAMER_REGISTRY_URL"  # where the HTTP registry is, when options do not say
+
 
 class WeightsProvider(Protocol):
     """A source of model documents: an HTTP registry, a local folder, installed distributions ...

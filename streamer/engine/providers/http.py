@@ -19,7 +19,7 @@ from ...errors import AccessError, DownloadError, PackageError, ParameterError, 
 from ...redact import redact_url
 from ..entities import FileSpec, ModelDocument, ModelPackage
 from ..retry import TransientError, retrying
-from . import REGISTRY_URL_VARIABLE
+from .base import REGISTRY_URL_VARIABLE
 
 logger = logging.getLogger("streamer.engine")
 
