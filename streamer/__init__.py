@@ -7,7 +7,18 @@
 
 from .api import run
 from .config import Config, load_config
-from .engine import AutoModel, AutoModelPipeline, DetectionModel, LoadOptions
+from .engine import (
+    AutoModel,
+    AutoModelPipeline,
+    ComputeEnvironment,
+    DetectionModel,
+    LoadOptions,
+    ModelDescription,
+    PackageDescription,
+    describe_compute_environment,
+    describe_model,
+    describe_model_package,
+)
 from .errors import (
     ConfigError,
     ModelError,
@@ -28,6 +39,7 @@ __all__ = [
     "AutoModel",
     "AutoModelPipeline",
     "CallbackSink",
+    "ComputeEnvironment",
     "Config",
     "ConfigError",
     "DetectionModel",
@@ -36,7 +48,9 @@ __all__ = [
     "JsonlSink",
     "LoadOptions",
     "ModelError",
+    "ModelDescription",
     "ModelInfo",
+    "PackageDescription",
     "Result",
     "SinkError",
     "SourceEvent",
@@ -48,6 +62,9 @@ __all__ = [
     "Summary",
     "VideoSink",
     "__version__",
+    "describe_compute_environment",
+    "describe_model",
+    "describe_model_package",
     "load_config",
     "open",
     "run",
