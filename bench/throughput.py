@@ -43,7 +43,7 @@ import onnxruntime
 from PIL import Image
 
 import streamer
-from streamer.batcher import InputBuffers, InputSpec, Placement, place
+from streamer.engine.preprocess import InputBuffers, InputSpec, Placement, place
 from streamer.config import Config, load_config
 from streamer.engine import DetectionModel
 from streamer.engine.models.centerface import CenterFace

@@ -16,10 +16,7 @@ from .frames import Frame
 from .sources.queue import FrameQueue
 from .wakeup import Wakeup
 
-# The engine's letterboxing, still importable from here for the bench scripts.
-from .engine.preprocess import InputBuffers, InputSpec, Placement, place  # noqa: F401
-
-__all__ = ["Batcher", "InputBuffers", "InputSpec", "Placement", "place"]
+__all__ = ["Batcher"]
 
 
 class Batcher:

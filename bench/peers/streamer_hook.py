@@ -53,7 +53,7 @@ def _input_size(result: Result) -> tuple[int, int]:
     and width are letterboxed to the stride-aligned size the frame needs (DetectionModel.fit_to_frames)."""
     import numpy as np
 
-    from streamer.batcher import InputSpec
+    from streamer.engine.preprocess import InputSpec
     from streamer.engine.models.base import fitted_size
 
     width, height = result.model.input_size
