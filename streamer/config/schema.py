@@ -62,8 +62,10 @@ class BatchingConfig(Base, kw_only=True):
 
 class SourceConfigBase(Base, tag_field="type", kw_only=True):
     id: Identifier | None = None  # 1-64 letters, digits, `.`, `_` or `-`, starting with a letter or digit
-    queue_size: Positive | None = None  # default: 8 for files, 2 for live sources
-    policy: QueuePolicy | None = None
+    # Frames waiting for the model, and what happens when they are full (sources/queue.py): live
+    # sources keep two and only the newest (`latest`, they never fall behind); files override it.
+    queue_size: Positive = 2
+    policy: QueuePolicy = "latest"
     max_frames: Positive | None = None
     max_fps: Annotated[float, msgspec.Meta(gt=0)] | None = None
     staleness_ms: Annotated[float, msgspec.Meta(gt=0)] | None = None
@@ -81,6 +83,8 @@ class FileSourceConfig(SourceConfigBase, tag="file", kw_only=True):
     """
 
     path: NonEmpty
+    queue_size: Positive = 8  # a few frames ahead keep the model busy
+    policy: QueuePolicy = "block"  # lose nothing: the file waits for the model
     realtime: bool = False
     loop: bool = False
     tolerate_damage: bool = False

@@ -20,10 +20,8 @@ from anyio.abc import TaskGroup
 from ..batcher import Batcher
 from ..config.schema import SourceConfig
 from ..errors import SourceError
-from ..sources import (
-    FrameQueue, Source, SourceEvent, SourceState, StateChange, build_source, default_policy, default_queue_size,
-    tolerates_damage,
-)
+from ..sources import FrameQueue, Source, SourceEvent, SourceState, StateChange, build_source, tolerates_damage
+from ..wakeup import Wakeup
 from .summary import SourceReport, Summary
 
 log = logging.getLogger("streamer.sources")
@@ -62,7 +60,7 @@ class SourceSet:
         self.states: dict[str, SourceState] = {}
         self.events: deque[SourceEvent] = deque(maxlen=EVENT_HISTORY)
         self._listeners: list[Callable[[SourceEvent], None]] = []
-        self._changed = anyio.Event()
+        self._changed = Wakeup()
         self._threads = anyio.CapacityLimiter(10_000)  # one per source; the default limiter is shared
         self._group: TaskGroup | None = None
 
@@ -78,7 +76,7 @@ class SourceSet:
         assert self._group is not None and config.id is not None
         source = build_source(config, start_after)
         staleness = config.staleness_ms / 1000 if config.staleness_ms else None
-        queue = FrameQueue(source.id, default_queue_size(config), default_policy(config), self.batcher.notify, staleness)  # type: ignore[arg-type]
+        queue = FrameQueue(source.id, config.queue_size, config.policy, self.batcher.notify, staleness)
         reader = Reader(source, queue)
         self.readers[source.id] = reader
         self.configs[source.id] = config
@@ -125,8 +123,7 @@ class SourceSet:
 
     async def wait_for_state(self, source_id: str, *states: SourceState) -> SourceState:
         while (state := self.states.get(source_id)) not in states:
-            changed = self._changed
-            await changed.wait()
+            await self._changed.wait()
         return state  # type: ignore[return-value]
 
     def _halt(self, reader: Reader) -> None:
@@ -205,8 +202,7 @@ class SourceSet:
         _log_event(event, change)
         for listener in self._listeners:
             listener(event)
-        self._changed.set()
-        self._changed = anyio.Event()
+        self._changed.notify()
 
 
 def _log_event(event: SourceEvent, change: StateChange) -> None:

@@ -1,12 +1,31 @@
 """Sources decoded by PyAV (FFmpeg): files, lavfi patterns, RTSP and HLS streams, webcams.
 
-`AvSource.frames` yields decoded frames and, in between, the source's state changes; what it counts
-on the way (attempts, outages, decode errors, timestamp jumps, frames over max_fps) is in its
-`stats`. A live source that drops, stalls, freezes or never comes up is reopened with backoff until
-its attempts run out; only errors no retry can fix (wrong credentials, no such stream, no such
-file) fail at once: failures.py decides which is which. A file that ends with decode errors or
-short of the frames its container declares says so in `stats.damage`. Credentials never reach a
-message: every error text goes through `redact` (streamer/redact.py).
+`AvSource(config).frames` yields decoded frames and, in between, the source's state changes, as
+the machine below moves. What it counts on the way (attempts, outages, frames, decode errors,
+timestamp jumps, frames over max_fps) is in its `stats` (stats.py), the one place for its counts.
+Only errors no retry can fix (wrong credentials, no such stream, no such file) fail a live source at
+once: failures.py decides which is which. A file that ends with decode errors or short of the
+frames its container declares says so in `stats.damage`. Credentials never reach a message: every
+error text goes through `redact` (streamer/redact.py).
+
+                   open ok, first frame
+    CONNECTING -----------------------------> RUNNING ---- EOF of a file, max_frames ---> ENDED
+     |  ^  ^                                   |  |
+     |  |  +------ EOF of a looping file ------+  |
+     |  |                                         | read timeout, stream broke, EOF (live)
+     |  +-- backoff waited -- RECONNECTING <------+
+     |                          ^      |
+     +-- open failed (live) ----+      +-- attempts exhausted (max_attempts) --> FAILED
+     |                                                                             ^
+     +-- open refused; any error of a file or pattern (from RUNNING too) ---------+
+
+    stop, in any state: ENDED ("stopped").
+    RUNNING <-> PAUSED: pause and resume by the admin API, kept by SourceSet (pipeline/readers.py):
+    a file waits where it is, a live source stays connected and its frames are discarded.
+
+A live source retries (backoff_initial_s .. backoff_max_s, up to max_attempts failures in a row);
+a file or lavfi pattern has no outages, every error fails it. FAILED is the end of `frames`: it
+raises the SourceError, and the pipeline reports the state with its message.
 """
 
 from __future__ import annotations
@@ -16,13 +35,17 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Generator, Iterator, NamedTuple
 
-from ..errors import SourceDecodeError, SourceError, SourceOpenError, SourceRefusedError
+from ..backoff import Backoff
+from ..config.loader import checked_struct
+from ..config.schema import FileSourceConfig, HlsSourceConfig, LavfiSourceConfig, LiveSourceConfigBase, SourceConfig
+from ..errors import ConfigError, SourceDecodeError, SourceError, SourceOpenError, SourceRefusedError
 from ..frames import Frame
 from ..redact import redact, redact_url
+from .address import address
 from .failures import open_failure, read_failure, stalled
-from .state import Backoff, SourceState, StateChange
+from .state import SourceState, StateChange
 from .stats import SourceStats
 from .timeline import Pacer, Timeline
 
@@ -34,135 +57,167 @@ MAX_CONSECUTIVE_DECODE_ERRORS = 25
 # duration and frame rate tell.
 MISSING_FRAMES_COUNTED = 2
 MISSING_SHARE_ESTIMATED = 0.1
+# How long FFmpeg may wait to open or read a file or a pattern (they have no timeouts to configure).
+LOCAL_TIMEOUT_S = 10.0
+
+Items = Generator["Frame | StateChange", None, "_Move"]
+
+
+class _Move(NamedTuple):
+    """A transition: the state it goes to, why, and for FAILED the error that ends the source."""
+
+    to: SourceState
+    reason: str | None = None
+    error: SourceError | None = None
 
 
 class AvSource:
-    """Decode the first video stream of anything FFmpeg can open.
+    """Decode the first video stream of anything FFmpeg can open, as its config table describes.
 
-    live: a camera or stream (reconnects with `backoff`, when given). realtime: pace frames to their
-    timestamps. loop: start a file again at its end. max_fps: keep at most this many frames a second.
     Timestamps grow across loops, reconnects and jumps back (see timeline.py); a frame without one
     gets the seconds since its connection opened. start_after: resume a file after the frame
     (index, pts) a checkpoint names: seek to the keyframe before it, decode up to it silently, go on
-    numbering from index + 1. read_wait_s: the longest one read may block (default half of
-    read_timeout_s, see _open_container); HLS waits up to a segment's length inside one read for its
-    playlist to grow, so it is given the whole read timeout.
+    numbering from index + 1. One read may block for half of read_timeout_s (see _open_container);
+    HLS waits up to a segment's length inside one read for its playlist to grow, so it is given the
+    whole read timeout.
     """
 
-    def __init__(
-        self,
-        id: str,
-        url: str,
-        *,
-        kind: str = "file",
-        format: str | None = None,
-        live: bool = False,
-        realtime: bool = False,
-        loop: bool = False,
-        max_frames: int | None = None,
-        max_fps: float | None = None,
-        options: dict[str, str] | None = None,
-        open_timeout_s: float = 10.0,
-        read_timeout_s: float = 10.0,
-        backoff: Backoff | None = None,
-        start_after: tuple[int, float | None] | None = None,
-        hwaccel: str | None = None,
-        read_wait_s: float | None = None,
-    ) -> None:
-        self.id = id
-        self.url = url
-        self.kind = kind
-        self.format = format
-        self.live = live
-        self.realtime = realtime
-        self.loop = loop
-        self.max_frames = max_frames
-        self.max_fps = max_fps
-        self.options = options or {}
-        self.open_timeout_s = open_timeout_s
-        self.read_timeout_s = read_timeout_s
-        self.read_wait_s = read_timeout_s / 2 if read_wait_s is None else read_wait_s
-        self.backoff = backoff
+    def __init__(self, config: SourceConfig, *, start_after: tuple[int, float | None] | None = None) -> None:
+        config = checked_struct(config)  # built in Python, it is checked as TOML would be
+        if config.id is None:
+            raise ConfigError("a source built in Python needs an `id`", "$.id")
+        if start_after is not None and not isinstance(config, FileSourceConfig):
+            raise TypeError(f"only file sources resume from a checkpoint, not {type(config).__name__}")
+        self.config = config
+        self.id: str = config.id
+        self.url, self.kind, self.format, self.options = address(config)
+        self.live = not isinstance(config, FileSourceConfig)
+        live = config if isinstance(config, LiveSourceConfigBase) else None
+        self.backoff = Backoff(live.backoff_initial_s, live.backoff_max_s, live.max_attempts) if live else None
+        self.open_timeout_s = live.open_timeout_s if live else LOCAL_TIMEOUT_S
+        self.read_timeout_s = live.read_timeout_s if live else LOCAL_TIMEOUT_S
+        self.read_wait_s = self.read_timeout_s if isinstance(config, HlsSourceConfig) else self.read_timeout_s / 2
         self.start_after = start_after  # (index, pts) of the last frame a previous run delivered
-        self.hwaccel = hwaccel  # FFmpeg hardware device type; None once it proved unavailable
+        self.hwaccel = config.hwaccel  # FFmpeg hardware device type; None once it proved unavailable
         self.stats = SourceStats()
+
+    @property
+    def realtime(self) -> bool:
+        """Paced to its timestamps (files and patterns may be; a live stream comes at its own pace)."""
+        return isinstance(self.config, (FileSourceConfig, LavfiSourceConfig)) and self.config.realtime
+
+    @property
+    def loop(self) -> bool:
+        return isinstance(self.config, FileSourceConfig) and self.config.loop
 
     def describe(self) -> str:
         return f"source {self.id!r} ({self.kind} {redact_url(self.url)!r})"
 
     def frames(self, stop: threading.Event) -> Iterator[Frame | StateChange]:
-        timeline = Timeline(self.describe(), self.stats, self.max_fps, Pacer(stop) if self.realtime else None)
-        if self.start_after is not None:
-            timeline.index = self.start_after[0] + 1
-        attempt = 0  # failed attempts since the source last ran
-        while not stop.is_set():
-            yield StateChange(SourceState.CONNECTING, attempt=attempt)
-            self.stats.attempts += 1
-            try:
-                for item in self._session(stop, timeline):
-                    if isinstance(item, StateChange):
-                        attempt = 0
-                    yield item
-                    if self.max_frames is not None and timeline.index >= self.max_frames:
-                        yield StateChange(SourceState.ENDED, "max_frames reached")
-                        return
-            except SourceRefusedError:
-                raise
-            except SourceError as exc:
-                if not self.retries:
-                    raise
-                reason = exc.message
+        """Run the machine drawn in the module's docstring, from CONNECTING to ENDED or FAILED."""
+        timeline = Timeline(self.describe(), self.stats, self.config.max_fps, Pacer(stop) if self.realtime else None)
+        move = _Move(SourceState.CONNECTING)
+        while True:
+            if stop.is_set() and not move.to.final:
+                move = _Move(SourceState.ENDED, "stopped")
+            if move.to is SourceState.CONNECTING:
+                move = yield from self._connecting(stop, timeline)
+            elif move.to is SourceState.RECONNECTING:
+                move = yield from self._reconnecting(stop, move.reason)
+            elif move.to is SourceState.ENDED:
+                yield StateChange(SourceState.ENDED, move.reason)
+                return
             else:
-                if stop.is_set() or not (self.live or self.loop):
-                    yield StateChange(SourceState.ENDED, self._end_reason(stop))
-                    return
-                if self.loop and not timeline.session_frames:
-                    raise SourceDecodeError(f"{self.describe()}: no frame to loop over")
-                if self.loop:
-                    continue
-                reason = f"{self.describe()}: the stream ended"
-            attempt += 1
-            yield from self._wait_to_retry(stop, attempt, reason)
+                assert move.to is SourceState.FAILED and move.error is not None
+                raise move.error
 
-    @property
-    def retries(self) -> bool:
-        """Live sources with a backoff reconnect; files and patterns fail on their first error."""
-        return self.live and self.backoff is not None
+    def _connecting(self, stop: threading.Event, timeline: Timeline) -> Items:
+        """CONNECTING, and RUNNING from its first frame: one connection (or one pass over a file)."""
+        yield StateChange(SourceState.CONNECTING, attempt=self.stats.failures)
+        self.stats.attempts += 1
+        frames_before = self.stats.frames
+        try:
+            yield from self._session(stop, timeline)
+        except SourceError as exc:
+            if isinstance(exc, SourceRefusedError) or self.backoff is None:
+                return _Move(SourceState.FAILED, error=exc)
+            return self._retry(exc.message)
+        return self._at_end(stop, self.stats.frames - frames_before)
 
-    def _end_reason(self, stop: threading.Event) -> str:
+    def _at_end(self, stop: threading.Event, delivered: int) -> _Move:
+        """Where a connection that ended without an error goes; `delivered`: the frames it gave out."""
         if stop.is_set():
-            return "stopped"
-        return f"end of file, {self.stats.damage}" if self.stats.damage else "end of file"
+            return _Move(SourceState.ENDED, "stopped")
+        if self._reached_max_frames():
+            return _Move(SourceState.ENDED, "max_frames reached")
+        if self.loop and not delivered:
+            return _Move(SourceState.FAILED, error=SourceDecodeError(f"{self.describe()}: no frame to loop over"))
+        if self.loop:
+            return _Move(SourceState.CONNECTING)  # the next pass
+        if not self.live:
+            damage = self.stats.damage
+            return _Move(SourceState.ENDED, f"end of file, {damage}" if damage else "end of file")
+        if self.backoff is None:  # a lavfi pattern with a duration
+            return _Move(SourceState.ENDED, "end of stream")
+        return self._retry(f"{self.describe()}: the stream ended")
 
-    def _wait_to_retry(self, stop: threading.Event, attempt: int, reason: str) -> Iterator[StateChange]:
+    def _retry(self, reason: str) -> _Move:
+        """A live source's failed attempt: RECONNECTING, or FAILED once max_attempts are used up."""
         assert self.backoff is not None
-        if self.backoff.exhausted(attempt):
-            raise SourceOpenError(f"{self.describe()}: gave up after {attempt} attempts; last error: {reason}")
-        if attempt == 1:  # the first failure since it last ran (or ever): an outage begins
+        self.stats.failures += 1
+        if self.backoff.exhausted(self.stats.failures):
+            message = f"{self.describe()}: gave up after {self.stats.failures} attempts; last error: {reason}"
+            return _Move(SourceState.FAILED, error=SourceOpenError(message))
+        return _Move(SourceState.RECONNECTING, reason)
+
+    def _reconnecting(self, stop: threading.Event, reason: str | None) -> Items:
+        """RECONNECTING: wait out the backoff (stop ends the wait), then connect again."""
+        assert self.backoff is not None
+        if self.stats.failures == 1:  # the first failure since it last ran (or ever): an outage begins
             self.stats.reconnects += 1
-        delay = self.backoff.delay(attempt)
-        yield StateChange(SourceState.RECONNECTING, reason, attempt=attempt, retry_in_s=delay)
+        delay = self.backoff.delay(self.stats.failures)
+        yield StateChange(SourceState.RECONNECTING, reason, attempt=self.stats.failures, retry_in_s=delay)
         stop.wait(delay)
+        return _Move(SourceState.CONNECTING)
 
     def _session(self, stop: threading.Event, timeline: Timeline) -> Iterator[Frame | StateChange]:
-        """One connection: frames until it ends (returns) or breaks (raises a SourceError)."""
+        """One connection: frames until it ends (returns) or breaks (raises a SourceError); it is
+        RUNNING from its first frame on, and a failure before that is not counted as running."""
         with self._open() as container:
+            self.stats.sessions += 1
             timeline.new_session(_frame_step(container))
             tally = _FileTally(container.streams.video[0], self.stats.decode_errors)
             decoded_frames = tally.count(self._decode(container, stop))
-            if self.start_after is not None and timeline.session == 0:
+            if self.start_after is not None and self.stats.sessions == 1:
                 decoded_frames = _after(decoded_frames, container, *self.start_after)
+            running = False
             for decoded in decoded_frames:
                 pts = timeline.stamp(decoded.time)
                 if not timeline.keep(pts):
                     continue
-                if timeline.session_frames == 0:
+                if not running:
+                    running, self.stats.failures = True, 0
                     yield StateChange(SourceState.RUNNING)
                 if not timeline.pace(pts):
                     return
-                yield Frame(self.id, timeline.take_index(), pts, time.time(), decoded=decoded, session=timeline.session)
+                yield self._frame(decoded, pts)
+                if self._reached_max_frames():
+                    return
             if not (self.live or stop.is_set()):
                 self._note_damage(tally.damage(self.stats.decode_errors))
+
+    def _frame(self, decoded: Any, pts: float) -> Frame:
+        index = self._next_index()
+        self.stats.frames += 1
+        return Frame(self.id, index, pts, time.time(), decoded=decoded, session=self.stats.sessions - 1)
+
+    def _next_index(self) -> int:
+        """Frames are numbered on from a checkpoint's frame, across loops and reconnects."""
+        first = 0 if self.start_after is None else self.start_after[0] + 1
+        return first + self.stats.frames
+
+    def _reached_max_frames(self) -> bool:
+        return self.config.max_frames is not None and self._next_index() >= self.config.max_frames
 
     def _note_damage(self, damage: str | None) -> None:
         if damage is not None:

@@ -11,9 +11,8 @@ import time
 from collections import deque
 from typing import Callable, Literal
 
-import anyio
-
 from ..frames import Frame
+from ..wakeup import Wakeup
 
 
 class FrameQueue:
@@ -37,7 +36,7 @@ class FrameQueue:
         self.finished = False
         self._items: deque[Frame] = deque()
         self._on_ready = on_ready
-        self._room = anyio.Event()
+        self._room = Wakeup()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -87,9 +86,8 @@ class FrameQueue:
         self._on_ready()
 
     def _wake_putters(self) -> None:
-        """Wake every waiting putter; each re-checks for room (an Event is set once, so swap in a new one)."""
-        room, self._room = self._room, anyio.Event()
-        room.set()
+        """Wake every waiting putter; each re-checks for room."""
+        self._room.notify()
 
     @property
     def exhausted(self) -> bool:

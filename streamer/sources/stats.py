@@ -1,5 +1,5 @@
-"""What a source counts as it reads: its thread writes the counts, the pipeline copies them into the
-run's summary (and from there to /status and /metrics)."""
+"""Every count a source keeps, in one place: its thread writes them (AvSource and its Timeline), the
+pipeline copies the reported ones into the run's summary (and from there to /status and /metrics)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ class SourceStats:
 
     attempts: int = 0  # times it opened (or tried to open) its input: the first, each retry, each loop
     reconnects: int = 0  # outages: times it lost its stream (or never had it) and began reconnecting
+    failures: int = 0  # failed attempts since it last ran (what its backoff and max_attempts count)
+    sessions: int = 0  # inputs it opened: the first connection, each reconnect, each loop of a file
+    frames: int = 0  # frames it gave out
     decode_errors: int = 0  # packets that failed to decode (their frames are lost), frames marked corrupt
     discontinuities: int = 0  # times its timestamps jumped back (each starts a new timeline segment)
     over_max_fps: int = 0  # frames skipped to keep at most max_fps a second

@@ -1,5 +1,6 @@
-"""One growing timeline per source: frame numbers and timestamps across sessions (loops, reconnects)
-and segments (timestamps that jump back), decimation to max_fps, and pacing to real time.
+"""One growing timeline per source: timestamps across sessions (loops, reconnects) and segments
+(timestamps that jump back), decimation to max_fps, and pacing to real time. What it counts (jumps,
+frames over max_fps) goes into the source's SourceStats, with every other count of the source.
 
 A frame is never discarded for its timestamp: when a stream's time goes back (two MPEG-TS segments
 back to back, a camera whose clock resets, a PTS wrap FFmpeg did not correct), a new segment starts
@@ -22,16 +23,13 @@ BACKWARDS_TOLERANCE_S = 1e-6
 
 
 class Timeline:
-    """Numbers and stamps the frames of one source (`what` names it in the log)."""
+    """Stamps the frames of one source (`what` names it in the log)."""
 
     def __init__(self, what: str, stats: SourceStats, max_fps: float | None, pacer: Pacer | None) -> None:
         self.what = what
         self.stats = stats
         self.min_gap = 1 / max_fps if max_fps else 0.0
         self.pacer = pacer
-        self.index = 0
-        self.session = -1  # counts connections (and loops): 0 for the first
-        self.session_frames = 0
         self._step = 1 / 30
         self._offset = 0.0
         self._last_pts: float | None = None
@@ -43,14 +41,13 @@ class Timeline:
     def new_session(self, step: float) -> None:
         """A new connection (or loop) whose frames are `step` seconds apart."""
         first_session = self._last_pts is None
-        self.session += 1
         self._step = step
         if not first_session:
             self._offset = self._last_pts + step  # type: ignore[operator]
         # The first connection keeps the stream's own timestamps; later ones continue after them.
         self._segment_first = 0.0 if first_session else None
         self._last_raw = None
-        self._session_start, self.session_frames = time.monotonic(), 0
+        self._session_start = time.monotonic()
         if self.pacer is not None:
             self.pacer.reset()
 
@@ -75,11 +72,6 @@ class Timeline:
 
     def pace(self, pts: float) -> bool:
         return self.pacer is None or self.pacer.wait_until(pts)
-
-    def take_index(self) -> int:
-        index, self.index = self.index, self.index + 1
-        self.session_frames += 1
-        return index
 
     def _new_segment(self, raw: float) -> None:
         assert self._last_pts is not None and self._last_raw is not None

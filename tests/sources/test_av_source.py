@@ -1,4 +1,4 @@
-"""AvSource over generated clips and lavfi patterns; build_source and default_policy."""
+"""AvSource over generated clips and lavfi patterns, built from its config; the queue defaults."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamer.config.schema import FileSourceConfig, LavfiSourceConfig
-from streamer.errors import SourceDecodeError, SourceError, SourceOpenError, SourceRefusedError
+from streamer.config.schema import (
+    FileSourceConfig, HlsSourceConfig, LavfiSourceConfig, RtspSourceConfig, WebcamSourceConfig,
+)  # fmt: skip
+from streamer.errors import ConfigError, SourceDecodeError, SourceError, SourceOpenError, SourceRefusedError
 from streamer.frames import Frame
-from streamer.sources import AvSource, Backoff, SourceState, StateChange, build_source, default_policy
+from streamer.sources import AvSource, SourceState, StateChange, build_source
 from streamer.sources.base import only_frames
 from tests.engine.gpu import has_cuda, requires_gpu
 from tests.media import concatenate, cut, pattern, write_clip, write_ts_clip
@@ -52,7 +54,7 @@ def short_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_av_source_yields_every_frame_of_a_clip_in_order(clip: Path) -> None:
-    frames = collect(AvSource("cam", str(clip)))
+    frames = collect(AvSource(FileSourceConfig(id="cam", path=str(clip))))
 
     assert [f.index for f in frames] == list(range(30))
     assert {f.source_id for f in frames} == {"cam"}
@@ -60,14 +62,14 @@ def test_av_source_yields_every_frame_of_a_clip_in_order(clip: Path) -> None:
 
 def test_av_source_frame_pts_is_index_over_fps(clip: Path) -> None:
     before = time.time()
-    frames = collect(AvSource("cam", str(clip)))
+    frames = collect(AvSource(FileSourceConfig(id="cam", path=str(clip))))
 
     assert [f.pts for f in frames] == pytest.approx([i / 30 for i in range(30)], abs=1e-3)
     assert all(before <= f.wall_time <= time.time() for f in frames)
 
 
 def test_av_source_frames_carry_size_and_rgb_pixels(clip: Path) -> None:
-    frames = collect(AvSource("cam", str(clip), max_frames=2))
+    frames = collect(AvSource(FileSourceConfig(id="cam", path=str(clip), max_frames=2)))
 
     for frame in frames:
         assert (frame.width, frame.height) == (160, 96)
@@ -76,7 +78,7 @@ def test_av_source_frames_carry_size_and_rgb_pixels(clip: Path) -> None:
 
 
 def test_av_source_pixels_match_the_encoded_pattern(clip: Path) -> None:
-    frames = collect(AvSource("cam", str(clip), max_frames=1))
+    frames = collect(AvSource(FileSourceConfig(id="cam", path=str(clip), max_frames=1)))
 
     # H.264 at ultrafast is lossy: compare on average, per channel (catches BGR/RGB swaps).
     error = np.abs(frames[0].image.astype(int) - pattern(0, 160, 96).astype(int)).mean(axis=(0, 1))
@@ -84,17 +86,17 @@ def test_av_source_pixels_match_the_encoded_pattern(clip: Path) -> None:
 
 
 def test_av_source_stops_at_max_frames(clip: Path) -> None:
-    frames = collect(AvSource("cam", str(clip), max_frames=7))
+    frames = collect(AvSource(FileSourceConfig(id="cam", path=str(clip), max_frames=7)))
 
     assert [f.index for f in frames] == list(range(7))
 
 
 def test_av_source_when_max_frames_exceeds_clip_yields_the_whole_clip(clip: Path) -> None:
-    assert len(collect(AvSource("cam", str(clip), max_frames=1000))) == 30
+    assert len(collect(AvSource(FileSourceConfig(id="cam", path=str(clip), max_frames=1000)))) == 30
 
 
 def test_av_source_loop_keeps_pts_increasing_across_the_boundary(clip: Path) -> None:
-    frames = collect(AvSource("cam", str(clip), loop=True, max_frames=75))
+    frames = collect(AvSource(FileSourceConfig(id="cam", path=str(clip), loop=True, max_frames=75)))
 
     pts = [f.pts for f in frames]
     assert [f.index for f in frames] == list(range(75))
@@ -106,9 +108,9 @@ def test_av_source_loop_keeps_pts_increasing_across_the_boundary(clip: Path) -> 
 @pytest.mark.parametrize("after", [0, 9, 17, 28])
 def test_av_source_when_resumed_after_a_frame_continues_with_the_next_one(tmp_path: Path, after: int) -> None:
     long_clip = write_clip(tmp_path / "gop.mp4", frames=30, fps=30, gop=8)  # seeks land on keyframes 0, 8, 16, 24
-    everything = collect(AvSource("cam", str(long_clip)))
+    everything = collect(AvSource(FileSourceConfig(id="cam", path=str(long_clip))))
 
-    source = AvSource("cam", str(long_clip), start_after=(after, everything[after].pts))
+    source = AvSource(FileSourceConfig(id="cam", path=str(long_clip)), start_after=(after, everything[after].pts))
     resumed = collect(source)
 
     assert [frame.index for frame in resumed] == list(range(after + 1, 30))
@@ -118,7 +120,7 @@ def test_av_source_when_resumed_after_a_frame_continues_with_the_next_one(tmp_pa
 
 
 def test_av_source_when_resumed_without_timestamps_counts_frames_from_the_start(clip: Path) -> None:
-    source = AvSource("cam", str(clip), start_after=(4, None))
+    source = AvSource(FileSourceConfig(id="cam", path=str(clip)), start_after=(4, None))
     resumed = collect(source)
 
     assert [frame.index for frame in resumed] == list(range(5, 30))
@@ -130,7 +132,7 @@ def test_av_source_when_hardware_decoding_is_unavailable_decodes_on_the_cpu_and_
 ) -> None:
     if has_cuda():
         pytest.skip("this machine has a CUDA GPU: NVDEC may well work here")
-    source = AvSource("cam", str(clip), hwaccel="cuda", loop=True, max_frames=75)
+    source = AvSource(FileSourceConfig(id="cam", path=str(clip), hwaccel="cuda", loop=True, max_frames=75))
 
     with caplog.at_level("WARNING", logger="streamer.sources.av_source"):
         frames = collect(source)
@@ -138,11 +140,12 @@ def test_av_source_when_hardware_decoding_is_unavailable_decodes_on_the_cpu_and_
     assert [frame.index for frame in frames] == list(range(75))  # two loops: two opens, one warning
     warnings = [record.getMessage() for record in caplog.records]
     assert len(warnings) == 1 and "hardware decoding with cuda is not available here" in warnings[0]
-    assert np.array_equal(frames[0].image, collect(AvSource("cam", str(clip), max_frames=1))[0].image)
+    first = collect(AvSource(FileSourceConfig(id="cam", path=str(clip), max_frames=1)))[0]
+    assert np.array_equal(frames[0].image, first.image)
 
 
 def test_av_source_when_hardware_decoding_is_asked_for_a_missing_file_reports_the_file(tmp_path: Path) -> None:
-    source = AvSource("cam", str(tmp_path / "nope.mp4"), hwaccel="cuda")
+    source = AvSource(FileSourceConfig(id="cam", path=str(tmp_path / "nope.mp4"), hwaccel="cuda"))
 
     with pytest.raises(SourceError, match="no such file"):
         collect(source)
@@ -151,7 +154,7 @@ def test_av_source_when_hardware_decoding_is_asked_for_a_missing_file_reports_th
 @requires_gpu()
 def test_av_source_decodes_with_nvdec_on_a_gpu(clip: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level("WARNING", logger="streamer.sources.av_source"):
-        frames = collect(AvSource("cam", str(clip), hwaccel="cuda"))
+        frames = collect(AvSource(FileSourceConfig(id="cam", path=str(clip), hwaccel="cuda")))
 
     assert len(frames) == 30 and frames[0].image.shape == (96, 160, 3)
     assert not caplog.records, "NVDEC should be used, not the CPU fallback"
@@ -159,7 +162,7 @@ def test_av_source_decodes_with_nvdec_on_a_gpu(clip: Path, caplog: pytest.LogCap
 
 def test_av_source_realtime_paces_frames_to_their_timestamps(short_clip: Path) -> None:
     started = time.monotonic()
-    frames = collect(AvSource("cam", str(short_clip), realtime=True))
+    frames = collect(AvSource(FileSourceConfig(id="cam", path=str(short_clip), realtime=True)))
     elapsed = time.monotonic() - started
 
     assert len(frames) == 10
@@ -169,7 +172,7 @@ def test_av_source_realtime_paces_frames_to_their_timestamps(short_clip: Path) -
 
 def test_av_source_when_stop_is_set_mid_stream_ends_iteration(clip: Path) -> None:
     stop = threading.Event()
-    source = AvSource("cam", str(clip), loop=True)  # endless unless stop works
+    source = AvSource(FileSourceConfig(id="cam", path=str(clip), loop=True))  # endless unless stop works
     taken: list[Frame] = []
 
     def read() -> None:
@@ -188,7 +191,7 @@ def test_av_source_when_stop_is_set_mid_stream_ends_iteration(clip: Path) -> Non
 
 def test_av_source_when_stop_is_set_while_pacing_returns_without_the_next_frame() -> None:
     stop = threading.Event()
-    source = AvSource("slow", "testsrc2=size=64x48:rate=0.05", format="lavfi", live=True, realtime=True)
+    source = AvSource(LavfiSourceConfig(id="slow", graph="testsrc2=size=64x48:rate=0.05", realtime=True))
     first = threading.Event()
     taken: list[Frame] = []
 
@@ -211,7 +214,7 @@ def test_av_source_when_stop_is_set_while_pacing_returns_without_the_next_frame(
 
 
 def test_av_source_reads_a_lavfi_pattern() -> None:
-    source = AvSource("pattern", LAVFI, format="lavfi", live=True, max_frames=6)
+    source = AvSource(LavfiSourceConfig(id="pattern", graph=LAVFI, realtime=False, max_frames=6))
 
     frames = collect(source)
 
@@ -221,6 +224,14 @@ def test_av_source_reads_a_lavfi_pattern() -> None:
     assert [f.pts for f in frames] == pytest.approx([i / 30 for i in range(6)], abs=1e-3)
 
 
+def test_av_source_when_a_lavfi_pattern_with_a_duration_runs_out_ends() -> None:
+    source = AvSource(LavfiSourceConfig(id="short", graph=f"{LAVFI}:duration=0.2", realtime=False))
+
+    items = list(source.frames(threading.Event()))
+
+    assert len(list(only_frames(items))) == 6 and items[-1] == StateChange(SourceState.ENDED, "end of stream")
+
+
 # --- errors ---------------------------------------------------------------------------------------
 
 
@@ -228,7 +239,7 @@ def test_av_source_when_file_is_missing_raises_open_error_naming_id_and_path(tmp
     path = tmp_path / "absent.mp4"
 
     with pytest.raises(SourceOpenError) as caught:
-        collect(AvSource("front-door", str(path)))
+        collect(AvSource(FileSourceConfig(id="front-door", path=str(path))))
 
     assert "front-door" in str(caught.value) and str(path) in str(caught.value)
 
@@ -238,7 +249,7 @@ def test_av_source_when_file_is_random_bytes_raises_open_error(tmp_path: Path) -
     path.write_bytes(np.random.default_rng(0).bytes(8192))
 
     with pytest.raises(SourceOpenError, match="noise.mp4"):
-        collect(AvSource("noise", str(path)))
+        collect(AvSource(FileSourceConfig(id="noise", path=str(path))))
 
 
 def test_av_source_when_file_is_text_named_mp4_raises_open_error(tmp_path: Path) -> None:
@@ -246,12 +257,12 @@ def test_av_source_when_file_is_text_named_mp4_raises_open_error(tmp_path: Path)
     path.write_text("these are not the frames you are looking for\n" * 20)
 
     with pytest.raises(SourceOpenError, match="notes"):
-        collect(AvSource("notes", str(path)))
+        collect(AvSource(FileSourceConfig(id="notes", path=str(path))))
 
 
 def test_av_source_when_lavfi_graph_is_invalid_raises_open_error() -> None:
     with pytest.raises(SourceOpenError, match="no_such_filter"):
-        collect(AvSource("bad", "no_such_filter=size=64x48", format="lavfi", live=True))
+        collect(AvSource(LavfiSourceConfig(id="bad", graph="no_such_filter=size=64x48")))
 
 
 def test_source_open_error_is_a_source_error() -> None:
@@ -261,7 +272,7 @@ def test_source_open_error_is_a_source_error() -> None:
 
 def test_av_source_open_error_is_chained_to_the_pyav_error(tmp_path: Path) -> None:
     with pytest.raises(SourceOpenError) as caught:
-        collect(AvSource("cam", str(tmp_path / "absent.mp4")))
+        collect(AvSource(FileSourceConfig(id="cam", path=str(tmp_path / "absent.mp4"))))
 
     assert isinstance(caught.value.__cause__, OSError)
 
@@ -271,7 +282,7 @@ def test_av_source_when_mp4_is_truncated_raises_open_error(tmp_path: Path) -> No
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # the index (moov) is at the end
 
     with pytest.raises(SourceOpenError):
-        collect(AvSource("cut", str(path)))
+        collect(AvSource(FileSourceConfig(id="cut", path=str(path))))
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -285,7 +296,7 @@ def test_av_source_when_mp4_middle_is_garbage_fails_cleanly(
     data[a:z] = np.random.default_rng(seed).bytes(z - a)
     path.write_bytes(bytes(data))
 
-    result = outcome(AvSource("damaged", str(path)))  # collect() fails the test if it hangs
+    result = outcome(AvSource(FileSourceConfig(id="damaged", path=str(path))))  # collect() fails the test if it hangs
 
     if isinstance(result, Exception):
         assert isinstance(result, SourceError), f"{type(result).__name__} is not a SourceError: {result}"
@@ -295,7 +306,7 @@ def test_av_source_when_mp4_middle_is_garbage_fails_cleanly(
         assert [f.index for f in result] == list(range(len(result)))
 
 
-# --- build_source and default_policy --------------------------------------------------------------
+# --- built from its config ------------------------------------------------------------------------
 
 
 def test_build_source_from_a_file_config() -> None:
@@ -305,7 +316,7 @@ def test_build_source_from_a_file_config() -> None:
 
     assert isinstance(source, AvSource)
     assert (source.id, source.url, source.format, source.live) == ("door", "media/door.mp4", None, False)
-    assert (source.realtime, source.loop, source.max_frames) == (True, True, 9)
+    assert (source.realtime, source.loop, source.config.max_frames) == (True, True, 9)
 
 
 def test_build_source_from_a_lavfi_config() -> None:
@@ -313,7 +324,25 @@ def test_build_source_from_a_lavfi_config() -> None:
 
     assert isinstance(source, AvSource)
     assert (source.id, source.url, source.format, source.live) == ("pattern", LAVFI, "lavfi", True)
-    assert source.realtime is True and source.max_frames == 3
+    assert source.realtime is True and source.config.max_frames == 3
+
+
+def test_build_source_from_an_rtsp_config_reads_its_timeouts_and_backoff_from_it() -> None:
+    config = RtspSourceConfig(id="door", url="rtsp://cam/x", open_timeout_s=3, read_timeout_s=4,
+                              backoff_initial_s=0.2, backoff_max_s=2, max_attempts=5, options={"stimeout": "1"})
+
+    source = build_source(config)
+
+    assert isinstance(source, AvSource) and source.backoff is not None
+    assert (source.open_timeout_s, source.read_timeout_s, source.read_wait_s) == (3, 4, 2)
+    assert (source.backoff.initial_s, source.backoff.max_s, source.backoff.max_attempts) == (0.2, 2, 5)
+    assert source.options["stimeout"] == "1" and source.options["rtsp_transport"] == "tcp"
+
+
+def test_build_source_from_an_hls_config_gives_one_read_the_whole_read_timeout() -> None:
+    source = build_source(HlsSourceConfig(id="tv", url="http://tv/index.m3u8", read_timeout_s=3))
+
+    assert isinstance(source, AvSource) and source.read_wait_s == 3
 
 
 def test_build_source_result_decodes(clip: Path) -> None:
@@ -322,24 +351,47 @@ def test_build_source_result_decodes(clip: Path) -> None:
     assert [f.index for f in frames] == [0, 1, 2]
 
 
-def test_default_policy_blocks_for_files() -> None:
-    assert default_policy(FileSourceConfig(id="a", path="a.mp4")) == "block"
-
-
-def test_default_policy_keeps_latest_for_lavfi() -> None:
-    assert default_policy(LavfiSourceConfig(id="a", graph=LAVFI)) == "latest"
+def test_build_source_when_a_live_source_is_asked_to_resume_refuses() -> None:
+    with pytest.raises(TypeError, match="only file sources resume"):
+        build_source(LavfiSourceConfig(id="a", graph=LAVFI), start_after=(3, 0.1))
 
 
 @pytest.mark.parametrize(
-    "config",
-    [FileSourceConfig(id="a", path="a.mp4", policy="latest"), LavfiSourceConfig(id="a", graph=LAVFI, policy="block")],
+    ("config", "key"),
+    [
+        (FileSourceConfig(id="a", path="a.mp4", max_fps=0), "$.max_fps"),
+        (FileSourceConfig(id="a", path=""), "$.path"),
+        (RtspSourceConfig(id="a", url="rtsp://cam/x", open_timeout_s=-1), "$.open_timeout_s"),
+        (RtspSourceConfig(id="a", url="http://cam/x"), "$.url"),
+        (LavfiSourceConfig(id="a b", graph=LAVFI), "$.id"),
+        (LavfiSourceConfig(graph=LAVFI), "$.id"),
+    ],
 )
-def test_default_policy_when_explicit_policy_is_set_uses_it(config: FileSourceConfig | LavfiSourceConfig) -> None:
-    assert default_policy(config) == config.policy
+def test_av_source_when_its_config_built_in_python_is_bad_raises_the_config_error_toml_would(
+    config: FileSourceConfig, key: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        AvSource(config)
+
+    assert caught.value.path == key
+
+
+def test_file_config_defaults_to_a_blocking_queue_of_eight() -> None:
+    config = FileSourceConfig(id="a", path="a.mp4")
+
+    assert (config.policy, config.queue_size) == ("block", 8)
+
+
+@pytest.mark.parametrize(
+    "config", [LavfiSourceConfig(id="a", graph=LAVFI), RtspSourceConfig(id="a", url="rtsp://cam/x"),
+               HlsSourceConfig(id="a", url="http://tv/x.m3u8"), WebcamSourceConfig(id="a", device="/dev/video0")]
+)
+def test_live_config_defaults_to_a_latest_queue_of_two(config: LavfiSourceConfig) -> None:
+    assert (config.policy, config.queue_size) == ("latest", 2)
 
 
 def test_av_source_with_max_fps_keeps_at_most_that_many_frames_a_second_and_counts_the_others(clip: Path) -> None:
-    source = AvSource("cam", str(clip), max_fps=10)
+    source = AvSource(FileSourceConfig(id="cam", path=str(clip), max_fps=10))
     frames = collect(source)  # the clip has 30 frames at 30 fps
 
     assert len(frames) == 10
@@ -349,9 +401,8 @@ def test_av_source_with_max_fps_keeps_at_most_that_many_frames_a_second_and_coun
 
 
 def test_av_source_reports_connecting_then_running_then_ended(clip: Path) -> None:
-    from streamer.sources import SourceState, StateChange
-
-    changes = [item.state for item in AvSource("cam", str(clip)).frames(threading.Event()) if isinstance(item, StateChange)]
+    items = AvSource(FileSourceConfig(id="cam", path=str(clip))).frames(threading.Event())
+    changes = [item.state for item in items if isinstance(item, StateChange)]
 
     assert changes == [SourceState.CONNECTING, SourceState.RUNNING, SourceState.ENDED]
 
@@ -365,12 +416,9 @@ def closed_port() -> int:
 
 
 def test_av_source_when_a_camera_never_comes_up_gives_up_after_its_attempts_with_the_password_masked() -> None:
-    from streamer.errors import SourceOpenError
-    from streamer.sources import Backoff, SourceState, StateChange
-
     url = f"rtsp://admin:hunter2@127.0.0.1:{closed_port()}/live"
-    source = AvSource("door", url, kind="rtsp", live=True, open_timeout_s=1, read_timeout_s=1,
-                      options={"rtsp_transport": "tcp"}, backoff=Backoff(0.05, 0.1, max_attempts=3))
+    source = AvSource(RtspSourceConfig(id="door", url=url, open_timeout_s=1, read_timeout_s=1,
+                                       backoff_initial_s=0.05, backoff_max_s=0.1, max_attempts=3))
     seen: list[SourceState] = []
 
     with pytest.raises(SourceOpenError, match="gave up after 3 attempts") as caught:
@@ -385,9 +433,7 @@ def test_av_source_when_a_camera_never_comes_up_gives_up_after_its_attempts_with
 
 
 def test_av_source_when_the_format_is_missing_from_pyav_says_how_to_get_it() -> None:
-    from streamer.errors import SourceRefusedError
-
-    source = AvSource("webcam", "/dev/video0", kind="webcam", format="v4l2", live=True)
+    source = AvSource(WebcamSourceConfig(id="webcam", device="/dev/video0"))
 
     try:
         collect(source)
@@ -417,8 +463,9 @@ def test_av_source_when_a_server_accepts_and_says_nothing_reconnects_saying_it_t
     silent_port: int, scheme: str
 ) -> None:
     url = f"{scheme}://viewer:hunter2@127.0.0.1:{silent_port}/live"
-    source = AvSource("door", url, kind=scheme, live=True, open_timeout_s=0.5, read_timeout_s=0.5,
-                      backoff=Backoff(0.05, 0.1))
+    kind = RtspSourceConfig if scheme == "rtsp" else HlsSourceConfig
+    source = AvSource(kind(id="door", url=url, open_timeout_s=0.5, read_timeout_s=0.5,
+                           backoff_initial_s=0.05, backoff_max_s=0.1))
 
     change = first_reconnect(source)
 
@@ -434,7 +481,7 @@ def test_av_source_when_two_ts_segments_are_concatenated_delivers_every_frame_on
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     segment = write_ts_clip(tmp_path / "segment.ts", frames=30)
-    source = AvSource("cam", str(concatenate(tmp_path / "both.ts", segment, segment)))
+    source = AvSource(FileSourceConfig(id="cam", path=str(concatenate(tmp_path / "both.ts", segment, segment))))
 
     with caplog.at_level("WARNING", logger="streamer.sources.timeline"):
         frames = collect(source)
@@ -456,7 +503,8 @@ def test_av_source_when_the_pts_wraps_at_33_bits_delivers_every_frame_in_order(
 ) -> None:
     """FFmpeg corrects one wrap by itself; where it does not, the jump back starts a new segment."""
     wrapping = write_ts_clip(tmp_path / "wrap.ts", frames=30, first_pts=2**33 - 10 * 3000)  # wraps at frame 10
-    source = AvSource("cam", str(wrapping), options=options)
+    source = AvSource(FileSourceConfig(id="cam", path=str(wrapping)))
+    source.options.update(options)  # FFmpeg's own options: no file table takes them
 
     frames = collect(source)
 
@@ -470,7 +518,7 @@ def test_av_source_when_the_pts_wraps_at_33_bits_delivers_every_frame_in_order(
 
 
 def test_av_source_when_a_file_is_complete_reports_no_damage(clip: Path) -> None:
-    source = AvSource("cam", str(clip))
+    source = AvSource(FileSourceConfig(id="cam", path=str(clip)))
 
     assert len(collect(source)) == 30
     assert (source.stats.damage, source.stats.decode_errors, source.stats.attempts) == (None, 0, 1)
@@ -478,7 +526,7 @@ def test_av_source_when_a_file_is_complete_reports_no_damage(clip: Path) -> None
 
 def test_av_source_when_a_faststart_mp4_is_cut_in_half_ends_saying_how_much_is_missing(tmp_path: Path) -> None:
     path = cut(write_clip(tmp_path / "cut.mp4", frames=90, faststart=True))  # the index survives the cut
-    source = AvSource("cut", str(path))
+    source = AvSource(FileSourceConfig(id="cut", path=str(path)))
 
     items = list(source.frames(threading.Event()))
 
@@ -494,7 +542,7 @@ def test_av_source_when_packets_are_garbage_counts_each_one_that_fails(tmp_path:
     start, end = int(len(data) * 0.4), int(len(data) * 0.6)
     data[start:end] = np.random.default_rng(0).bytes(end - start)
     path.write_bytes(bytes(data))
-    source = AvSource("garbled", str(path))
+    source = AvSource(FileSourceConfig(id="garbled", path=str(path)))
 
     frames = collect(source)
 
@@ -508,7 +556,7 @@ def test_av_source_when_a_file_is_empty_says_empty_file(tmp_path: Path) -> None:
     path.touch()
 
     with pytest.raises(SourceRefusedError, match="empty file") as caught:
-        collect(AvSource("cam", str(path)))
+        collect(AvSource(FileSourceConfig(id="cam", path=str(path))))
 
     assert "Errno" not in str(caught.value)
 

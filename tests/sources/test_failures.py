@@ -6,14 +6,15 @@ import av
 import pytest
 
 from streamer.errors import SourceDecodeError, SourceOpenError, SourceRefusedError, SourceStalledError
+from streamer.config.schema import FileSourceConfig, RtspSourceConfig
 from streamer.sources import AvSource
 from streamer.sources.failures import open_failure, read_failure, refusal
 
 INVALID_DATA = av.error.InvalidDataError(1094995529, "Invalid data found when processing input", "rtsp://cam/x")
 
 
-def camera(**options) -> AvSource:
-    return AvSource("door", "rtsp://cam/x", kind="rtsp", live=True, open_timeout_s=10, read_timeout_s=10, **options)
+def camera() -> AvSource:
+    return AvSource(RtspSourceConfig(id="door", url="rtsp://cam/x", open_timeout_s=10, read_timeout_s=10))
 
 
 @pytest.mark.parametrize(
@@ -60,7 +61,7 @@ def test_open_failure_when_a_live_open_fails_fast_with_invalid_data_retries_as_c
 
 
 def test_open_failure_when_a_file_is_unreadable_refuses_it() -> None:
-    error = open_failure(INVALID_DATA, AvSource("f", "/nowhere/x.mp4"), str(INVALID_DATA), elapsed_s=0.0)
+    error = open_failure(INVALID_DATA, AvSource(FileSourceConfig(id="f", path="/nowhere/x.mp4")), str(INVALID_DATA), elapsed_s=0.0)
 
     assert type(error) is SourceRefusedError and "cannot open it" in error.message
 
