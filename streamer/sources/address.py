@@ -40,7 +40,9 @@ def address(config: SourceConfig) -> Address:
 def _stream_address(config: LiveSourceConfigBase) -> Address:
     if isinstance(config, RtspSourceConfig):
         # FFmpeg probes a stream for 5 s by default; half a second finds an H.264 camera's size.
-        options = {"rtsp_transport": config.transport, "analyzeduration": "500000", "protocol_whitelist": RTSP_PROTOCOLS}
+        options = {
+            "rtsp_transport": config.transport, "analyzeduration": "500000", "protocol_whitelist": RTSP_PROTOCOLS,
+        }
         return Address(config.url, "rtsp", None, options)
     if isinstance(config, HlsSourceConfig):
         return Address(config.url, "stream", None, {"protocol_whitelist": HTTP_PROTOCOLS})

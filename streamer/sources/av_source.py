@@ -285,7 +285,8 @@ class AvSource:
                     self.stats.decode_errors += 1
                     failures += 1
                     if failures >= MAX_CONSECUTIVE_DECODE_ERRORS:
-                        raise SourceDecodeError(f"{self.describe()}: {failures} packets in a row failed: {exc}") from exc
+                        message = f"{self.describe()}: {failures} packets in a row failed: {exc}"
+                        raise SourceDecodeError(message) from exc
                     continue
                 failures = 0
                 self.stats.decode_errors += sum(frame.is_corrupt for frame in decoded)  # concealed, still shown
@@ -303,7 +304,10 @@ class AvSource:
 
 def _format_hint(format: str | None) -> str:
     if format == "v4l2":
-        return "; this PyAV build has no v4l2 input: install PyAV built against the system FFmpeg (pip install av --no-binary av)"
+        return (
+            "; this PyAV build has no v4l2 input: install PyAV built against the system FFmpeg"
+            " (pip install av --no-binary av)"
+        )
     return ""
 
 

@@ -15,7 +15,9 @@ class Source(Protocol):
 
     `frames` runs in its own thread and must return soon after `stop` is set. Between frames it may
     yield `StateChange`s (connecting, running, reconnecting ...). It raises a `SourceError` subclass
-    when the source cannot be opened or read and will not recover.
+    when the source cannot be opened or read and will not recover. Frames carry its id, an index
+    that grows by one and a pts that only grows. tests/sources/test_contract.py is the suite every
+    source passes: a new kind of source is done when it is green there.
     """
 
     id: str

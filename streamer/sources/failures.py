@@ -46,7 +46,8 @@ def _refusals() -> tuple[tuple[tuple[type[BaseException], ...], str], ...]:
         ((error.HTTPUnauthorizedError, error.HTTPForbiddenError), "credentials refused"),
         ((error.HTTPNotFoundError,), "no such stream (404)"),
         ((error.DemuxerNotFoundError, error.DecoderNotFoundError, error.ProtocolNotFoundError,
-          error.FilterNotFoundError, error.OptionNotFoundError, error.PatchWelcomeError), "not supported by this FFmpeg"),
+          error.FilterNotFoundError, error.OptionNotFoundError, error.PatchWelcomeError),
+         "not supported by this FFmpeg"),
     )
 
 
@@ -78,7 +79,8 @@ def open_failure(
             return SourceRefusedError(f"{source.describe()}: empty file")
         return SourceRefusedError(f"{source.describe()}: cannot open it: {detail}")
     if _timed_out(exc, elapsed_s, source.open_timeout_s):
-        return SourceOpenError(f"{source.describe()}: no answer within open_timeout_s={source.open_timeout_s:g} ({detail})")
+        timeout = f"open_timeout_s={source.open_timeout_s:g}"
+        return SourceOpenError(f"{source.describe()}: no answer within {timeout} ({detail})")
     return SourceOpenError(f"{source.describe()}: cannot open it: {detail}")
 
 

@@ -61,7 +61,9 @@ def test_open_failure_when_a_live_open_fails_fast_with_invalid_data_retries_as_c
 
 
 def test_open_failure_when_a_file_is_unreadable_refuses_it() -> None:
-    error = open_failure(INVALID_DATA, AvSource(FileSourceConfig(id="f", path="/nowhere/x.mp4")), str(INVALID_DATA), elapsed_s=0.0)
+    file = AvSource(FileSourceConfig(id="f", path="/nowhere/x.mp4"))
+
+    error = open_failure(INVALID_DATA, file, str(INVALID_DATA), elapsed_s=0.0)
 
     assert type(error) is SourceRefusedError and "cannot open it" in error.message
 
