@@ -38,7 +38,6 @@ from ..errors import (
     ModelFormatError,
     ModelNotFoundError,
     ParameterError,
-    SinkWriteError,
     UnknownArchitectureError,
 )
 from ..sources import SourceEvent, SourceState
@@ -367,12 +366,4 @@ class Stream:
         self.sink_queues[name] = queue
         async with sink:
             task_status.started(queue)
-            while (result := await queue.get()) is not None:
-                try:
-                    await sink.write(result)
-                except SinkWriteError as exc:  # this item only: the sink takes the next one
-                    report.failed += 1
-                    report.last_error = exc.message
-                    continue
-                report.written += 1
-                self.observers.sink_wrote(name, result)
+            await queue.feed(sink, lambda item: self.observers.sink_wrote(name, item))

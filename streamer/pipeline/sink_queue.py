@@ -8,9 +8,12 @@ counted. Sinks that must neither wait nor lose (webhook, MQTT) spool internally 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Literal
 
+from ..errors import SinkWriteError
 from ..frames import Result
+from ..sinks.base import Item, Sink
 from ..wakeup import Wakeup
 from .summary import SinkReport
 
@@ -52,3 +55,19 @@ class SinkQueue:
         result = self._items.popleft()
         self._changed.notify()
         return result
+
+    async def feed(self, sink: Sink, wrote: Callable[[Item], None] | None = None) -> None:
+        """Hand `sink` (open) every item, one at a time, until closed and empty; count what it wrote.
+
+        A SinkWriteError fails that item only (counted, its message kept): the next one still goes.
+        """
+        while (item := await self.get()) is not None:
+            try:
+                await sink.write(item)
+            except SinkWriteError as exc:
+                self.report.failed += 1
+                self.report.last_error = exc.message
+                continue
+            self.report.written += 1
+            if wrote is not None:
+                wrote(item)

@@ -130,7 +130,9 @@ class MqttSink(Sink):
         return f"mqtt {self.address} {self.config.topic} (QoS {self.config.qos})"
 
     def stats(self) -> dict[str, float]:
-        return {"published": self.published, "reconnects": self.reconnects, "dropped": self.dropped, "pending": self.pending}
+        return {
+            "published": self.published, "reconnects": self.reconnects, "dropped": self.dropped, "pending": self.pending
+        }
 
     def __repr__(self) -> str:
         config = self.config
@@ -341,9 +343,9 @@ class MqttSink(Sink):
                 yield self._buffer[index]
 
     async def _publish(self, client: Any, entry: _Entry, window: anyio.Semaphore) -> None:
+        qos, retain = self.config.qos, self.config.retain
         try:
-            config = self.config
-            await client.publish(entry.topic, entry.payload, qos=config.qos, retain=config.retain, timeout=ACK_TIMEOUT_S)
+            await client.publish(entry.topic, entry.payload, qos=qos, retain=retain, timeout=ACK_TIMEOUT_S)
         finally:
             window.release()
         entry.acked = True

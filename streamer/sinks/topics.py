@@ -130,7 +130,8 @@ class Subscription:
 
     def __repr__(self) -> str:
         return (
-            f"Subscription({self.pattern!r}, {callable_name(self.callback)}, delivered={self.delivered}, errors={self.errors})"
+            f"Subscription({self.pattern!r}, {callable_name(self.callback)}, "
+            f"delivered={self.delivered}, errors={self.errors})"
         )
 
 

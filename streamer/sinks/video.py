@@ -64,7 +64,8 @@ class VideoSink(Sink):
             return
         if self._encoder is None:
             first = self._pending or result
-            self._encoder = await anyio.to_thread.run_sync(self._open, first, _rate(self.config.fps, self._pending, result))
+            fps = _rate(self.config.fps, self._pending, result)
+            self._encoder = await anyio.to_thread.run_sync(self._open, first, fps)
         if self._pending is not None:
             pending, self._pending = self._pending, None
             await anyio.to_thread.run_sync(self._encode, pending)
