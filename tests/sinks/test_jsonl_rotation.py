@@ -9,8 +9,6 @@ import anyio
 import pytest
 
 import streamer
-from streamer.config import load_config
-from streamer.errors import ConfigError
 from streamer.sinks import JsonlSink
 from tests.sinks.test_topics import make_result
 
@@ -93,23 +91,3 @@ async def test_with_rotation_a_previous_runs_file_is_rotated_away_not_truncated(
     (previous,) = JsonlSink(path=str(out)).rotated_files() or [None]
     assert previous.read_text() == '{"frame_index": -1}\n'
     assert [line["frame_index"] for line in read_lines([out])] == [0]
-
-
-@pytest.mark.parametrize(
-    "options, key",
-    [
-        ({"rotate_bytes": 0}, ".rotate_bytes"),
-        ({"rotate_seconds": -1.0}, ".rotate_seconds"),
-        ({"rotate_bytes": 100, "keep": 0}, ".keep"),
-        ({"keep": 3}, ""),  # `keep` without rotation: the table as a whole
-    ],
-)
-def test_rotation_options_when_bad_are_the_same_config_error_from_python_and_from_toml(options, key, tmp_path):
-    table = {"path": str(tmp_path / "out.jsonl"), **options}
-    with pytest.raises(ConfigError) as from_python:
-        JsonlSink(**table)
-    with pytest.raises(ConfigError) as from_toml:
-        load_config({"sources": [{"type": "lavfi", "graph": "testsrc2"}], "sinks": [{"type": "jsonl", **table}]})
-
-    assert from_python.value.path == f"${key}" and from_toml.value.path == f"$.sinks[0]{key}"
-    assert str(from_python.value).split(": ", 1)[1] == str(from_toml.value).split(": ", 1)[1]

@@ -10,8 +10,12 @@ import numpy as np
 import pytest
 
 import streamer
-from streamer.config.schema import SinkConfigBase
+from streamer.config import load_config
+from streamer.config.schema import MqttSinkConfig, SinkConfigBase, WebhookSinkConfig
 from streamer.sinks import CallbackSink, JsonlSink, Sink, VideoSink
+from streamer.sinks.mqtt import MqttSink
+from streamer.sinks.snapshot import SnapshotSink
+from streamer.sinks.webhook import WebhookSink
 from tests.media import write_clip, write_image_clip
 
 
@@ -171,7 +175,6 @@ async def test_a_sink_that_blocks_forever_never_stalls_a_jsonl_sink_beside_it(ce
 
 
 def test_build_sink_wires_webhook_and_mqtt_tables(tmp_path, monkeypatch):
-    from streamer.config import load_config
     from streamer.sinks import build_sink
 
     monkeypatch.setenv("HOOK_SECRET", "s3cr3t")
@@ -188,3 +191,40 @@ def test_build_sink_wires_webhook_and_mqtt_tables(tmp_path, monkeypatch):
 
     assert type(webhook).__name__ == "WebhookSink" and webhook.config.batch_size == 8
     assert type(mqtt).__name__ == "MqttSink" and mqtt.config.qos == 2 and "s3cr3t" not in repr(webhook)
+
+
+LAVFI = {"type": "lavfi", "graph": "testsrc2"}
+
+
+@pytest.mark.parametrize(
+    "kind, tag, table, key",
+    [
+        (VideoSink, "video", {"path": "out.mp4", "crf": 60}, ".crf"),
+        (SnapshotSink, "snapshot", {"folder": "shots", "quality": 0}, ".quality"),
+        (WebhookSink, "webhook", {"url": "http://127.0.0.1:9/hook", "batch_size": 0}, ".batch_size"),
+        (WebhookSink, "webhook", {"url": "ftp://127.0.0.1/hook"}, ".url"),
+        (WebhookSink, "webhook", {"url": "http://?no-host"}, ""),  # a check across the table
+        (MqttSink, "mqtt", {"qos": 3}, ".qos"),
+        (MqttSink, "mqtt", {"topic": "streamer/{camera}"}, ""),
+        (JsonlSink, "jsonl", {"path": "out.jsonl", "overflow": "never"}, ".overflow"),
+        (JsonlSink, "jsonl", {"path": "out.jsonl", "rotate_bytes": 0}, ".rotate_bytes"),
+        (JsonlSink, "jsonl", {"path": "out.jsonl", "rotate_seconds": -1.0}, ".rotate_seconds"),
+        (JsonlSink, "jsonl", {"path": "out.jsonl", "rotate_bytes": 100, "keep": 0}, ".keep"),
+        (JsonlSink, "jsonl", {"path": "out.jsonl", "keep": 3}, ""),  # `keep` without rotation
+    ],
+)
+def test_sink_when_built_in_python_with_a_bad_value_raises_the_config_error_toml_raises(kind, tag, table, key):
+    with pytest.raises(streamer.ConfigError) as from_python:
+        kind(**table)
+    with pytest.raises(streamer.ConfigError) as from_toml:
+        load_config({"sources": [LAVFI], "sinks": [{"type": tag, **table}]})
+
+    assert from_python.value.path == f"${key}" and from_toml.value.path == f"$.sinks[0]{key}"
+    assert str(from_python.value).split(": ", 1)[1] == str(from_toml.value).split(": ", 1)[1]
+
+
+def test_sinks_built_in_python_take_their_defaults_from_the_config_struct():
+    webhook = WebhookSink(url="http://127.0.0.1:9/hook")
+
+    assert webhook.config == WebhookSinkConfig(url="http://127.0.0.1:9/hook") and webhook.config.drain_s == 5.0
+    assert MqttSink().config == MqttSinkConfig() and JsonlSink(path="a.jsonl").overflow == "block"
