@@ -21,9 +21,8 @@ import os
 from collections.abc import Iterable
 from typing import Any, Literal, TypeVar, Union
 
-from ..config.loader import checked_struct
+from ..config.loader import configured
 from ..config.schema import SinkConfigBase
-from ..errors import ConfigError
 from ..frames import Event, Result
 
 Item = Union[Result, Event]
@@ -93,17 +92,10 @@ class Sink:
 
 
 def sink_config(kind: type[C], config: C | None, options: dict[str, Any]) -> C:
-    """The config struct a sink is built from: `config`, or one of `kind` made from keyword `options`;
-    checked as the same table in TOML would be, so a bad value is a ConfigError naming its key."""
-    if config is not None and options:
-        raise TypeError(f"give a {kind.__name__} or keyword options, not both")
-    if config is None:
-        fields = {key: os.fspath(value) if isinstance(value, os.PathLike) else value for key, value in options.items()}
-        try:
-            config = kind(**fields)
-        except ValueError as exc:  # a check across keys (__post_init__): in TOML it names the table
-            raise ConfigError(str(exc)) from exc
-    return checked_struct(config)
+    """The config struct a sink is built from (see `configured`: checked as the same table in TOML
+    would be); a path given as a `Path` is taken as the string TOML would hold."""
+    fields = {key: os.fspath(value) if isinstance(value, os.PathLike) else value for key, value in options.items()}
+    return configured(kind, config, fields)
 
 
 def accepts(sink: Sink, item: Item) -> bool:

@@ -6,7 +6,6 @@ import json
 import re
 
 import anyio
-import pytest
 
 import streamer
 from streamer.sinks import JsonlSink

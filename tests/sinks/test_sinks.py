@@ -220,7 +220,7 @@ def test_sink_when_built_in_python_with_a_bad_value_raises_the_config_error_toml
         load_config({"sources": [LAVFI], "sinks": [{"type": tag, **table}]})
 
     assert from_python.value.path == f"${key}" and from_toml.value.path == f"$.sinks[0]{key}"
-    assert str(from_python.value).split(": ", 1)[1] == str(from_toml.value).split(": ", 1)[1]
+    assert str(from_python.value).endswith(str(from_toml.value).split(": ", 1)[1])
 
 
 def test_sinks_built_in_python_take_their_defaults_from_the_config_struct():
