@@ -9,7 +9,7 @@ frames its container declares says so in `stats.damage`. Credentials never reach
 error text goes through `redact` (streamer/redact.py).
 
                    open ok, first frame
-    CONNECTING -----------------------------> RUNNING ---- EOF of a file, max_frames ---> ENDED
+    CONNECTING -----------------------------> RUNNING -- EOF of a file or pattern, max_frames --> ENDED
      |  ^  ^                                   |  |
      |  |  +------ EOF of a looping file ------+  |
      |  |                                         | read timeout, stream broke, EOF (live)
@@ -23,7 +23,8 @@ error text goes through `redact` (streamer/redact.py).
     RUNNING <-> PAUSED: pause and resume by the admin API, kept by SourceSet (pipeline/readers.py):
     a file waits where it is, a live source stays connected and its frames are discarded.
 
-A live source retries (backoff_initial_s .. backoff_max_s, up to max_attempts failures in a row);
+A live source retries (backoff_initial_s .. backoff_max_s, up to max_attempts failures in a row;
+the failure that uses the last attempt up goes to FAILED at once, without reporting RECONNECTING);
 a file or lavfi pattern has no outages, every error fails it. FAILED is the end of `frames`: it
 raises the SourceError, and the pipeline reports the state with its message.
 """
