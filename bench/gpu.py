@@ -90,7 +90,7 @@ import numpy as np  # noqa: E402
 import streamer  # noqa: E402
 from bench.throughput import CACHE, CASES, FPS, HEADLINE, clip_path, yolov8n_320  # noqa: E402
 from bench.throughput import process_cpu_seconds, usable_cores  # noqa: E402
-from streamer.config import Config, load_config  # noqa: E402
+from streamer.config import Config, FileSourceConfig, load_config  # noqa: E402
 from streamer.device import DeviceInputBuffers, to_host  # noqa: E402
 from streamer.engine import DetectionModel  # noqa: E402
 from streamer.frames import Frame, Result  # noqa: E402
@@ -226,7 +226,7 @@ class Decoded:
 def decode_sample(clip: Path, count: int, hwaccel: str | None) -> Decoded:
     """The clip's first `count` frames, decoded by streamer's own file source (thread_type AUTO; with
     `hwaccel`, FFmpeg's hardware decoder where it opens, else the CPU, as a source falls back)."""
-    source = AvSource("sample", str(clip), max_frames=count, hwaccel=hwaccel)
+    source = AvSource(FileSourceConfig(id="sample", path=str(clip), max_frames=count, hwaccel=hwaccel))
     wall, cpu = time.perf_counter(), process_cpu_seconds()
     frames = [item.decoded for item in source.frames(threading.Event()) if isinstance(item, Frame)]
     wall, cpu = time.perf_counter() - wall, process_cpu_seconds() - cpu

@@ -121,7 +121,7 @@ def source_rate(frame_ms: float, sources: int) -> int:
 
 def pattern_frames(settings: Settings, count: int) -> list[Frame]:
     """`count` decoded test-pattern frames of the sources' size, as the lavfi source yields them."""
-    probe = AvSource("probe", pattern_graph(settings, 30), format="lavfi", live=True, max_frames=count)
+    probe = AvSource(LavfiSourceConfig(id="probe", graph=pattern_graph(settings, 30), realtime=False, max_frames=count))
     return [item for item in probe.frames(threading.Event()) if isinstance(item, Frame)]  # not state changes
 
 
