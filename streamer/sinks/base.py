@@ -1,4 +1,4 @@
-"""The Sink interface: every hook a sink may have, each with its default, so callers never probe.
+"""The Sink interface: every hook a sink may have, declared with its default, so callers never probe.
 
     sink = JsonlSink(JsonlSinkConfig(path="out.jsonl"))   built from its config struct (or keywords
                                                           that build it: JsonlSink(path="out.jsonl"))
@@ -16,6 +16,7 @@ refuses anything else with a TypeError, so a sink is never half an interface.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import os
 from collections.abc import Iterable
@@ -30,7 +31,7 @@ Kind = Literal["frames", "events"]
 C = TypeVar("C", bound=SinkConfigBase)
 
 
-class Sink:
+class Sink(abc.ABC):
     """A place results go: opened once, written item by item, closed once.
 
     What every sink promises, and the pipeline relies on:
@@ -70,9 +71,10 @@ class Sink:
         """Close: flush, release everything, within the sink's own deadline. Default: nothing to do."""
         return None
 
+    @abc.abstractmethod
     async def write(self, item: Item) -> None:
-        """Take one item (SinkWriteError: this one failed, the next may still go)."""
-        raise NotImplementedError(f"{type(self).__name__} must define write()")
+        """Take one item (SinkWriteError: this one failed, the next may still go). The one hook
+        without a default: a class that does not define it cannot be built."""
 
     async def flush(self) -> None:
         """Return once what was written so far is handed on (to the OS, the endpoint, the broker).

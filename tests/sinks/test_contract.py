@@ -7,6 +7,7 @@ a callback, a topic subscription) and reads back what reached it. Driven as the 
     keep each source's order          what arrives for a source is in the order it was written
     honour its overflow policy        "block" loses nothing; "drop_oldest" keeps the newest, counts the rest
     flush on close                    everything written is at its destination once close returns
+    hand on at flush()                ... and once `flush()` returns, still open (a video: only at close)
     count a failed write and go on    a SinkWriteError fails that item only; the next one arrives
     close within its deadline         also when its destination is gone
 
@@ -81,6 +82,7 @@ class Case:
     deadline_s: float  # how long closing may take, gone destination included
     start: Callable[[Place], Awaitable[None]] | None = None  # start its receiver or broker
     sources: tuple[str, ...] = ("a", "b")  # a video records one source
+    flush_hands_on: bool = True  # an MP4 is whole only once closed
 
 
 # ---- the cases ---------------------------------------------------------------------------------
@@ -169,6 +171,7 @@ CASES = [
         gone=lambda place: VideoSink(path=str(place.folder / "gone.mp4")),
         deadline_s=2.0,
         sources=("cam",),
+        flush_hands_on=False,
     ),
     Case(
         "snapshot",
@@ -245,6 +248,10 @@ def items(case: Case) -> list[Result]:
     return made
 
 
+def keys(written: list[Result]) -> Arrived:
+    return [(item.source_id, item.frame_index) for item in written]
+
+
 def per_source(arrived: Arrived) -> dict[str, list[int]]:
     by_source: dict[str, list[int]] = {}
     for source, index in arrived:
@@ -290,7 +297,7 @@ async def test_sink_when_sources_interleave_delivers_each_sources_items_in_order
         report = await deliver(case.build(place, KINDS[case.name], {}), written)
 
         arrived = await case.read(place, len(written))
-        assert per_source(arrived) == per_source([(item.source_id, item.frame_index) for item in written])
+        assert per_source(arrived) == per_source(keys(written))
         assert (report.written, report.failed, report.dropped) == (len(written), 0, 0)
 
 
@@ -302,7 +309,7 @@ async def test_sink_when_its_queue_is_full_and_overflow_is_block_loses_nothing(c
         report = await deliver(sink, written)
 
         arrived = await case.read(place, len(written))
-        assert sorted(arrived) == sorted((item.source_id, item.frame_index) for item in written)
+        assert sorted(arrived) == sorted(keys(written))
         assert report.dropped == 0 and report.written == len(written)
 
 
@@ -315,12 +322,14 @@ async def test_sink_when_its_queue_is_full_and_overflow_is_drop_oldest_keeps_the
 
         report = await deliver(sink, written, fill_first=True)
 
-        newest = [(item.source_id, item.frame_index) for item in written[-3:]]
-        assert sorted(await case.read(place, 3)) == sorted(newest)
+        assert sorted(await case.read(place, 3)) == sorted(keys(written[-3:]))
         assert (report.written, report.dropped) == (3, len(written) - 3)
 
 
-async def test_sink_when_closed_holds_everything_written_at_its_destination(case, tmp_path):
+@pytest.mark.parametrize("until", ["closed", "flushed"])
+async def test_sink_when_closed_or_flushed_holds_everything_written_at_its_destination(case, until, tmp_path):
+    if until == "flushed" and not case.flush_hands_on:
+        pytest.skip("an MP4 is whole only once closed: a video sink's flush() hands nothing on")
     async with opened(case, tmp_path) as place:
         written = items(case)
         sink = case.build(place, KINDS[case.name], {})
@@ -328,10 +337,14 @@ async def test_sink_when_closed_holds_everything_written_at_its_destination(case
         async with sink:
             for item in written:
                 await sink.write(item)
+            if until == "flushed":
+                with anyio.fail_after(5):
+                    await sink.flush()
+                arrived = await case.read(place, len(written))  # still open
+        if until == "closed":
+            arrived = await case.read(place, len(written))
 
-        assert per_source(await case.read(place, len(written))) == per_source(
-            [(item.source_id, item.frame_index) for item in written]
-        )
+        assert per_source(arrived) == per_source(keys(written))
 
 
 async def test_sink_when_one_write_fails_with_sink_write_error_counts_it_and_takes_the_next(case, tmp_path):
@@ -340,7 +353,7 @@ async def test_sink_when_one_write_fails_with_sink_write_error_counts_it_and_tak
 
         report = await deliver(case.build(place, failing(KINDS[case.name]), {}), written)
 
-        kept = [(item.source_id, item.frame_index) for item in written if item.frame_index != POISON]
+        kept = keys([item for item in written if item.frame_index != POISON])
         assert per_source(await case.read(place, len(kept))) == per_source(kept)
         assert (report.written, report.failed) == (len(kept), len(case.sources))
         assert report.last_error == f"cannot write frame {POISON}"
