@@ -263,6 +263,8 @@ StageConfig = Union[FilterStageConfig, CustomStageConfig, ModelStageConfig, Trac
 
 
 class SinkConfigBase(Base, tag_field="type", kw_only=True):
+    """What every `[[sinks]]` table has; a sink of your own (a `streamer.sinks.Sink`) is built from one."""
+
     sources: list[str] | None = None
     queue_size: Positive = 64
     overflow: Literal["block", "drop_oldest"] = "block"  # when the sink's queue is full

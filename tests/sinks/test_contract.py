@@ -16,6 +16,7 @@ A new sink is done when it has a case here and the suite is green.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -89,8 +90,6 @@ class Case:
 
 
 async def read_jsonl(place: Place, expected: int) -> Arrived:
-    import json
-
     lines = (place.folder / "out.jsonl").read_text().splitlines()
     return [(line["source"], line["frame_index"]) for line in map(json.loads, lines)]
 
@@ -137,8 +136,6 @@ async def start_broker(place: Place) -> None:
     place.stack.callback(group.cancel_scope.cancel)
 
     async def subscribe() -> None:
-        import json
-
         async for message in client.messages:
             payload = json.loads(message.payload)
             place.arrived.append((payload["source"], payload["frame_index"]))
