@@ -29,9 +29,10 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from ..backoff import Backoff
 from ..config.schema import MqttSinkConfig
-from ..errors import ConfigError, MissingDependencyError, SinkError
+from ..errors import ConfigError, SinkError
 from ..frames import Event
 from ..groups import leaves
+from ..importing import import_optional
 from ..wakeup import Wakeup
 from .base import Item, Sink, idempotency_key, sink_config
 
@@ -42,7 +43,6 @@ ACK_TIMEOUT_S = 30.0  # no PUBACK this long on a live connection: reconnect and 
 CLOSE_TIMEOUT_S = 2.0  # after giving up on the buffer: time left to say "offline" and disconnect
 REFUSED_CODES = frozenset({133, 134, 135})  # client id not valid, bad user name or password, not authorized
 ONLINE, OFFLINE = b"online", b"offline"
-INSTALL_HINT = "pip install 'streamer[mqtt]'"
 
 
 class _Secret:
@@ -142,7 +142,8 @@ class MqttSink(Sink):
         )
 
     async def __aenter__(self) -> MqttSink:
-        self._aiomqtt = await anyio.to_thread.run_sync(import_aiomqtt)  # its import would hold up the loop
+        # Its import would hold up the loop; a missing aiomqtt is a MissingDependencyError naming the extra.
+        self._aiomqtt = await anyio.to_thread.run_sync(import_optional, "aiomqtt", "mqtt", "the MQTT sink")
         login = self._login()
         self._changed, self._finished = Wakeup(), anyio.Event()
         self._closing = self._giving_up = self._connected_before = False
@@ -372,15 +373,6 @@ class MqttSink(Sink):
         with anyio.move_on_after(Backoff(self.config.backoff_initial_s, self.config.backoff_max_s).delay(attempt)):
             while not self._giving_up:
                 await self._changed.wait()
-
-
-def import_aiomqtt() -> Any:
-    """aiomqtt, or MissingDependencyError naming the extra to install."""
-    try:
-        import aiomqtt
-    except ImportError as exc:
-        raise MissingDependencyError(f"the MQTT sink needs aiomqtt, which is not installed: {INSTALL_HINT}") from exc
-    return aiomqtt
 
 
 def topic_level(value: str) -> str:
