@@ -115,3 +115,8 @@ def idempotency_key(item: Item) -> str:
     restart: without it, a receiver deduping by key would throw away the new run's results.
     """
     return hashlib.sha256(item.identity().encode()).hexdigest()[:32]
+
+
+def keyed_record(item: Item) -> dict[str, Any]:
+    """What a sink that may deliver twice (webhook, MQTT) sends: the JSON form, with the key to dedupe by."""
+    return {**item.to_dict(), "idempotency_key": idempotency_key(item)}

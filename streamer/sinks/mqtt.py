@@ -34,7 +34,7 @@ from ..frames import Event
 from ..groups import leaves
 from ..importing import import_optional
 from ..wakeup import Wakeup
-from .base import Item, Sink, idempotency_key, sink_config
+from .base import Item, Sink, keyed_record, sink_config
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ class MqttSink(Sink):
         )
 
     def _payload(self, result: Item) -> bytes:
-        return self._encoder.encode({**result.to_dict(), "idempotency_key": idempotency_key(result)})
+        return self._encoder.encode(keyed_record(result))
 
     def _login(self) -> _Secret | None:
         variable = self.config.password_env

@@ -42,7 +42,7 @@ from ..config.schema import WebhookSinkConfig
 from ..errors import ConfigError, SinkError
 from ..redact import redact, redact_url
 from ..wakeup import Wakeup
-from .base import Item, Sink, idempotency_key, sink_config
+from .base import Item, Sink, keyed_record, sink_config
 from .files import prepare_output
 from .spool import Spool, json_default
 
@@ -188,8 +188,7 @@ class WebhookSink(Sink):
     async def write(self, result: Item) -> None:
         """Append the result to the spool (a small disk write); delivery happens in the background."""
         assert self._spool is not None, "write() before the sink was opened"
-        record = {**result.to_dict(), "idempotency_key": idempotency_key(result)}
-        self._spool.append_raw(self._encoder.encode(record))
+        self._spool.append_raw(self._encoder.encode(keyed_record(result)))
         self.written += 1
         if self._failures:
             self.spooled += 1
