@@ -11,7 +11,9 @@
 
 A sink of your own subclasses `Sink`, calls `super().__init__(config)` with a `SinkConfigBase` (or
 its own config struct) and overrides `write` and whichever other hooks it needs; the pipeline
-refuses anything else with a TypeError, so a sink is never half an interface.
+refuses anything else with a TypeError, so a sink is never half an interface. The promises below
+are checked for every built-in sink by one suite, tests/sinks/test_contract.py: a new sink is done
+when it has a case there and the suite passes.
 """
 
 from __future__ import annotations
