@@ -31,11 +31,6 @@ def transient_errors() -> tuple[type[BaseException], ...]:
     return (TransientError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
 
 
-def backoff_delay(attempt: int, base_s: float, cap_s: float = MAX_DELAY_S) -> float:
-    """Seconds to wait before retry number `attempt` (0-based), as `Backoff` waits (for the webhook sink)."""
-    return Backoff(initial_s=base_s, max_s=cap_s).delay(attempt + 1)
-
-
 def describe_failure(exc: BaseException) -> str:
     """A short account of a failure, every URL in it redacted (aiohttp puts some in messages)."""
     text = str(exc) if isinstance(exc, TransientError) else f"{type(exc).__name__}: {exc}".rstrip(": ")

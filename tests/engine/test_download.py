@@ -14,7 +14,6 @@ import pytest
 from streamer.engine.cache import ModelCache
 from streamer.engine.download import fetch_package
 from streamer.engine.entities import FileSpec, ModelDocument
-from streamer.engine.retry import backoff_delay
 from streamer.errors import (
     AccessError,
     ChecksumMismatchError,
@@ -270,10 +269,3 @@ async def test_progress_is_drawn_on_stderr_only_when_asked(registry, cache, caps
     await fetch(document, ModelCache(cache.root / "other"), progress=True)
     err = capsys.readouterr().err
     assert err.startswith("\r") and "0.2/0.2 MB" in err and err.endswith("\n")
-
-
-def test_backoff_delay_when_retries_mount_is_jittered_and_capped_as_backoff_says():
-    delays = [backoff_delay(attempt, 0.5, cap_s=4.0) for attempt in range(10) for _ in range(20)]
-    assert all(0.0 <= delay <= 4.0 for delay in delays)
-    assert all(0.25 <= backoff_delay(0, 0.5) <= 0.5 for _ in range(50))
-    assert len(set(delays)) > 100
