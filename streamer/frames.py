@@ -11,6 +11,8 @@ from typing import Any, Iterator, Protocol, Sequence, overload
 
 import numpy as np
 
+from .masks import CropMasks
+
 
 class _VideoFrameLike(Protocol):
     width: int
@@ -95,6 +97,8 @@ class ModelInfo:
     sha256: str
     class_names: tuple[str, ...]
     input_size: tuple[int, int]
+    keypoint_names: tuple[str, ...] = ()  # what each of a pose model's K keypoints is ("nose", ...)
+    skeleton: tuple[tuple[int, int], ...] = ()  # keypoint index pairs joined when drawn (0-based)
 
     def provenance(self) -> dict[str, str]:
         return {
@@ -110,16 +114,25 @@ class ModelInfo:
 class Detections:
     """Boxes found in one frame, as parallel NumPy arrays (source pixel coordinates).
 
-    xyxy: (N, 4) float32; confidence: (N,) float32; class_id: (N,) int64;
-    keypoints: (N, K, 2) float32 or None (CenterFace's five facial landmarks, for example);
-    tracker_id: (N,) int64 or None (set by a tracking stage; unique across sources and reconnects);
-    data: per-box arrays, N rows each; mask: (N, H, W) bool or None (kept from supervision, never written).
+    xyxy: (N, 4) float32; confidence: (N,) float32; class_id: (N,) int64. Every other field is
+    optional (None when the model does not make it), with N rows, kept in step by indexing:
+    keypoints: (N, K, 2) float32 x, y (a pose model's joints, CenterFace's five landmarks);
+    keypoint_confidence: (N, K) float32, each keypoint's score;
+    tracker_id: (N,) int64 (set by a tracking stage; unique across sources and reconnects);
+    mask: CropMasks, each box's instance mask cropped to the box (a dense (N, H, W) bool array given
+    here is cropped on construction); class_scores: (N, C) float32, a classifier's score per class;
+    embeddings: (N, D) float32 appearance vectors; text: (N,) object array of str and
+    text_confidence: (N,) float32, what OCR read in each box;
+    data: more per-box arrays, N rows each; oriented boxes keep their corners in
+    `data["xyxyxyxy"]` (N, 4, 2) float32, as supervision does, `xyxy` being their bounding box.
+    A frame-level classification is one full-frame box with the top-1 class and `class_scores` (1, C).
 
     It behaves like `supervision.Detections`: `d[0]` and `d[-1]` are one-box Detections, a slice, a
     boolean mask or an index array selects boxes, `d["key"]` is `d.data.get("key")`, `==` compares
     every field's values, and iterating yields supervision's tuples,
-    `(xyxy, mask, confidence, class_id, tracker_id, data)` per box, keypoints in `data["keypoints"]`
-    (what iterating `to_supervision(d)` yields). `streamer.interop` converts both ways.
+    `(xyxy, mask, confidence, class_id, tracker_id, data)` per box, the mask a dense (H, W) bool row,
+    keypoints and the other optional arrays in `data` under their field names (what iterating
+    `to_supervision(d)` yields). `streamer.interop` converts both ways.
     """
 
     xyxy: np.ndarray
@@ -128,7 +141,12 @@ class Detections:
     keypoints: np.ndarray | None = None
     tracker_id: np.ndarray | None = None
     data: dict[str, np.ndarray] = field(default_factory=dict)
-    mask: np.ndarray | None = None
+    mask: CropMasks | None = None
+    keypoint_confidence: np.ndarray | None = None
+    class_scores: np.ndarray | None = None
+    embeddings: np.ndarray | None = None
+    text: np.ndarray | None = None
+    text_confidence: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.xyxy)
@@ -137,11 +155,26 @@ class Detections:
         for name in ("confidence", "class_id"):
             if getattr(self, name).shape != (n,):
                 raise ValueError(f"{name} must have shape ({n},), got {getattr(self, name).shape}")
+        if isinstance(self.mask, np.ndarray):
+            self.mask = CropMasks.from_dense(self.mask)
+        if self.keypoints is not None or self.mask is not None or self.keypoint_confidence is not None:
+            self._check_rows(n)
+        for name in ("tracker_id", "text", "text_confidence"):
+            if getattr(self, name) is not None and getattr(self, name).shape != (n,):
+                raise ValueError(f"{name} must have shape ({n},), got {getattr(self, name).shape}")
+        for name in ("class_scores", "embeddings"):
+            value = getattr(self, name)
+            if value is not None and (value.ndim != 2 or len(value) != n):
+                raise ValueError(f"{name} must have shape ({n}, C), got {value.shape}")
+
+    def _check_rows(self, n: int) -> None:
         for name in ("keypoints", "mask"):
             if getattr(self, name) is not None and len(getattr(self, name)) != n:
                 raise ValueError(f"{name} must have {n} rows, got {len(getattr(self, name))}")
-        if self.tracker_id is not None and self.tracker_id.shape != (n,):
-            raise ValueError(f"tracker_id must have shape ({n},), got {self.tracker_id.shape}")
+        if self.keypoint_confidence is not None:
+            k = self.keypoints.shape[1] if self.keypoints is not None else self.keypoint_confidence.shape[-1]
+            if self.keypoint_confidence.shape != (n, k):
+                raise ValueError(f"keypoint_confidence must have shape ({n}, {k}), got {self.keypoint_confidence.shape}")
 
     @classmethod
     def empty(cls) -> Detections:
@@ -169,19 +202,22 @@ class Detections:
             xyxy=self.xyxy[index],
             confidence=self.confidence[index],
             class_id=self.class_id[index],
-            keypoints=_rows(self.keypoints, index),
-            tracker_id=_rows(self.tracker_id, index),
             data={key: value[index] for key, value in self.data.items()},
-            mask=_rows(self.mask, index),
+            **{name: _rows(getattr(self, name), index) for name in OPTIONAL_FIELDS},
         )
+
+    def optional_data(self) -> dict[str, np.ndarray]:
+        """The optional per-box arrays that are set, by field name (masks left out): what goes into
+        supervision's `data`."""
+        return {name: getattr(self, name) for name in IN_DATA if getattr(self, name) is not None}
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, Any, Any, Any, Any, dict[str, Any]]]:
         """Per box, supervision's `(xyxy, mask, confidence, class_id, tracker_id, data)`."""
-        data = self.data if self.keypoints is None else {**self.data, "keypoints": self.keypoints}
+        data = {**self.data, **self.optional_data()}
         for i in range(len(self)):
             yield (
                 self.xyxy[i],
-                _rows(self.mask, i),
+                None if self.mask is None else self.mask.dense_row(i),
                 self.confidence[i],
                 self.class_id[i],
                 _rows(self.tracker_id, i),
@@ -191,19 +227,25 @@ class Detections:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Detections):
             return NotImplemented
-        names = ("xyxy", "confidence", "class_id", "keypoints", "tracker_id", "mask")
+        names = ("xyxy", "confidence", "class_id", *OPTIONAL_FIELDS)
         if not all(_same(getattr(self, name), getattr(other, name)) for name in names):
             return False
         return self.data.keys() == other.data.keys() and all(_same(self.data[k], other.data[k]) for k in self.data)
 
 
-def _rows(array: np.ndarray | None, index: Any) -> Any:
+IN_DATA = ("keypoints", "keypoint_confidence", "class_scores", "embeddings", "text", "text_confidence")
+OPTIONAL_FIELDS = ("tracker_id", "mask", *IN_DATA)  # Detections' per-box fields that may be None
+
+
+def _rows(array: np.ndarray | CropMasks | None, index: Any) -> Any:
     return None if array is None else array[index]
 
 
-def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+def _same(a: np.ndarray | CropMasks | None, b: np.ndarray | CropMasks | None) -> bool:
     if a is None or b is None:
         return a is b
+    if isinstance(a, CropMasks) or isinstance(b, CropMasks):
+        return a == b
     return bool(np.array_equal(a, b))
 
 

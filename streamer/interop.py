@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .frames import Detections, Result
+from .masks import CropMasks
 
 if TYPE_CHECKING:
     import supervision
@@ -43,7 +44,7 @@ def to_supervision(result: Result | Detections, class_names: list[str] | None = 
         confidence=detections.confidence,
         class_id=detections.class_id.astype(int, copy=False),
         tracker_id=None if detections.tracker_id is None else detections.tracker_id.astype(int, copy=False),
-        mask=detections.mask,
+        mask=None if detections.mask is None else detections.mask.dense(),
         data=data,
     )
 
@@ -65,7 +66,7 @@ def from_supervision(detections: supervision.Detections) -> Detections:
         keypoints=None if keypoints is None else keypoints.astype(np.float32, copy=False),
         tracker_id=None if detections.tracker_id is None else detections.tracker_id.astype(np.int64),
         data=data,
-        mask=_dense(detections.mask),
+        mask=_crops(detections.mask),
     )
 
 
@@ -77,8 +78,8 @@ def _or_full(values: np.ndarray | None, n: int, fill: float, dtype: type) -> np.
     return np.full(n, fill, dtype) if values is None else np.asarray(values).astype(dtype)
 
 
-def _dense(mask: Any) -> np.ndarray | None:
-    """supervision's mask as a (N, H, W) bool array (its CompactMask stores run lengths)."""
-    if mask is None or isinstance(mask, np.ndarray):
-        return mask
-    return mask.to_dense()
+def _crops(mask: Any) -> CropMasks | None:
+    """supervision's mask (dense, or its CompactMask of run lengths) as CropMasks."""
+    if mask is None:
+        return None
+    return CropMasks.from_dense(mask if isinstance(mask, np.ndarray) else mask.to_dense())

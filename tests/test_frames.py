@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from streamer.frames import Detections
+from streamer.masks import CropMasks
 
 
 def _three(**extra: np.ndarray) -> Detections:
@@ -94,7 +95,7 @@ def test_detections_equal_when_every_field_has_the_same_values():
         lambda d: d.class_id.__setitem__(2, 4),
         lambda d: d.keypoints.__setitem__((0, 0, 0), -1),
         lambda d: setattr(d, "tracker_id", None),
-        lambda d: d.mask.__setitem__((0, 0, 0), False),
+        lambda d: d.mask.bitmaps.__setitem__(0, ~d.mask.bitmaps[0]),
         lambda d: d.data["name"].__setitem__(1, "z"),
         lambda d: d.data.__setitem__("more", np.zeros(3)),
     ],
@@ -112,3 +113,73 @@ def test_detections_equal_when_one_field_differs_is_false(change):
 def test_detections_when_mask_rows_disagree_raises_value_error():
     with pytest.raises(ValueError, match="mask must have 3 rows"):
         _three(mask=np.ones((2, 4, 4), bool))
+
+
+def _with_every_field() -> Detections:
+    masks = np.zeros((3, 4, 4), bool)
+    masks[0, 0, 0] = masks[1, 1, 1] = masks[2, 2:, 2:] = True
+    return _three(
+        mask=masks,
+        keypoint_confidence=np.full((3, 5), 0.5, np.float32),
+        class_scores=np.eye(3, dtype=np.float32),
+        embeddings=np.arange(6, dtype=np.float32).reshape(3, 2),
+        text=np.array(["AB1", "", "ZZ"], dtype=object),
+        text_confidence=np.array([0.9, 0.0, 0.7], np.float32),
+    )
+
+
+def test_detections_when_a_dense_mask_is_given_keeps_it_as_crops():
+    detections = _with_every_field()
+
+    assert isinstance(detections.mask, CropMasks)
+    assert detections.mask.boxes.tolist() == [[0, 0, 1, 1], [1, 1, 2, 2], [2, 2, 4, 4]]
+
+
+def test_detections_index_when_optional_fields_are_set_keeps_them_in_step():
+    picked = _with_every_field()[np.array([False, True, True])]
+
+    assert picked.mask.areas().tolist() == [1, 4]
+    assert picked.keypoint_confidence.shape == (2, 5)
+    assert picked.class_scores.argmax(axis=1).tolist() == [1, 2]
+    assert picked.embeddings.tolist() == [[2, 3], [4, 5]]
+    assert picked.text.tolist() == ["", "ZZ"] and picked.text_confidence.tolist() == pytest.approx([0.0, 0.7])
+
+
+def test_detections_iterate_when_optional_fields_are_set_puts_them_in_data():
+    _, mask, _, _, _, data = list(_with_every_field())[2]
+
+    assert mask.shape == (4, 4) and mask.sum() == 4
+    assert data["text"] == "ZZ" and data["class_scores"].tolist() == [0, 0, 1]
+    assert data["keypoint_confidence"].shape == (5,) and data["embeddings"].tolist() == [4, 5]
+
+
+@pytest.mark.parametrize("name", ["keypoint_confidence", "class_scores", "embeddings", "text", "text_confidence"])
+def test_detections_equal_when_an_optional_field_differs_is_false(name):
+    detections = _with_every_field()
+    other = _copy(detections)
+
+    setattr(other, name, None)
+
+    assert detections != other and detections == _copy(detections)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"keypoint_confidence": np.ones((3, 4), np.float32)}, "keypoint_confidence must have shape"),
+        ({"class_scores": np.ones(3, np.float32)}, "class_scores must have shape"),
+        ({"embeddings": np.ones((2, 8), np.float32)}, "embeddings must have shape"),
+        ({"text": np.array(["a", "b"], dtype=object)}, "text must have shape"),
+        ({"text_confidence": np.ones((3, 1), np.float32)}, "text_confidence must have shape"),
+    ],
+    ids=["keypoint_confidence", "class_scores", "embeddings", "text", "text_confidence"],
+)
+def test_detections_when_an_optional_field_has_the_wrong_shape_raises_value_error(extra, message):
+    with pytest.raises(ValueError, match=message):
+        _three(**extra)
+
+
+def test_detections_empty_when_indexed_keeps_no_optional_field():
+    empty = Detections.empty()
+
+    assert empty[np.zeros(0, bool)] == empty and empty.mask is None and empty.text is None

@@ -49,7 +49,7 @@ def test_from_supervision_when_round_tripped_keeps_every_field():
     ours = from_supervision(original)
 
     assert ours.keypoints.shape == (2, 3, 2) and "keypoints" not in ours.data
-    assert ours.tracker_id.tolist() == [11, 12] and ours.mask.sum() == 13
+    assert ours.tracker_id.tolist() == [11, 12] and ours.mask.areas().sum() == 13
     assert ours.data["class_name"].tolist() == ["car", "person"]
     assert to_supervision(ours) == original
 
@@ -71,7 +71,7 @@ def test_from_supervision_when_a_compact_mask_makes_it_dense():
     compact = CompactMask.from_dense(original.mask, original.xyxy, image_shape=(6, 6))
     original.mask = compact
 
-    assert from_supervision(original).mask.tolist() == compact.to_dense().tolist()
+    assert from_supervision(original).mask.dense().tolist() == compact.to_dense().tolist()
 
 
 def test_from_supervision_when_no_scores_or_classes_fills_them():
