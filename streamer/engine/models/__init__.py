@@ -15,6 +15,7 @@ _FAMILIES = {
     ("yolo", "object-detection"): "streamer.engine.models.yolo:UltralyticsYolo",
     ("centerface", "face-detection"): "streamer.engine.models.centerface:CenterFace",
     ("classifier", "classification"): "streamer.engine.models.classifier:ImageClassifier",
+    ("embedder", "embedding"): "streamer.engine.models.embedder:ImageEmbedder",
 }
 
 # (architecture, task, backend) -> "module:Class". Third parties may add entries before loading.

