@@ -5,12 +5,15 @@
         "faces-with-landmarks", models_parameters=[None, {"model_id_or_path": "centerface", "threads": 2}]
     )
     detections = pipeline(image)
+    lines = AutoModelPipeline.from_pretrained("ocr")(image)  # lines.text, lines.data["xyxyxyxy"]
+    plates = AutoModelPipeline.from_pretrained("ocr", ["plates.onnx"])(image)  # the text in each plate box
 
 A pipeline answers `detect(frames)` like a single model, so it can stand wherever a model does.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 from dataclasses import dataclass
@@ -24,6 +27,7 @@ from ..frames import Detections, Frame, ModelInfo
 from .auto_model import load_model
 from .entities import make_options
 from .models.base import DetectionModel, _as_frame
+from .models.ocr import line_image
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,13 @@ PIPELINES: dict[str, PipelineSpec] = {
         roles=("detector", "face_model"),
         default_models=("nudenet-320n", "centerface"),
         description="a general detector finds faces; CenterFace refines each crop and adds five landmarks",
+    ),
+    "ocr": PipelineSpec(
+        target="streamer.engine.pipelines:ReadText",
+        roles=("detector", "recognizer"),
+        default_models=("ppocr-det", "ppocr-rec"),
+        description="PP-OCR: lines of text found, each read (text, and its corners in data['xyxyxyxy']); "
+        "name another detector first (a plate detector) to read the text in its boxes",
     ),
 }
 
@@ -149,6 +160,42 @@ class FacesWithLandmarks(ModelPipeline):
         best.xyxy += np.array([x1, y1, x1, y1], np.float32)
         best.keypoints += np.array([x1, y1], np.float32)
         return best
+
+
+class ReadText(ModelPipeline):
+    """Text read in each region a detector finds: the detector's boxes, each with `text` and
+    `text_confidence` from the recogniser.
+
+    A region with corners (`data["xyxyxyxy"]`, as PP-OCR's text detector gives) is sampled straight
+    from them, so slanted lines read level; any other box is cropped to its bounds. A text
+    detector's lines that read as nothing sure (text confidence under `min_line_confidence`, as
+    PaddleOCR's `drop_score`) are dropped; another detector's boxes are all kept, read or not.
+    """
+
+    min_line_confidence = 0.5
+
+    def detect(self, frames: Sequence[Frame | np.ndarray]) -> list[Detections]:
+        frames = [_as_frame(item) for item in frames]
+        found = self.models["detector"].detect(frames)
+        crops = [line_image(frame.image, corners) for frame, boxes in zip(frames, found) for corners in _regions(boxes)]
+        read = iter(self.models["recognizer"].read(crops))  # every crop of the batch at once
+        return [self._with_text(regions, [next(read) for _ in range(len(regions))]) for regions in found]
+
+    def _with_text(self, regions: Detections, read: list[tuple[str, float]]) -> Detections:
+        text = np.array([line for line, _ in read], dtype=object)
+        confidence = np.array([score for _, score in read], np.float32)
+        regions = dataclasses.replace(regions, text=text, text_confidence=confidence)
+        if self.models["detector"].info.task != "text-detection":
+            return regions
+        return regions[confidence >= self.min_line_confidence]
+
+
+def _regions(found: Detections) -> np.ndarray:
+    """Each box as four corners (N, 4, 2): its own when it has them, else its axis-aligned bounds."""
+    corners = found.data.get("xyxyxyxy")
+    if corners is not None:
+        return corners
+    return found.xyxy[:, [[0, 1], [2, 1], [2, 3], [0, 3]]]
 
 
 def _grow(box: np.ndarray, margin: float, width: int, height: int) -> tuple[int, int, int, int]:

@@ -16,6 +16,8 @@ _FAMILIES = {
     ("centerface", "face-detection"): "streamer.engine.models.centerface:CenterFace",
     ("classifier", "classification"): "streamer.engine.models.classifier:ImageClassifier",
     ("embedder", "embedding"): "streamer.engine.models.embedder:ImageEmbedder",
+    ("ppocr", "text-detection"): "streamer.engine.models.ocr:TextDetector",
+    ("ppocr", "text-recognition"): "streamer.engine.models.ocr:TextRecognizer",
 }
 
 # (architecture, task, backend) -> "module:Class". Third parties may add entries before loading.

@@ -104,6 +104,32 @@ EMBEDDED: dict[str, EmbeddedModel] = {
             build="streamer.engine.models.mobilenetv2:export_onnx",
             built_file="mobilenetv2-bottleneck-v1.onnx",
         ),
+        EmbeddedModel(
+            model_id="ppocr-det",
+            task="text-detection",
+            architecture="ppocr",
+            distribution="rapidocr_onnxruntime",
+            version="1.4.4",
+            file="rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx",
+            sha256="d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9",
+            license="Apache-2.0",
+            description="PP-OCRv4 mobile text detector (DB): one quadrilateral per line of text",
+            class_names=("text",),
+            input_size=(960, 960),
+        ),
+        EmbeddedModel(
+            model_id="ppocr-rec",
+            task="text-recognition",
+            architecture="ppocr",
+            distribution="rapidocr_onnxruntime",
+            version="1.4.4",
+            file="rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx",
+            sha256="48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b",
+            license="Apache-2.0",
+            description="PP-OCRv4 mobile text recogniser (CTC, 6,623 Chinese and Latin characters): reads one line",
+            class_names=("text",),
+            input_size=(320, 48),
+        ),
     )
 }
 
