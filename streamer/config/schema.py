@@ -169,12 +169,23 @@ class TrackStageConfig(Base, tag_field="type", tag="track", kw_only=True):
 
     Detections the tracker does not (yet) follow are dropped. Ids are unique across sources and
     start afresh when a source reconnects or changes resolution.
+
+    With `appearance_model` (an embedding model, such as "mobilenetv2-reid") tracks are matched by
+    appearance as well as motion, as DeepSORT and BoT-SORT do: each track keeps a gallery of its
+    crops' embeddings, and a track motion alone would start afresh (the object was hidden for
+    longer than `lost_frames`, or came back far from where it was lost) takes the id of a track lost
+    within `gallery_frames` whose gallery it matches with cosine similarity >= `appearance_threshold`.
     """
 
     activation_threshold: Fraction = 0.25  # confidence a detection needs to start a track
     lost_frames: Positive = 30  # frames a lost track is kept for before its id is retired
     match_threshold: Fraction = 0.8
     min_frames: Positive = 1  # frames a track must be seen on before it gets an id
+    appearance_model: NonEmpty | None = None
+    appearance_threshold: Fraction = 0.8
+    gallery_frames: Positive = 300  # frames a lost track's appearance is remembered for
+    device: Annotated[str, msgspec.Meta(pattern=r"^(cpu|cuda(:[0-9]+)?)$")] = "cpu"  # the appearance model's
+    threads: Positive = 1
 
 
 Anchor = Literal[

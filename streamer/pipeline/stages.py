@@ -93,6 +93,10 @@ async def build_stage(config: schema.StageConfig, index: int = 0, main_model: Mo
         return await load_model_stage(config)
     if isinstance(config, schema.AnonymizeStageConfig):
         return await load_anonymize_stage(config, main_model)
+    if isinstance(config, schema.TrackStageConfig) and config.appearance_model is not None:
+        from .tracking import load_track_stage
+
+        return await load_track_stage(config)
     return await anyio.to_thread.run_sync(build_plain_stage, config, index)
 
 
