@@ -176,18 +176,24 @@ class ReadText(ModelPipeline):
 
     def detect(self, frames: Sequence[Frame | np.ndarray]) -> list[Detections]:
         frames = [_as_frame(item) for item in frames]
-        found = self.models["detector"].detect(frames)
-        crops = [line_image(frame.image, corners) for frame, boxes in zip(frames, found) for corners in _regions(boxes)]
-        read = iter(self.models["recognizer"].read(crops))  # every crop of the batch at once
-        return [self._with_text(regions, [next(read) for _ in range(len(regions))]) for regions in found]
-
-    def _with_text(self, regions: Detections, read: list[tuple[str, float]]) -> Detections:
-        text = np.array([line for line, _ in read], dtype=object)
-        confidence = np.array([score for _, score in read], np.float32)
-        regions = dataclasses.replace(regions, text=text, text_confidence=confidence)
+        read = read_text(self.models["recognizer"], frames, self.models["detector"].detect(frames))
         if self.models["detector"].info.task != "text-detection":
-            return regions
-        return regions[confidence >= self.min_line_confidence]
+            return read
+        return [lines[lines.text_confidence >= self.min_line_confidence] for lines in read]
+
+
+def read_text(recognizer: Any, frames: Sequence[Frame], found: Sequence[Detections]) -> list[Detections]:
+    """`found` (each frame's boxes) with `text` and `text_confidence` as `recognizer` (a
+    `TextRecognizer`) reads each box's crop; every crop of every frame is read in one call."""
+    crops = [line_image(frame.image, corners) for frame, boxes in zip(frames, found) for corners in _regions(boxes)]
+    read = iter(recognizer.read(crops))
+    return [_with_text(boxes, [next(read) for _ in range(len(boxes))]) for boxes in found]
+
+
+def _with_text(boxes: Detections, read: list[tuple[str, float]]) -> Detections:
+    text = np.array([line for line, _ in read], dtype=object)
+    confidence = np.array([score for _, score in read], np.float32)
+    return dataclasses.replace(boxes, text=text, text_confidence=confidence)
 
 
 def _regions(found: Detections) -> np.ndarray:

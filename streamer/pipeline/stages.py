@@ -61,16 +61,29 @@ class UserStage:
 
 class ModelStage:
     """Run another model or a model pipeline on each frame (in a worker thread); its detections go
-    to `result.extra[key]`, in the same form as the JSONL sink's `detections`."""
+    to `result.extra[key]`, in the same form as the JSONL sink's `detections`.
+
+    A text recogniser (task "text-recognition", such as "ppocr-rec") instead reads the text in each
+    of the result's own detections (a plate detector's plates, say): they gain `text` and
+    `text_confidence`, and `key` is not used."""
 
     def __init__(self, model: Any, key: str) -> None:
         self.model = model
         self.key = key
 
     async def __call__(self, result: Result) -> Result:
+        if self.model.info.task == "text-recognition":
+            return await self._read_text(result)
         found = await anyio.to_thread.run_sync(self.model.detect, [result.frame])
         labels = class_labels(self.model.info.class_names, found[0].class_id)
         result.extra[self.key] = detections_to_dicts(found[0], labels)
+        return result
+
+    async def _read_text(self, result: Result) -> Result:
+        from ..engine.pipelines import read_text
+
+        read = await anyio.to_thread.run_sync(read_text, self.model, [result.frame], [result.detections])
+        result.detections = read[0]
         return result
 
 

@@ -16,7 +16,8 @@ from streamer.frames import Detections, ModelInfo
 from tests.engine.test_ocr import ink_box, render
 from tests.media import write_image_clip
 
-SIGN = [((40, 60), "STREAMER"), ((300, 60), "2026"), ((200, 300), "AB12CDE")]
+SIGN = [((40, 40), "STREAMER"), ((300, 40), "2026"), ((200, 180), "AB12CDE")]
+SIGN_SIZE = (640, 288)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ class PlateFinder:
 
 
 def test_ocr_pipeline_reads_each_line_of_a_frame_in_reading_order(ocr):
-    lines = ocr(render(SIGN))
+    lines = ocr(render(SIGN, size=SIGN_SIZE))
 
     assert list(lines.text) == ["STREAMER", "2026", "AB12CDE"]
     assert (lines.text_confidence > 0.9).all()
@@ -75,7 +76,7 @@ def test_read_text_when_the_detector_finds_plates_puts_each_crops_text_on_its_bo
 
 
 async def test_ocr_pipeline_as_a_model_stage_writes_each_lines_text_with_its_box(centerface, tmp_path):
-    clip = write_image_clip(tmp_path / "sign.mp4", render(SIGN), frames=2)
+    clip = write_image_clip(tmp_path / "sign.mp4", render(SIGN, size=SIGN_SIZE), frames=2)
     out = tmp_path / "out.jsonl"
     config = {
         "sources": [{"type": "file", "id": "sign", "path": str(clip)}],
@@ -91,3 +92,20 @@ async def test_ocr_pipeline_as_a_model_stage_writes_each_lines_text_with_its_box
     for line in lines:
         assert [box["text"] for box in line["ocr"]] == ["STREAMER", "2026", "AB12CDE"]
         assert all(box["text_confidence"] > 0.9 and len(box["xyxyxyxy"]) == 4 for box in line["ocr"])
+
+
+async def test_recognizer_as_a_model_stage_reads_the_text_in_each_of_the_streams_own_boxes(ocr, tmp_path):
+    clip = write_image_clip(tmp_path / "plate.mp4", render([((200, 120), "AB12CDE")], size=SIGN_SIZE), frames=2)
+    out = tmp_path / "out.jsonl"
+    config = {
+        "sources": [{"type": "file", "id": "plate", "path": str(clip)}],
+        "stages": [{"type": "model", "model": "ppocr-rec"}],
+        "sinks": [{"type": "jsonl", "path": str(out)}],
+    }
+
+    async with streamer.open(config, model=ocr.models["detector"]) as stream:  # the stream's detector finds it
+        await stream.wait()
+
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [[box["text"] for box in line["detections"]] for line in lines] == [["AB12CDE"], ["AB12CDE"]]
+    assert all(line["detections"][0]["text_confidence"] > 0.9 and "stage" not in line for line in lines)

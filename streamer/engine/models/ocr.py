@@ -19,6 +19,7 @@ lines of their own.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import ClassVar, Sequence
 
@@ -66,7 +67,7 @@ class TextDetector(_PaddleOcr):
         return self.decode([to_host(output) for output in outputs], placements, frames)
 
     def decode(self, outputs: list[np.ndarray], placements: list[Placement], frames: list[Frame]) -> list[Detections]:
-        options = DbOptions(**{**self.db.__dict__, "box_threshold": self.confidence})
+        options = dataclasses.replace(self.db, box_threshold=self.confidence)
         return [self._lines(outputs[0][i, 0], placements[i], frames[i], options) for i in range(len(frames))]
 
     def _lines(self, probability: np.ndarray, placement: Placement, frame: Frame, options: DbOptions) -> Detections:
