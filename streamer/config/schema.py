@@ -270,7 +270,26 @@ class AnonymizeStageConfig(Base, tag_field="type", tag="anonymize", kw_only=True
     threads: Positive = 1
 
 
-StageConfig = Union[FilterStageConfig, CustomStageConfig, ModelStageConfig, TrackStageConfig, ZonesStageConfig, PresenceStageConfig, AnonymizeStageConfig]
+class ClassifyStageConfig(Base, tag_field="type", tag="classify", kw_only=True):
+    """Classify each detection's crop with `model` (a classifier such as "ppocr-text-direction").
+
+    The boxes stay the detector's; each gets the classifier's scores in `class_scores` (N, C) and
+    its top class in `data["crop_class"]` (the class name), `data["crop_class_id"]` and
+    `data["crop_score"]`. Only boxes of `classes` (all when absent) at or above `min_confidence`
+    and at least `min_size` pixels on each side are classified; the others get class "" and id -1.
+    `padding` grows each crop by that fraction of its box's size before classifying.
+    """
+
+    model: NonEmpty
+    classes: list[str] | None = None
+    min_confidence: Fraction = 0.0
+    min_size: Positive = 8
+    padding: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.0
+    device: Annotated[str, msgspec.Meta(pattern=r"^(cpu|cuda(:[0-9]+)?)$")] = "cpu"
+    threads: Positive = 1
+
+
+StageConfig = Union[FilterStageConfig, CustomStageConfig, ModelStageConfig, TrackStageConfig, ZonesStageConfig, PresenceStageConfig, AnonymizeStageConfig, ClassifyStageConfig]
 
 
 class SinkConfigBase(Base, tag_field="type", kw_only=True):
@@ -282,7 +301,9 @@ class SinkConfigBase(Base, tag_field="type", kw_only=True):
 
 
 class JsonlSinkConfig(SinkConfigBase, tag="jsonl", kw_only=True):
-    """One JSON line per frame, optionally rotated by size or age (rotated files are kept up to `keep`)."""
+    """One JSON line per frame, optionally rotated by size or age (rotated files are kept up to `keep`).
+
+    Lines follow the versioned results schema of docs/results.md (`"schema"` on every line)."""
 
     path: NonEmpty
     rotate_bytes: Positive | None = None
@@ -294,6 +315,7 @@ class JsonlSinkConfig(SinkConfigBase, tag="jsonl", kw_only=True):
         if self.keep is not None and self.rotate_bytes is None and self.rotate_seconds is None:
             raise ValueError("`keep` needs `rotate_bytes` or `rotate_seconds`")
 
+    embeddings: bool = False  # write each box's embedding (D floats a box: big) in the results schema
 
 class VideoSinkConfig(SinkConfigBase, tag="video", kw_only=True):
     """An MP4 of one source, annotated (boxes, labels, track ids, zones) unless `annotate = false`."""

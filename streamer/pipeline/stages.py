@@ -110,6 +110,10 @@ async def build_stage(config: schema.StageConfig, index: int = 0, main_model: Mo
         from .tracking import load_track_stage
 
         return await load_track_stage(config)
+    if isinstance(config, schema.ClassifyStageConfig):
+        from .crops import load_classify_stage
+
+        return await load_classify_stage(config)
     return await anyio.to_thread.run_sync(build_plain_stage, config, index)
 
 
