@@ -174,7 +174,8 @@ class Detections:
         if self.keypoint_confidence is not None:
             k = self.keypoints.shape[1] if self.keypoints is not None else self.keypoint_confidence.shape[-1]
             if self.keypoint_confidence.shape != (n, k):
-                raise ValueError(f"keypoint_confidence must have shape ({n}, {k}), got {self.keypoint_confidence.shape}")
+                shape = self.keypoint_confidence.shape
+                raise ValueError(f"keypoint_confidence must have shape ({n}, {k}), got {shape}")
 
     @classmethod
     def empty(cls) -> Detections:
@@ -294,19 +295,50 @@ class Result(_OfAFrame):
         self.events.append(event)
         return event
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready form written by the JSONL sink (one line per frame)."""
-        return {
+    def to_dict(self, embeddings: bool = False) -> dict[str, Any]:
+        """The JSON-ready form written by the JSONL sink (one line per frame), schema RESULTS_SCHEMA
+        (docs/results.md). Embeddings are left out unless asked for: they are big."""
+        detections, names = self.detections, self.class_names()
+        line: dict[str, Any] = {
+            "schema": RESULTS_SCHEMA,
             "source": self.frame.source_id,
             "frame_index": self.frame.index,
             "pts": self.frame.pts,
             "wall_time": self.frame.wall_time,
             "width": self.frame.width,
             "height": self.frame.height,
-            "detections": detections_to_dicts(self.detections, self.class_names()),
-            "model": self.model.provenance(),
-            **self.extra,
         }
+        if self._classifies_the_frame():
+            line["classification"] = self._frame_classes()
+            detections, names = detections[np.zeros(0, np.int64)], []
+        line["detections"] = detections_to_dicts(
+            detections, names, class_names=self.model.class_names, embeddings=embeddings
+        )
+        return {**line, "model": self.model_block(), **self.extra}
+
+    def _classifies_the_frame(self) -> bool:
+        """A frame-level classification: one box, the whole frame, from a classification model."""
+        if self.model.task != "classification" or len(self.detections) != 1:
+            return False
+        return bool(np.allclose(self.detections.xyxy[0], (0, 0, self.frame.width, self.frame.height)))
+
+    def _frame_classes(self) -> list[dict[str, Any]]:
+        """The classified frame's top-k (its top-1 alone when the model gave no class scores)."""
+        detections = self.detections
+        if detections.class_scores is not None:
+            return top_classes(detections.class_scores, self.model.class_names)[0]
+        score = round(float(detections.confidence[0]), 4)
+        return [{"class_id": int(detections.class_id[0]), "class_name": self.class_names()[0], "score": score}]
+
+    def model_block(self) -> dict[str, Any]:
+        """The line's `model`: provenance, the task, and a pose model's keypoint names and skeleton."""
+        info = self.model
+        block: dict[str, Any] = {**info.provenance(), "task": info.task}
+        if info.keypoint_names:
+            block["keypoint_names"] = list(info.keypoint_names)
+        if info.skeleton:
+            block["skeleton"] = [list(edge) for edge in info.skeleton]
+        return block
 
 
 @dataclass
@@ -327,9 +359,11 @@ class Event(_OfAFrame):
         detail = "\0".join(f"{key}={value!r}" for key, value in sorted(self.details.items()) if key != "counts")
         return f"{super().identity()}\0{self.kind}\0{detail}"
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready form: `event` names the kind (frame lines have no such key)."""
+    def to_dict(self, embeddings: bool = False) -> dict[str, Any]:
+        """The JSON-ready form: `event` names the kind (frame lines have no such key). An event holds
+        no embeddings: `embeddings` is taken so that every item a sink writes serialises alike."""
         return {
+            "schema": RESULTS_SCHEMA,
             "event": self.kind,
             "source": self.frame.source_id,
             "frame_index": self.frame.index,
@@ -354,18 +388,58 @@ def class_labels(names: Sequence[str], class_ids: np.ndarray) -> list[str]:
     return [names[i] if 0 <= i < len(names) else str(i) for i in class_ids]
 
 
-def detections_to_dicts(detections: Detections, names: list[str]) -> list[dict[str, Any]]:
+RESULTS_SCHEMA = 2  # the JSON lines' layout, docs/results.md (lines without "schema" are version 1)
+TOP_K = 5  # class scores written per box (and per classified frame), best first
+
+
+def detections_to_dicts(
+    detections: Detections, names: list[str], *, class_names: Sequence[str] = (), embeddings: bool = False
+) -> list[dict[str, Any]]:
+    """One JSON-ready dict per box (docs/results.md), optional keys only for the fields that are set:
+    `names` is each box's class name, `class_names` the model's (naming the top-k class scores)."""
+    columns: dict[str, list[Any]] = {
+        "xyxy": _rounded(detections.xyxy, 2),
+        "confidence": _rounded(detections.confidence, 4),
+        "class_id": detections.class_id.tolist(),
+        "class_name": list(names),
+    }
+    if detections.tracker_id is not None:
+        columns["tracker_id"] = detections.tracker_id.tolist()
+    if detections.keypoints is not None:
+        columns["keypoints"] = _keypoint_rows(detections.keypoints, detections.keypoint_confidence)
+    if (corners := detections.data.get("xyxyxyxy")) is not None:
+        columns["xyxyxyxy"] = _rounded(corners, 2)
+    if detections.mask is not None:
+        columns["mask"] = detections.mask.rle()
+    if detections.class_scores is not None:
+        columns["class_scores"] = top_classes(detections.class_scores, class_names)
+    if detections.text is not None:
+        columns["text"] = [str(text) for text in detections.text]
+    if detections.text_confidence is not None:
+        columns["text_confidence"] = _rounded(detections.text_confidence, 4)
+    if embeddings and detections.embeddings is not None:
+        columns["embedding"] = _rounded(detections.embeddings, 5)
+    return [dict(zip(columns, row)) for row in zip(*columns.values())]
+
+
+def top_classes(scores: np.ndarray, class_names: Sequence[str], k: int = TOP_K) -> list[list[dict[str, Any]]]:
+    """Per row of (N, C) scores, its k best classes `{class_id, class_name, score}`, best first."""
+    best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    values = _rounded(np.take_along_axis(scores, best, axis=1), 4)
     rows = []
-    for i in range(len(detections)):
-        row: dict[str, Any] = {
-            "xyxy": [round(float(v), 2) for v in detections.xyxy[i]],
-            "confidence": round(float(detections.confidence[i]), 4),
-            "class_id": int(detections.class_id[i]),
-            "class_name": names[i],
-        }
-        if detections.tracker_id is not None:
-            row["tracker_id"] = int(detections.tracker_id[i])
-        if detections.keypoints is not None:
-            row["keypoints"] = [[round(float(x), 2), round(float(y), 2)] for x, y in detections.keypoints[i]]
-        rows.append(row)
+    for ids, row in zip(best.tolist(), values):
+        names = class_labels(class_names, ids)
+        rows.append([{"class_id": c, "class_name": name, "score": v} for c, name, v in zip(ids, names, row)])
     return rows
+
+
+def _keypoint_rows(keypoints: np.ndarray, confidence: np.ndarray | None) -> list[list[list[float | None]]]:
+    """Each box's keypoints as [x, y, conf] (conf null when the model scores no keypoint)."""
+    xy = _rounded(keypoints, 2)
+    scores = _rounded(confidence, 4) if confidence is not None else [[None] * keypoints.shape[1]] * len(keypoints)
+    return [[[x, y, c] for (x, y), c in zip(points, row)] for points, row in zip(xy, scores)]
+
+
+def _rounded(values: np.ndarray, digits: int) -> list[Any]:
+    """Nested lists of floats rounded in float64 (a float32 0.9 is written 0.9, not 0.8999999761581421)."""
+    return np.round(values.astype(np.float64), digits).tolist()

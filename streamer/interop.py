@@ -49,7 +49,9 @@ def to_supervision(
     )
 
 
-def to_supervision_keypoints(result: Result | Detections, class_names: list[str] | None = None) -> supervision.KeyPoints:
+def to_supervision_keypoints(
+    result: Result | Detections, class_names: list[str] | None = None
+) -> supervision.KeyPoints:
     """A pose result's keypoints as `supervision.KeyPoints` (xy, keypoint_confidence, the boxes'
     detection_confidence, class_id, class names in `data["class_name"]`), for its EdgeAnnotator and
     VertexAnnotator; empty when there are none."""

@@ -127,7 +127,8 @@ def test_to_supervision_keypoints_when_a_pose_result_gives_keypoints_with_confid
 
     keypoints = to_supervision_keypoints(_pose_result())
 
-    assert keypoints.xy.shape == (2, 3, 2) and keypoints.keypoint_confidence.tolist()[0] == pytest.approx([0.9, 0.8, 0.1])
+    assert keypoints.xy.shape == (2, 3, 2)
+    assert keypoints.keypoint_confidence.tolist()[0] == pytest.approx([0.9, 0.8, 0.1])
     assert keypoints.class_id.tolist() == [0, 0] and keypoints.data["class_name"].tolist() == ["person"] * 2
     assert len(to_supervision_keypoints(Detections.empty())) == 0
 

@@ -310,12 +310,12 @@ class JsonlSinkConfig(SinkConfigBase, tag="jsonl", kw_only=True):
     rotate_seconds: Annotated[float, msgspec.Meta(gt=0)] | None = None
     keep: Positive | None = None
     kinds: Kinds = msgspec.field(default_factory=lambda: ["frames"])
+    embeddings: bool = False  # write each box's embedding (D floats a box: big) in the results schema
 
     def __post_init__(self) -> None:
         if self.keep is not None and self.rotate_bytes is None and self.rotate_seconds is None:
             raise ValueError("`keep` needs `rotate_bytes` or `rotate_seconds`")
 
-    embeddings: bool = False  # write each box's embedding (D floats a box: big) in the results schema
 
 class VideoSinkConfig(SinkConfigBase, tag="video", kw_only=True):
     """An MP4 of one source, annotated (boxes, labels, track ids, zones) unless `annotate = false`."""

@@ -3,6 +3,10 @@
 supervision does the geometry (PolygonZone decides who is inside, LineZone who crossed); this module
 keeps, per source, who was inside each zone, turns changes into Events, and writes counts per zone
 and class into `result.extra["zones"]` and `result.extra["lines"]`.
+
+The "center_of_mass" anchor is each mask's centroid (streamer.masks.CropMasks.centroids, from the
+crops, never from full-frame bitmaps), or the box centre for a box without a mask (or without a set
+pixel): supervision is then shown a point per detection and asked about its centre.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import numpy as np
 
 from ..config import configured, schema
 from ..errors import StageError
-from ..frames import Frame, Result, Shape
+from ..frames import Detections, Frame, Result, Shape
 from ..interop import import_supervision, to_supervision
 from .per_source import PerSource
 
@@ -62,12 +66,15 @@ class _Scene:
 
     def __init__(self, watches: list[_ZoneWatch | _LineWatch]) -> None:
         self.watches = watches
+        self.by_mass = any(watch.by_mass for watch in watches)
+        self.dense_masks = any(watch.needs_dense_masks for watch in watches)
 
     def update(self, result: Result) -> None:
-        detections = to_supervision(result)
+        detections = to_supervision(result, masks=self.dense_masks)
+        points = _mass_points(result.detections, detections) if self.by_mass else None
         names = np.array(result.class_names(), dtype=object)
         for watch in self.watches:
-            watch.update(result, detections, names)
+            watch.update(result, points if watch.by_mass else detections, names)
 
     def close(self, result: Result) -> None:
         """Every track still inside a zone leaves it (its id will not be seen again)."""
@@ -93,6 +100,17 @@ def _anchor(name: str) -> Any:
     return import_supervision().Position[name.upper()]
 
 
+def _mass_points(ours: Detections, detections: Any) -> Any:
+    """The detections as zero-size boxes at their masks' centroids (box centres where no mask tells)."""
+    centres = (ours.xyxy[:, :2] + ours.xyxy[:, 2:]) / 2
+    if ours.mask is not None:
+        centroids = ours.mask.centroids()
+        centres = np.where(np.isnan(centroids), centres, centroids)
+    points = detections[np.arange(len(detections))]
+    points.xyxy = np.concatenate([centres, centres], axis=1).astype(np.float32)
+    return points
+
+
 class _ZoneWatch:
     """Who is inside one zone: an enter event when a track's anchor comes in, leave when it goes out
     or the track is not seen for `forget_after` frames."""
@@ -100,7 +118,9 @@ class _ZoneWatch:
     def __init__(self, config: schema.ZoneConfig, polygon: np.ndarray, forget_after: int) -> None:
         sv = import_supervision()
         self.config = config
-        self.zone = sv.PolygonZone(polygon=polygon, triggering_anchors=(_anchor(config.anchor),))
+        self.by_mass, self.needs_dense_masks = config.anchor == "center_of_mass", False
+        anchor = _anchor("center" if self.by_mass else config.anchor)  # by mass: shown the centroids
+        self.zone = sv.PolygonZone(polygon=polygon, triggering_anchors=(anchor,))
         self.shape = Shape(config.name, polygon, closed=True)
         self.forget_after = forget_after
         self.inside: dict[int, tuple[str, int]] = {}  # tracker id -> (class name, frame last seen)
@@ -154,7 +174,9 @@ class _LineWatch:
         sv = import_supervision()
         self.config = config
         start, end = (sv.Point(int(x), int(y)) for x, y in ends)
-        anchors = tuple(_anchor(name) for name in config.anchors)
+        self.by_mass = set(config.anchors) == {"center_of_mass"}
+        self.needs_dense_masks = "center_of_mass" in config.anchors and not self.by_mass  # supervision's way
+        anchors = (_anchor("center"),) if self.by_mass else tuple(_anchor(name) for name in config.anchors)
         self.line = sv.LineZone(start, end, triggering_anchors=anchors, minimum_crossing_threshold=config.min_crossing_frames)
         self.shape = Shape(config.name, ends, closed=False)
         self.crossed: dict[str, Counter[str]] = {"in": Counter(), "out": Counter()}

@@ -1,5 +1,8 @@
 """JSONL sink: one JSON object per frame, per line, optionally rotated by size or age.
 
+Each line is `Result.to_dict()` (or `Event.to_dict()`): the versioned results schema documented in
+docs/results.md, with a `"schema"` number on every line; embeddings only with `embeddings = true`.
+
 A rotated file is renamed `<stem>.<UTC time of rotation, YYYYmmddTHHMMSS>[-n]<suffix>` next to the
 current one (`-1`, `-2` ... only when that name is taken: nothing is overwritten) and a fresh file
 is opened at the configured path. Rotation happens between lines, so no line is ever split.
@@ -120,7 +123,7 @@ class JsonlSink(Sink):
         if self._held and self._already_written(result):
             self.skipped += 1
             return
-        line = self._encoder.encode(result.to_dict()) + b"\n"
+        line = self._encoder.encode(result.to_dict(embeddings=self.config.embeddings)) + b"\n"
         with self._translate("write"):
             if self._due(len(line)):
                 self._rotate()

