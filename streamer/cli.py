@@ -65,6 +65,16 @@ def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
         convert.add_argument(flag)
     convert.add_argument("--offline", action="store_true")
     convert.set_defaults(command=_models_convert)
+    quantize = models.add_parser("quantize", help="write an INT8 local package, calibrated on a clip and checked")
+    quantize.add_argument("model_id", help="a model id, or a path to an ONNX file or model folder")
+    quantize.add_argument("--int8", action="store_true", required=True, help="ONNX Runtime static QDQ quantization")
+    quantize.add_argument("--calibrate", required=True, metavar="CLIP", help="a video whose frames calibrate it")
+    quantize.add_argument("--frames", type=int, default=16, help="calibration frames, spread over the clip")
+    quantize.add_argument("--out", help="the model folder to write (default: the local models folder's, by id)")
+    for flag in ("--architecture", "--cache-dir", "--registry-url"):
+        quantize.add_argument(flag)
+    quantize.add_argument("--offline", action="store_true")
+    quantize.set_defaults(command=_models_quantize)
     listing = models.add_parser("list", help="list cached model packages")
     listing.add_argument("--cache-dir")
     listing.set_defaults(command=_models_list)
@@ -158,6 +168,22 @@ def _models_convert(args: argparse.Namespace) -> str:
     convert = functools.partial(convert_model, args.model_id, options, format=args.format, out_dir=args.out)
     folder = anyio.run(convert)
     return f"{args.model_id}: {args.format} package ready in {folder}\n  load it with backend=\"torch\" from that folder"
+
+
+@_engine_command
+def _models_quantize(args: argparse.Namespace) -> str:
+    import functools
+
+    import anyio
+
+    from .engine.auto_model import make_options
+    from .engine.quantize import quantize_model
+
+    flags = {key: getattr(args, key) for key in ("architecture", "cache_dir", "offline", "registry_url")}
+    options = make_options(None, {key: value for key, value in flags.items() if value not in (None, False)})
+    quantize = functools.partial(quantize_model, args.model_id, args.calibrate, options, out_dir=args.out,
+                                 frames=args.frames)
+    return str(anyio.run(quantize))
 
 
 @_engine_command

@@ -219,3 +219,30 @@ def test_run_when_logs_are_json_and_sigterm_stops_it_every_stderr_line_is_json(t
     records = [json.loads(line) for line in stderr.splitlines()]
     assert any(record["message"] == "SIGTERM: stopping, draining to the sinks" for record in records)
     assert all(record["level"] in ("debug", "info", "warning", "error") for record in records)
+
+
+def test_models_quantize_when_int8_writes_the_package_the_id_then_loads_and_reports_agreement(
+    tmp_path, monkeypatch, astronaut
+):
+    from tests.media import write_moving_face_clip
+
+    monkeypatch.setenv("STREAMER_MODELS_DIR", str(tmp_path / "models"))
+    clip = write_moving_face_clip(tmp_path / "face.mp4", astronaut, frames=4)
+
+    done = streamer_cli("models", "quantize", "nudenet-320n", "--int8", "--calibrate", str(clip), "--frames", "4",
+                        cwd=tmp_path)
+    described = streamer_cli("describe", "model", "nudenet-320n", cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert "calibrated on 4 frames" in done.stdout and "fp32 boxes matched by int8:" in done.stdout
+    assert (tmp_path / "models" / "nudenet-320n" / "nudenet-3.4.2-int8" / "model.int8.onnx").is_file()
+    assert described.returncode == 0, described.stderr
+    assert "chose nudenet-3.4.2 (onnxruntime, fp32" in described.stdout
+    assert 'used only when allowed: quantization = ["fp32", "int8"]' in described.stdout
+
+
+def test_models_quantize_when_neither_int8_nor_a_clip_is_given_exits_2_naming_them(tmp_path):
+    done = streamer_cli("models", "quantize", "nudenet-320n", cwd=tmp_path)
+
+    assert done.returncode == 2
+    assert "--int8" in done.stderr and "--calibrate" in done.stderr

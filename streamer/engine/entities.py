@@ -114,7 +114,9 @@ class LoadOptions(Entity, kw_only=True):
     backend: BackendKind | None = None
     device: Device = "cpu"
     batch_size: Positive | BatchRange = 4
-    quantization: Quantization | None = None
+    # One quantization (only it), or the ones allowed (on CPU int8 is then preferred, being faster).
+    # None: the device's defaults; on CPU that is fp32 only, int8 and fp16 must be asked for.
+    quantization: Quantization | Annotated[list[Quantization], msgspec.Meta(min_length=1)] | None = None
     onnx_execution_providers: list[str] | None = None
     disabled_backends: list[BackendKind] = []
     allow_untrusted_packages: bool = False
@@ -137,6 +139,13 @@ class LoadOptions(Entity, kw_only=True):
         if isinstance(self.batch_size, BatchRange):
             return self.batch_size.min, self.batch_size.max
         return self.batch_size, self.batch_size
+
+    @property
+    def allowed_quantizations(self) -> tuple[Quantization, ...] | None:
+        """The quantizations asked for or allowed, None when the device's defaults apply."""
+        if self.quantization is None:
+            return None
+        return (self.quantization,) if isinstance(self.quantization, str) else tuple(self.quantization)
 
     @property
     def device_kind(self) -> str:

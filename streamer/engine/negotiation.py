@@ -46,7 +46,8 @@ BACKEND_ORDER: dict[tuple[str, str], int] = {
     ("onnxruntime", "cpu"): 3,
     ("torch", "cpu"): 4,
 }
-QUANTIZATION_ORDER: dict[str, tuple[str, ...]] = {"cuda": ("int8", "fp16", "fp32"), "cpu": ("fp32", "int8", "fp16")}
+# On CPU int8 ranks first, but only once the options allow it (see `quantization`).
+QUANTIZATION_ORDER: dict[str, tuple[str, ...]] = {"cuda": ("int8", "fp16", "fp32"), "cpu": ("int8", "fp32", "fp16")}
 DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?")
 
 
@@ -142,13 +143,23 @@ def batch_size(package: ModelPackage, options: LoadOptions, env: ComputeEnvironm
 
 @package_filter
 def quantization(package: ModelPackage, options: LoadOptions, env: ComputeEnvironment) -> str | None:
-    if options.quantization is not None:
-        if package.quantization == options.quantization:
+    allowed = options.allowed_quantizations
+    if allowed is not None:
+        if package.quantization in allowed:
             return None
-        return f"{package.quantization}, but {options.quantization} was requested"
-    if options.device_kind == "cpu" and package.quantization == "fp16":
-        return "fp16 runs slowly or not at all on CPU"
+        if isinstance(options.quantization, str):
+            return f"{package.quantization}, but {options.quantization} was requested"
+        return f"{package.quantization} is not among the quantizations allowed ({', '.join(allowed)})"
+    if options.device_kind == "cpu":
+        return CPU_QUANTIZATION_REASONS.get(package.quantization)
     return None
+
+
+# Why a package is not used on CPU unless its quantization is asked for or allowed.
+CPU_QUANTIZATION_REASONS = {
+    "fp16": "fp16 runs slowly or not at all on CPU",
+    "int8": 'int8 trades accuracy for speed, so on CPU it is used only when allowed: quantization = ["fp32", "int8"]',
+}
 
 
 @package_filter
@@ -385,8 +396,8 @@ def describe_request(options: LoadOptions) -> str:
     parts = [f"device {options.device}", f"batch {low}" if low == high else f"batch {low}..{high}"]
     if options.backend is not None:
         parts.append(f"backend {options.backend}")
-    if options.quantization is not None:
-        parts.append(f"quantization {options.quantization}")
+    if options.allowed_quantizations is not None:
+        parts.append(f"quantization {' or '.join(options.allowed_quantizations)}")
     return ", ".join(parts)
 
 
