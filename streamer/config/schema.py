@@ -36,7 +36,12 @@ class ModelConfig(Base, kw_only=True):
     architecture: str | None = None
     backend: Literal["onnxruntime", "torch", "tensorrt"] | None = None
     device: Annotated[str, msgspec.Meta(pattern=r"^(cpu|cuda(:[0-9]+)?)$")] = "cpu"
-    quantization: Literal["fp32", "fp16", "int8"] | None = None
+    # One quantization, or those allowed (`["fp32", "int8"]`: int8 on CPU when the model has it).
+    quantization: (
+        Literal["fp32", "fp16", "int8"]
+        | Annotated[list[Literal["fp32", "fp16", "int8"]], msgspec.Meta(min_length=1)]
+        | None
+    ) = None
     onnx_execution_providers: list[str] | None = None
     disabled_backends: list[Literal["onnxruntime", "torch", "tensorrt"]] = []
     allow_untrusted_packages: bool = False
