@@ -91,6 +91,7 @@ def test_min_area_rect_when_points_are_a_rotated_square_finds_it_not_its_boundin
 
     assert short_side == pytest.approx(np.hypot(40, 40))
     assert {tuple(p) for p in np.round(box).astype(int)} == {(50, 10), (90, 50), (50, 90), (10, 50)}
+    assert min_area_rect(np.array([[0, 5], [3, 5], [9, 5]], np.float64))[1] == 0.0  # a line has no area
 
 
 def test_ctc_greedy_when_steps_repeat_merges_them_drops_blanks_and_trims_edge_spaces():

@@ -50,6 +50,13 @@ def test_ocr_pipeline_reads_each_line_of_a_frame_in_reading_order(ocr):
     assert "ppocr-det" in ocr.info.package and "ppocr-rec" in ocr.info.package
 
 
+def test_ocr_pipeline_when_a_frame_has_no_text_gives_no_lines_with_empty_text_columns(ocr):
+    blank, sign = ocr.detect([np.full((240, 320, 3), 255, np.uint8), render(SIGN, size=SIGN_SIZE)])
+
+    assert len(blank) == 0 and blank.text.shape == (0,) and blank.text_confidence.shape == (0,)
+    assert len(sign) == 3
+
+
 def test_ocr_pipeline_when_the_sign_is_tilted_reads_it_along_its_corners(ocr):
     tilted = Image.fromarray(render([((120, 200), "AB12CDE")], font_size=56)).rotate(15, fillcolor="white")
 

@@ -52,25 +52,30 @@ def text_quads(probability: np.ndarray, options: DbOptions) -> tuple[np.ndarray,
 
 def _runs(bitmap: np.ndarray) -> np.ndarray:
     """Each row's horizontal runs of True as (row, first, last) int64 rows, in row-major order."""
-    padded = np.zeros((bitmap.shape[0], bitmap.shape[1] + 2), np.int8)
-    padded[:, 1:-1] = bitmap
-    steps = np.diff(padded, axis=1)
-    rows, columns = np.nonzero(steps)  # a run's start (+1) and the column after its end (-1), alternating
-    return np.stack([rows[0::2], columns[0::2], columns[1::2] - 1], axis=1)
+    active = np.flatnonzero(bitmap.any(axis=1))  # text covers few rows: look only at those
+    padded = np.zeros((len(active), bitmap.shape[1] + 2), bool)
+    padded[:, 1:-1] = bitmap[active]
+    rows, columns = np.nonzero(padded[:, 1:] != padded[:, :-1])  # each run's start, then the column after it
+    return np.stack([active[rows[0::2]], columns[0::2], columns[1::2] - 1], axis=1)
 
 
 def _components(runs: np.ndarray) -> list[np.ndarray]:
-    """The pixel-centre points that bound each 8-connected region: each run's two ends."""
+    """The pixel-centre points that bound each 8-connected region: per row it spans, the first and
+    last pixel (all its convex hull needs), regions in order of their first row."""
     if not len(runs):
         return []
     labels = _run_labels(runs)
-    order = np.argsort(labels, kind="stable")
-    bounds = np.flatnonzero(np.diff(labels[order])) + 1
-    points = np.concatenate([runs[:, [1, 0]], runs[:, [2, 0]]], axis=0).astype(np.float64)
-    return [
-        np.concatenate([points[group], points[group + len(runs)]])
-        for group in np.split(order, bounds)
-    ]
+    order = np.lexsort((runs[:, 0], labels))  # by region, then row (runs within a row stay in order)
+    key = labels[order] * (int(runs[:, 0].max()) + 1) + runs[order, 0]
+    row_starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    rows = runs[order[row_starts], 0]
+    firsts = np.minimum.reduceat(runs[order, 1], row_starts)
+    lasts = np.maximum.reduceat(runs[order, 2], row_starts)
+    points = np.stack([np.r_[firsts, lasts], np.r_[rows, rows]], axis=1).astype(np.float64)
+    region = labels[order[row_starts]]
+    bounds = np.flatnonzero(region[1:] != region[:-1]) + 1
+    n = len(rows)
+    return [points[np.r_[group, group + n]] for group in np.split(np.arange(n), bounds)]
 
 
 def _run_labels(runs: np.ndarray) -> np.ndarray:
@@ -109,22 +114,22 @@ def _compressed(parent: np.ndarray) -> np.ndarray:
 
 
 def convex_hull(points: np.ndarray) -> np.ndarray:
-    """Andrew's monotone chain; (M, 2) counter-clockwise in image coordinates' y-down frame."""
-    points = np.unique(points, axis=0)
-    if len(points) < 3:
-        return points
-    lower: list[np.ndarray] = []
-    upper: list[np.ndarray] = []
-    for chain, sequence in ((lower, points), (upper, points[::-1])):
-        for point in sequence:
-            while len(chain) >= 2 and _cross(chain[-2], chain[-1], point) <= 0:
+    """Andrew's monotone chain over (x, y) points: the hull's corners (M, 2), collinear ones dropped."""
+    ordered = np.unique(points, axis=0).tolist()  # sorted by x, then y
+    if len(ordered) < 3:
+        return np.array(ordered, np.float64).reshape(-1, 2)
+    chains: list[list[list[float]]] = []
+    for sequence in (ordered, ordered[::-1]):
+        chain: list[list[float]] = []
+        for x, y in sequence:
+            while len(chain) >= 2:
+                (ox, oy), (ax, ay) = chain[-2], chain[-1]
+                if (ax - ox) * (y - oy) - (ay - oy) * (x - ox) > 0:
+                    break
                 chain.pop()
-            chain.append(point)
-    return np.array(lower[:-1] + upper[:-1])
-
-
-def _cross(o: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
-    return float((a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]))
+            chain.append([x, y])
+        chains.append(chain[:-1])
+    return np.array(chains[0] + chains[1], np.float64)
 
 
 def min_area_rect(points: np.ndarray) -> tuple[np.ndarray, float]:
