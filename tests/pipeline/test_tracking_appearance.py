@@ -19,20 +19,21 @@ OCCLUDER = (250, 420)  # x range of a textured post the sprite passes behind
 LOST_FRAMES = 5
 
 
-def sprite_box(index: int, sprite: np.ndarray) -> tuple[int, int, int, int]:
+def sprite_box(index: int, sprite: np.ndarray, top: int = TOP) -> tuple[int, int, int, int]:
     left = 30 + STEP * index
-    return left, TOP, left + sprite.shape[1], TOP + sprite.shape[0]
+    return left, top, left + sprite.shape[1], top + sprite.shape[0]
 
 
-def occluded_frame(sprite: np.ndarray, index: int) -> np.ndarray:
-    """The sprite on grey at `sprite_box(index)`, behind a green post."""
+def occluded_frame(index: int, *placed: tuple[np.ndarray, int]) -> Frame:
+    """Sprites on grey, each (sprite, top) at `sprite_box(index, sprite, top)`, behind a green post."""
     width, height = MOVING_SIZE
     image = np.full((height, width, 3), 128, np.uint8)
-    x1, y1, x2, y2 = sprite_box(index, sprite)
-    image[y1:y2, x1:x2] = sprite
+    for sprite, top in placed:
+        x1, y1, x2, y2 = sprite_box(index, sprite, top)
+        image[y1:y2, x1:x2] = sprite
     noise = np.random.default_rng(index).integers(0, 40, (height, OCCLUDER[1] - OCCLUDER[0], 1))
     image[:, OCCLUDER[0] : OCCLUDER[1]] = noise + np.array([60, 90, 60])
-    return image
+    return Frame("cam", index, index / 15, 1.7e9 + index / 15, image=image)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def sprites(astronaut):
 @pytest.fixture(scope="module")
 def crossing(sprites, centerface):
     """The face crossing behind the post: frames and what CenterFace finds in each."""
-    frames = [Frame("cam", i, i / 15, 1.7e9 + i / 15, image=occluded_frame(sprites[0], i)) for i in range(FRAMES)]
+    frames = [occluded_frame(i, (sprites[0], TOP)) for i in range(FRAMES)]
     return frames, centerface.detect(frames)
 
 
@@ -112,9 +113,7 @@ async def test_track_when_something_else_comes_out_from_behind_the_occluder_give
     frames, found = crossing
     hidden = hidden_frames(found)
     # From the hidden run on, the cat's head moves along the face's path; boxes where it is in full view.
-    swapped = [
-        Frame("cam", i, i / 15, 1.7e9 + i / 15, image=occluded_frame(sprites[1], i)) for i in range(hidden[0], FRAMES)
-    ]
+    swapped = [occluded_frame(i, (sprites[1], TOP)) for i in range(hidden[0], FRAMES)]
     cat_boxes = [sprite_box(frame.index, sprites[1]) for frame in swapped]
     cat_found = [boxes_in_view(box) for box in cat_boxes]
     stage = TrackStage(lost_frames=LOST_FRAMES, appearance_model="mobilenetv2-reid", embedder=embedder)
@@ -126,16 +125,37 @@ async def test_track_when_something_else_comes_out_from_behind_the_occluder_give
     assert len(face) == 1 and len(cat) == 1 and face.isdisjoint(cat)
 
 
-def boxes_in_view(box: tuple[int, int, int, int]) -> Detections:
-    """A detector that sees the sprite only when no part of it is behind the post."""
-    x1, _, x2, _ = box
-    hidden = x2 > OCCLUDER[0] and x1 < OCCLUDER[1]
-    rows = [] if hidden else [box]
+def boxes_in_view(*boxes: tuple[int, int, int, int]) -> Detections:
+    """A detector that sees a sprite only when no part of it is behind the post."""
+    rows = [box for box in boxes if not (box[2] > OCCLUDER[0] and box[0] < OCCLUDER[1])]
     return Detections(
         xyxy=np.array(rows, np.float32).reshape(-1, 4),
         confidence=np.full(len(rows), 0.9, np.float32),
         class_id=np.zeros(len(rows), np.int64),
     )
+
+
+async def test_track_when_two_objects_come_out_in_each_others_places_each_takes_back_its_own_id(
+    sprites, centerface, embedder
+):
+    face, cat = sprites
+    # The face above the cat until both are behind the post; they come out the other way round.
+    def placed(index):
+        return [(face, 10), (cat, 190)] if index < FRAMES // 2 else [(cat, 10), (face, 190)]
+
+    frames = [occluded_frame(i, *placed(i)) for i in range(FRAMES)]
+    found = [boxes_in_view(*(sprite_box(i, sprite, top) for sprite, top in placed(i))) for i in range(FRAMES)]
+    stage = TrackStage(lost_frames=LOST_FRAMES, appearance_model="mobilenetv2-reid", embedder=embedder)
+
+    ids = await ids_through(stage, frames, found, centerface.info)
+
+    hidden = hidden_frames(found)
+    assert len(hidden) > LOST_FRAMES
+    top_before, bottom_before = ids[0]  # rows come in the detector's order: top, then bottom
+    assert all(frame == [top_before, bottom_before] for frame in ids[: hidden[0]])
+    back = [frame for frame in ids[hidden[-1] + 1 :] if frame]  # a new track shows from its second frame
+    assert len(back) == FRAMES - hidden[-1] - 2
+    assert all(frame == [bottom_before, top_before] for frame in back)
 
 
 async def test_track_when_the_config_names_an_appearance_model_builds_the_stage_with_it_loaded():
