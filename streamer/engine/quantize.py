@@ -27,7 +27,7 @@ import functools
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +149,7 @@ def quantize_package(
     fp32_found = fp32_model.detect(pictures)
     fp32_model.backend = fp32_backend  # timed without the recording
     _, fp32_ms = timed_detect(fp32_model, pictures)
-    building = Path(tempfile.mkdtemp(prefix=".quantize-", dir=_existing_parent(folder)))
+    building = Path(tempfile.mkdtemp(prefix=".quantize-", dir=_created(folder)))
     try:
         int8_file = building / f"{package.package_id}-int8" / QUANTIZED_FILE
         quantize_onnx(fp32_model.prepare_onnx(source.read_bytes(), options.cache_dir), recorder.batches, int8_file)
@@ -225,7 +225,7 @@ def _write_folder(
     atomic_write(folder / MANIFEST, msgspec.json.format(msgspec.json.encode(manifest), indent=2))
 
 
-def _existing_parent(folder: Path) -> Path:
+def _created(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -244,7 +244,7 @@ def calibration_frames(clip: Path, count: int) -> list[Frame]:
             stream = container.streams.video[0]
             step = max(1, (stream.frames or 0) // count)
             decoded = (picture for index, picture in enumerate(container.decode(stream)) if index % step == 0)
-            frames = [Frame("calibration", index, None, 0.0, decoded=picture) for index, picture in zip(range(count), decoded)]
+            frames = [Frame("calibration", i, None, 0.0, decoded=picture) for i, picture in zip(range(count), decoded)]
     except (av.error.FFmpegError, IndexError) as exc:
         raise SourceOpenError(f"calibration clip {str(clip)!r}: cannot decode a video stream: {exc}") from exc
     if not frames:
@@ -392,9 +392,8 @@ def _agreement_facts(agreement: Agreement, fp32_ms: float, int8_ms: float) -> di
 def _load(
     document: ModelDocument, package: ModelPackage, files: dict[str, Path], options: LoadOptions
 ) -> DetectionModel:
+    """The package loaded by its family, as `loading.instantiate` does (here, already in a worker thread)."""
     from .models import model_class
 
-    family: Callable[..., DetectionModel] = model_class(
-        document.architecture, document.task, package.backend, f"model {document.model_id!r}"
-    ).load
-    return family(document, package, files, options, {})
+    family = model_class(document.architecture, document.task, package.backend, f"model {document.model_id!r}")
+    return family.load(document, package, files, options, {})
