@@ -10,7 +10,7 @@ import anyio
 
 from ..errors import ModelFormatError, ModelNotFoundError, UnknownArchitectureError
 from .entities import BatchProfile, FileSpec, LoadOptions, ModelDocument, ModelPackage
-from .models import DEFAULT_TASKS, architectures
+from .models import REGISTRY, architectures
 from .providers import WeightsProvider, default_providers
 from .providers.local import MANIFEST, read_model_folder
 
@@ -81,7 +81,7 @@ def document_for_file(path: Path, options: LoadOptions) -> ModelDocument:
     backend, form = FILE_KINDS.get(path.suffix.lower(), ("onnxruntime", "onnx"))
     data = path.read_bytes()
     metadata, batch = _onnx_facts(data, path) if form == "onnx" else ({}, BatchProfile())
-    architecture = options.architecture or _architecture_from(metadata, path)
+    architecture, task = _family_from(metadata, path, options.architecture)
     package = ModelPackage(
         package_id=f"file-{form}",
         backend=backend,  # type: ignore[arg-type]
@@ -91,7 +91,7 @@ def document_for_file(path: Path, options: LoadOptions) -> ModelDocument:
     )
     return ModelDocument(
         model_id=str(path),
-        task=DEFAULT_TASKS.get(architecture, "object-detection"),
+        task=task,
         architecture=architecture,
         packages=[package],
     )
@@ -111,10 +111,24 @@ def _onnx_facts(data: bytes, path: Path) -> tuple[dict[str, str], BatchProfile]:
     return facts.metadata, BatchProfile(dynamic=False, size=size) if size and size > 0 else BatchProfile()
 
 
-def _architecture_from(metadata: dict[str, str], path: Path) -> str:
-    if metadata.get("author", "").lower().startswith("ultralytics"):
-        return "yolo"
-    raise UnknownArchitectureError(
-        f"model {str(path)!r}: cannot tell its architecture from the file's metadata; set `architecture` "
-        f"in [model] or pass architecture=... (known: {', '.join(architectures())})"
-    )
+def _family_from(metadata: dict[str, str], path: Path, architecture: str | None) -> tuple[str, str]:
+    """(architecture, task): the file's own metadata says both for Ultralytics exports; a given
+    architecture overrides it (with that architecture's default task, unless the file's family is the
+    one given)."""
+    from .models.yolo_metadata import ultralytics_family
+
+    found = ultralytics_family(metadata)
+    if architecture is None and found is None:
+        raise UnknownArchitectureError(
+            f"model {str(path)!r}: cannot tell its architecture from the file's metadata; set `architecture` "
+            f"in [model] or pass architecture=... (known: {', '.join(architectures())})"
+        )
+    if found is not None and architecture in (None, found[0]):
+        return found
+    assert architecture is not None
+    return architecture, _first_task(architecture)
+
+
+def _first_task(architecture: str) -> str:
+    """The task registered first for the architecture (`yolo`: detection, whatever else it has)."""
+    return next((task for known, task, _ in REGISTRY if known == architecture), "object-detection")

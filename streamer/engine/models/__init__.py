@@ -13,6 +13,12 @@ if TYPE_CHECKING:
 _ALL_BACKENDS = ("onnxruntime", "torch", "tensorrt")
 _FAMILIES = {
     ("yolo", "object-detection"): "streamer.engine.models.yolo:UltralyticsYolo",
+    ("yolo", "instance-segmentation"): "streamer.engine.models.yolo_segment:UltralyticsSegment",
+    ("yolo", "keypoint-detection"): "streamer.engine.models.yolo_pose:UltralyticsPose",
+    ("yolo", "classification"): "streamer.engine.models.yolo_classify:UltralyticsClassify",
+    ("yolo", "oriented-object-detection"): "streamer.engine.models.yolo_obb:UltralyticsObb",
+    ("yolo-end2end", "object-detection"): "streamer.engine.models.yolo_end2end:UltralyticsEnd2End",
+    ("rtdetr", "object-detection"): "streamer.engine.models.yolo_end2end:RtDetr",
     ("centerface", "face-detection"): "streamer.engine.models.centerface:CenterFace",
     ("classifier", "classification"): "streamer.engine.models.classifier:ImageClassifier",
     ("embedder", "embedding"): "streamer.engine.models.embedder:ImageEmbedder",
