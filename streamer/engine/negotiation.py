@@ -6,6 +6,10 @@ in `FILTERS` order, so it is rejected once, by the first filter it fails. The su
 by `rank_key`: backend on device (TensorRT > ONNX Runtime CUDA > PyTorch CUDA > ONNX Runtime CPU >
 PyTorch CPU), then quantization, dynamic batch over static, batch fit and package id.
 
+Quantization: `options.quantization` names the one wanted, or lists those allowed. Unset, a GPU takes
+what ranks best there, while a CPU keeps to fp32: int8 trades accuracy for speed, so a CPU run uses an
+int8 package (`streamer models quantize --int8`) only when the list allows it, and then prefers it.
+
 The machine comes in as a `ComputeEnvironment` value and the request as `LoadOptions`, so every
 decision here is a function of data: tests need no GPU and no patching. `negotiate_here` is the one
 place that asks the machine (`environment.compute_environment`) before deciding.

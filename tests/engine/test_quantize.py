@@ -115,3 +115,16 @@ def test_quantized_folder_manifest_is_the_one_the_local_provider_reads(quantized
     raw = msgspec.json.decode((quantized.folder / MANIFEST).read_bytes())
 
     assert all("url" not in spec for package in raw["packages"] for spec in package["files"])
+
+
+def test_quantize_when_given_an_onnx_file_by_path_names_the_folder_and_model_after_the_file(
+    tmp_path, yolo_path, astronaut
+):
+    clip = write_moving_face_clip(tmp_path / "face.mp4", astronaut, frames=3)
+
+    report = anyio.run(lambda: quantize_model(str(yolo_path), clip, out_dir=tmp_path / "out", frames=3))
+    model = AutoModel.from_pretrained(str(report.folder), quantization=INT8_ALLOWED, batch_size=1)
+
+    assert report.model_id == "320n"
+    assert model.info.package == "file-onnx-int8"
+    assert len(model(moving_face_frame(astronaut, 1))) >= 1
