@@ -2,7 +2,8 @@
 
 A frame qualifies when one of its detections is of a class in `classes` (any class when None) with
 confidence >= `min_confidence`. It is saved as `<folder>/<source>/<source>_<frame index>_<UTC
-time, YYYYmmddTHHMMSS.fff>.jpg`, with boxes and labels drawn unless `annotate=False`. At most one
+time, YYYYmmddTHHMMSS.fff>.jpg`, drawn as the video sink draws (boxes, labels, masks, skeletons)
+unless `annotate=False`. At most one
 snapshot per source per `min_interval_s`, measured on the source's own timeline (frame timestamps),
 so a recording read faster than real time still gets one snapshot per `min_interval_s` of video.
 Drawing and encoding (Pillow) run in a worker thread; a file appears whole or not at all.
@@ -25,7 +26,7 @@ from ..config.schema import SnapshotSinkConfig
 from ..errors import SinkError
 from ..frames import Result
 from .base import Sink, sink_config
-from .video import _Annotator
+from .video import Annotator
 
 
 class SnapshotSink(Sink):
@@ -38,7 +39,7 @@ class SnapshotSink(Sink):
         self.classes = frozenset(config.classes) if config.classes is not None else None
         self.written = 0
         self._last: dict[str, float] = {}  # source id -> timeline time of its last snapshot
-        self._annotator: _Annotator | None = None
+        self._annotator: Annotator | None = None
 
     def describe(self) -> str:
         return f"snapshots {self.folder}"
@@ -61,7 +62,7 @@ class SnapshotSink(Sink):
                 "choose a writable folder"
             ) from exc
         if self.config.annotate:
-            self._annotator = _Annotator()
+            self._annotator = Annotator()
 
     def wants(self, result: Result) -> bool:
         """Whether this result has a detection that calls for a snapshot."""

@@ -1,4 +1,4 @@
-"""Video sink: draw boxes and labels with supervision's annotators, encode with PyAV.
+"""Video sink: draw boxes, labels, masks and skeletons with supervision's annotators, encode with PyAV.
 
 Drawing and encoding run in a worker thread. The frame rate is taken from the first two frames'
 timestamps unless configured.
@@ -16,15 +16,18 @@ import numpy as np
 from ..config.schema import VideoSinkConfig
 from ..errors import SinkError
 from ..frames import Result, Shape
-from ..interop import import_supervision, to_supervision
+from ..interop import import_supervision, to_supervision, to_supervision_keypoints
 from .base import Sink, sink_config
 from .files import prepare_output
 
 DEFAULT_FPS = 30.0
+MASK_OPACITY = 0.5
+KEYPOINT_SHOWN = 0.5  # keypoints scored below this are not drawn (nor the skeleton's edges to them)
 
 
 class VideoSink(Sink):
-    """An MP4 of the frames, with boxes, labels, track ids, zones and lines drawn unless `annotate=False`
+    """An MP4 of the frames, with boxes, labels, track ids, masks, keypoints and skeletons, zones and
+    lines drawn unless `annotate=False`
     (a privacy-safe recording after an `anonymize` stage wants the plain, anonymised picture).
 
     An MP4 cannot be appended to: with `resume` (a run restarted from a checkpoint) the rest of the
@@ -56,7 +59,7 @@ class VideoSink(Sink):
         if self.resume:
             self.output = _free_part(Path(self.path))
         prepare_output(self.output, "video sink")
-        self._annotate = _Annotator() if self.config.annotate else _plain
+        self._annotate = Annotator() if self.config.annotate else _plain
 
     async def write(self, result: Result) -> None:
         if self._encoder is None and self.config.fps is None and self._pending is None:
@@ -103,13 +106,19 @@ def _rate(configured: float | None, first: Result | None, second: Result) -> flo
     return DEFAULT_FPS
 
 
-class _Annotator:
-    """supervision's annotators: boxes, labels (with the track id when there is one), zones and lines."""
+class Annotator:
+    """A result drawn on a copy of its frame: zones and lines, masks (blended over each box's crop,
+    never as full-frame bitmaps), boxes, keypoints (those scored below KEYPOINT_SHOWN left out) joined
+    by the model's skeleton, and labels with the track id when there is one. supervision's
+    annotators draw all but the masks, in its default palette by class."""
 
     def __init__(self) -> None:
         self._sv = sv = import_supervision()
         self._boxes = sv.BoxAnnotator()
         self._labels = sv.LabelAnnotator()
+        self._vertices = sv.VertexAnnotator(radius=3)
+        self._edges: dict[tuple[tuple[int, int], ...], Any] = {}  # one EdgeAnnotator per skeleton
+        self._palette = sv.ColorPalette.DEFAULT
         self._shape_color = sv.Color.from_hex("#00d4ff")  # drawn as BGR on our RGB frames: amber
 
     def __call__(self, result: Result) -> np.ndarray:
@@ -118,9 +127,33 @@ class _Annotator:
             self._draw_shape(image, shape)
         if not len(result.detections):
             return image
-        detections = to_supervision(result)
+        if result.detections.mask is not None:
+            self._blend_masks(image, result)
+        detections = to_supervision(result, masks=False)
         image = self._boxes.annotate(image, detections)
+        if result.detections.keypoints is not None:
+            image = self._draw_keypoints(image, result)
         return self._labels.annotate(image, detections, labels=_labels(result))
+
+    def _blend_masks(self, image: np.ndarray, result: Result) -> None:
+        """Each mask's pixels blended half way to its class's colour, one box crop at a time."""
+        masks = result.detections.mask
+        assert masks is not None
+        for (x0, y0, x1, y1), bitmap, class_id in zip(masks.boxes.tolist(), masks.bitmaps, result.detections.class_id):
+            color = np.array(self._palette.by_idx(int(class_id)).as_bgr(), np.float32)  # BGR, as the boxes are
+            crop = image[y0:y1, x0:x1]
+            crop[bitmap] = (crop[bitmap] * (1 - MASK_OPACITY) + color * MASK_OPACITY).astype(np.uint8)
+
+    def _draw_keypoints(self, image: np.ndarray, result: Result) -> np.ndarray:
+        keypoints = to_supervision_keypoints(result)
+        if result.detections.keypoint_confidence is not None:
+            keypoints.visible = result.detections.keypoint_confidence >= KEYPOINT_SHOWN
+        skeleton = result.model.skeleton
+        if skeleton:
+            if skeleton not in self._edges:  # supervision numbers keypoints from 1, ModelInfo from 0
+                self._edges[skeleton] = self._sv.EdgeAnnotator(edges=[(a + 1, b + 1) for a, b in skeleton])
+            image = self._edges[skeleton].annotate(image, keypoints)
+        return self._vertices.annotate(image, keypoints)
 
     def _draw_shape(self, image: np.ndarray, shape: Shape) -> None:
         sv = self._sv

@@ -1,11 +1,13 @@
-"""The video sink's annotation: track ids in the labels, zones and lines drawn, or nothing drawn."""
+"""The video sink's annotation: track ids in the labels, zones, lines, masks and skeletons drawn, or nothing."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from streamer.frames import Shape
-from streamer.sinks.video import _Annotator, _labels, _plain
+from streamer.frames import Detections, Shape
+from streamer.sinks.video import Annotator, _labels, _plain
 from tests.pipeline.helpers import make_result
 
 BAND = Shape("bay", np.array([[40, 10], [120, 10], [120, 90], [40, 90]]), closed=True)
@@ -39,7 +41,7 @@ def test_annotator_draws_zones_and_lines_along_their_edges():
     result.shapes += [BAND, DOOR]
     plain = result.frame.image.copy()
 
-    drawn = changed(_Annotator()(result), plain)
+    drawn = changed(Annotator()(result), plain)
 
     assert drawn[50:90, 38:43].any(axis=1).all()  # every row along the zone's left edge (x = 40), below its name
     assert drawn[20:90, 118:123].any(axis=1).all()  # its right edge
@@ -53,7 +55,7 @@ def test_annotator_draws_zones_and_lines_along_their_edges():
 def test_annotator_without_shapes_or_detections_leaves_the_picture_as_it_is():
     result = grey_result()
 
-    assert np.array_equal(_Annotator()(result), result.frame.image)
+    assert np.array_equal(Annotator()(result), result.frame.image)
 
 
 def test_plain_annotation_returns_the_frame_itself():
@@ -61,3 +63,43 @@ def test_plain_annotation_returns_the_frame_itself():
     result.shapes.append(BAND)
 
     assert _plain(result) is result.frame.image
+
+
+def pose_result(skeleton=((0, 1),)):
+    """One box (20, 20)-(180, 90) with a mask over columns 100-140, rows 40-70, and three keypoints,
+    the third scored too low to be drawn."""
+    result = grey_result()
+    masks = np.zeros((1, 100, 200), bool)
+    masks[0, 40:70, 100:140] = True
+    result.detections = Detections(
+        xyxy=np.array([[20, 20, 180, 90]], np.float32),
+        confidence=np.array([0.9], np.float32),
+        class_id=np.array([0]),
+        mask=masks,
+        keypoints=np.array([[[40, 40], [90, 80], [160, 50]]], np.float32),
+        keypoint_confidence=np.array([[0.9, 0.8, 0.1]], np.float32),
+    )
+    result.model = replace(result.model, keypoint_names=("a", "b", "c"), skeleton=skeleton)
+    return result
+
+
+def test_annotator_when_boxes_have_masks_blends_only_the_masks_pixels():
+    result = pose_result()
+    plain = result.frame.image.copy()
+
+    drawn = changed(Annotator()(result), plain)
+
+    assert drawn[42:68, 102:138].all()  # the mask
+    assert not drawn[42:68, 142:170].any() and not drawn[25:35, 100:140].any()  # the box, outside the mask
+    assert np.array_equal(result.frame.image, plain)
+
+
+def test_annotator_when_the_model_has_a_skeleton_joins_the_shown_keypoints():
+    plain = pose_result().frame.image.copy()
+
+    with_edges = changed(Annotator()(pose_result()), plain)
+    without = changed(Annotator()(pose_result(skeleton=())), plain)
+
+    assert with_edges[58:63, 62:69].any() and not without[58:63, 62:69].any()  # half way from a to b
+    assert with_edges[39:42, 39:42].all() and without[79:82, 89:92].all()  # the keypoints themselves
+    assert not with_edges[48:53, 158:163].any()  # c, scored 0.1, is left out
