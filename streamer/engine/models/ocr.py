@@ -136,9 +136,6 @@ class TextRecognizer(_PaddleOcr):
             batch[slot, :, :, :line_width] = pixels[:, :, ::-1].transpose(2, 0, 1) / 127.5 - 1.0
         return batch
 
-    def decode(self, outputs: list[np.ndarray], placements: list[Placement], frames: list[Frame]) -> list[Detections]:
-        return [_whole_frame(frame, *ctc_greedy(row, self.characters)) for frame, row in zip(frames, outputs[0])]
-
 
 def line_image(image: np.ndarray, corners: np.ndarray) -> np.ndarray:
     """The RGB pixels inside four corners (top-left, top-right, bottom-right, bottom-left), sampled
