@@ -223,19 +223,34 @@ def decode_end2end_batch(
     its exports before Ultralytics 8.4 gave (B, queries, 4 + classes) sigmoid scores per class instead
     of score and class.
     """
+    return [rows[:3] for rows in decode_end2end_rows(predictions, confidence, classes, normalized_to)]
+
+
+def decode_end2end_rows(
+    predictions: Array, confidence: float, classes: int, normalized_to: tuple[int, int] | None = None,
+    rotated: bool = False,
+) -> list[KeptRows]:
+    """`decode_end2end_batch` for rows (B, queries, 6 + extra) that carry more after the class:
+    mask coefficients, keypoints or an angle (YOLO26's segment, pose and obb `end2end` exports), as
+    `decode_yolo_rows` returns them. `rotated`: the rows are cx, cy, w, h, score, class, angle, and
+    boxes come back as (N, 5) cx, cy, w, h, angle."""
     xp = module_of(predictions)
-    if _scores_per_class(xp, predictions, classes):
+    if normalized_to is not None and _scores_per_class(xp, predictions, classes):
         per_class = predictions[..., 4:]
-        score, class_id = per_class.max(axis=-1), per_class.argmax(axis=-1)
+        score, class_id, extra = per_class.max(axis=-1), per_class.argmax(axis=-1), predictions[..., :0]
     else:
-        score, class_id = predictions[..., 4], predictions[..., 5]
+        score, class_id, extra = predictions[..., 4], predictions[..., 5], predictions[..., 6:]
     boxes = predictions[..., :4].astype(xp.float32)
-    if normalized_to is not None:
+    if rotated:
+        boxes = xp.concatenate([boxes, predictions[..., 6:7].astype(xp.float32)], axis=-1)
+    elif normalized_to is not None:
         width, height = normalized_to
         boxes = cxcywh_to_xyxy(xp, boxes * xp.asarray([width, height, width, height], xp.float32))
     keep = score >= confidence
     rows, ends = _kept_rows(keep)
-    return list(zip(*_on_host(rows, ends, boxes, score.astype(xp.float32), class_id.astype(xp.int64))))
+    extra = extra.reshape(len(keep.reshape(-1)), extra.shape[-1])[rows]
+    return list(zip(*_on_host(rows, ends, boxes, score.astype(xp.float32), class_id.astype(xp.int64)),
+                    xp.split(extra, ends)))
 
 
 def _scores_per_class(xp: ModuleType, predictions: Array, classes: int) -> bool:
@@ -289,23 +304,33 @@ def crop_masks(
         if x1 <= x0 or y1 <= y0:
             bitmaps.append(np.zeros((max(0, y1 - y0), max(0, x1 - x0)), bool))
             continue
-        rows, (top, bottom) = _sampling(y0, y1, gain, offset[1], stride, height)
-        cols, (left, right) = _sampling(x0, x1, gain, offset[0], stride, width)
+        rows, (top, bottom) = _sampling(xp, y0, y1, gain, offset[1], stride, height)
+        cols, (left, right) = _sampling(xp, x0, x1, gain, offset[0], stride, width)
         window = proto[:, top:bottom, left:right].astype(xp.float32)
         logits = (weights.astype(xp.float32) @ window.reshape(len(window), -1)).reshape(bottom - top, right - left)
-        bitmaps.append(to_host((xp.asarray(rows) @ logits @ xp.asarray(cols).T) > 0))
+        bitmaps.append(to_host(_bilinear(logits, rows, cols) > 0))
     return bitmaps
 
 
-def _sampling(start: int, end: int, gain: float, offset: float, stride: float, size: int):
-    """Bilinear weights (end - start, window) from source pixels [start, end) to proto cells, and the
-    window [first, last) of proto cells they read."""
-    centres = ((np.arange(start, end) + 0.5) * gain + offset) / stride - 0.5
-    centres = np.clip(centres, 0, size - 1)
+def _bilinear(values: Array, rows: tuple[Array, Array, Array], cols: tuple[Array, Array, Array]) -> Array:
+    """`values` sampled at fractional (row, column) positions, rows first (the smaller pass)."""
+    (top, bottom, down), (left, right, across) = rows, cols
+    upper = values[top]
+    vertical = upper + (values[bottom] - upper) * down[:, None]
+    west = vertical[:, left]
+    east = vertical[:, right]
+    east -= west
+    east *= across
+    east += west
+    return east
+
+
+def _sampling(xp: ModuleType, start: int, end: int, gain: float, offset: float, stride: float, size: int):
+    """Where source pixels [start, end) fall among the proto cells, as bilinear sampling reads them:
+    (low cell, high cell, fraction toward high) relative to the window [first, last) of cells read."""
+    centres = np.clip(((np.arange(start, end) + 0.5) * gain + offset) / stride - 0.5, 0, size - 1)
     low = np.floor(centres).astype(np.int64)
     high = np.minimum(low + 1, size - 1)
-    first, last = int(low.min()), int(high.max()) + 1
-    weights = np.zeros((end - start, last - first), np.float32)
-    np.add.at(weights, (np.arange(end - start), low - first), 1 - (centres - low))
-    np.add.at(weights, (np.arange(end - start), high - first), centres - low)
-    return weights, (first, last)
+    first, last = int(low[0]), int(high[-1]) + 1  # centres only grow
+    positions = (xp.asarray(low - first), xp.asarray(high - first), xp.asarray((centres - low).astype(np.float32)))
+    return positions, (first, last)

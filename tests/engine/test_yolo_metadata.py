@@ -23,6 +23,9 @@ from tests.engine.ultralytics_exports import exported
         ("yolov10n", "yolo-end2end", "object-detection"),
         ("yolo26n", "yolo-end2end", "object-detection"),
         ("rtdetr-l", "rtdetr", "object-detection"),
+        ("yolo26n-seg", "yolo-end2end", "instance-segmentation"),
+        ("yolo26n-pose", "yolo-end2end", "keypoint-detection"),
+        ("yolo26n-obb", "yolo-end2end", "oriented-object-detection"),
     ],
 )
 def test_local_document_when_given_an_ultralytics_export_takes_architecture_and_task_from_it(name, architecture, task):

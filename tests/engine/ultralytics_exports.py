@@ -37,6 +37,9 @@ EXPORTS: dict[str, tuple[str, dict]] = {
     "yolov8n-obb": ("yolov8n-obb.yaml", {}),
     "yolov10n": ("yolov10n.yaml", {"nms": False}),  # nms=False: the NMS-free one-to-one head, [B, 300, 6]
     "yolo26n": ("yolo26n.yaml", {"nms": False}),
+    "yolo26n-seg": ("yolo26n-seg.yaml", {"nms": False}),
+    "yolo26n-pose": ("yolo26n-pose.yaml", {"nms": False}),
+    "yolo26n-obb": ("yolo26n-obb.yaml", {"nms": False}),
     "rtdetr-l": ("rtdetr-l.yaml", {}),
 }
 

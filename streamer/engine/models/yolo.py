@@ -11,7 +11,7 @@ import numpy as np
 from ...frames import Detections, Frame
 from ..backends.base import Backend
 from ..entities import LoadOptions, ModelDocument
-from ..postprocess import decode_yolo_batch
+from ..postprocess import KeptRows, decode_yolo_rows
 from ..preprocess import Placement
 from .base import DetectionModel, clip_boxes
 from .yolo_metadata import is_ultralytics, read_metadata
@@ -39,8 +39,12 @@ class UltralyticsYolo(UltralyticsMetadata, DetectionModel):
     def decode(self, outputs: list[np.ndarray], placements: list[Placement], frames: list[Frame]) -> list[Detections]:
         """The whole batch at once, on the device when the outputs are CuPy arrays (and on the host,
         where it also beats image by image); only the kept boxes come back to the host."""
-        found = decode_yolo_batch(outputs[0][: len(frames)], self.confidence, self.iou)
+        found = self.kept_rows(outputs[0][: len(frames)])
         return [
             Detections(xyxy=clip_boxes(placement.to_source(xyxy), frame), confidence=confidence, class_id=class_id)
-            for (xyxy, confidence, class_id), placement, frame in zip(found, placements, frames)
+            for (xyxy, confidence, class_id, _), placement, frame in zip(found, placements, frames)
         ]
+
+    def kept_rows(self, rows: np.ndarray, extra: int = 0, rotated: bool = False) -> list[KeptRows]:
+        """Each image's boxes after NMS and their `extra` values (the last channels of each anchor)."""
+        return decode_yolo_rows(rows, self.confidence, self.iou, rows.shape[1] - 4 - extra, rotated=rotated)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 from ...frames import Detections, Frame
-from ..postprocess import decode_yolo_rows
 from ..preprocess import Placement
 from .base import clip_boxes
 from .yolo import UltralyticsYolo
@@ -19,8 +18,7 @@ from .yolo import UltralyticsYolo
 
 class UltralyticsObb(UltralyticsYolo):
     def decode(self, outputs: list[np.ndarray], placements: list[Placement], frames: list[Frame]) -> list[Detections]:
-        rows = outputs[0][: len(frames)]
-        found = decode_yolo_rows(rows, self.confidence, self.iou, rows.shape[1] - 5, rotated=True)
+        found = self.kept_rows(outputs[0][: len(frames)], extra=1, rotated=True)
         return [_oriented(kept, placement, frame) for kept, placement, frame in zip(found, placements, frames)]
 
 

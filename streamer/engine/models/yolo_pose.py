@@ -14,7 +14,6 @@ from ...device import to_host
 from ...frames import Detections, Frame
 from ..entities import LoadOptions, ModelDocument, ModelPackage
 from ..preprocess import Placement
-from ..postprocess import decode_yolo_rows
 from .base import DetectionModel, clip_boxes
 from .yolo import UltralyticsYolo
 from .yolo_metadata import keypoint_shape
@@ -49,8 +48,7 @@ class UltralyticsPose(UltralyticsYolo):
 
     def decode(self, outputs: list[np.ndarray], placements: list[Placement], frames: list[Frame]) -> list[Detections]:
         count, values = self.keypoints_shape
-        rows = outputs[0][: len(frames)]
-        found = decode_yolo_rows(rows, self.confidence, self.iou, rows.shape[1] - 4 - count * values)
+        found = self.kept_rows(outputs[0][: len(frames)], extra=count * values)
         return [
             _with_keypoints(kept, count, values, placement, frame)
             for kept, placement, frame in zip(found, placements, frames)

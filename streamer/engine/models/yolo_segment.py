@@ -11,7 +11,7 @@ import numpy as np
 
 from ...frames import Detections, Frame
 from ...masks import CropMasks
-from ..postprocess import crop_masks, decode_yolo_rows
+from ..postprocess import crop_masks
 from ..preprocess import Placement
 from .base import clip_boxes
 from .yolo import UltralyticsYolo
@@ -19,9 +19,8 @@ from .yolo import UltralyticsYolo
 
 class UltralyticsSegment(UltralyticsYolo):
     def decode(self, outputs: list[np.ndarray], placements: list[Placement], frames: list[Frame]) -> list[Detections]:
-        rows, proto = outputs[0][: len(frames)], outputs[1]
-        classes = rows.shape[1] - 4 - proto.shape[1]
-        found = decode_yolo_rows(rows, self.confidence, self.iou, classes)
+        proto = outputs[1]
+        found = self.kept_rows(outputs[0][: len(frames)], extra=proto.shape[1])
         return [
             _with_masks(kept, proto[i], placement, frame)
             for i, (kept, placement, frame) in enumerate(zip(found, placements, frames))
