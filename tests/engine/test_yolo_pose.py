@@ -86,3 +86,18 @@ def test_yolo_pose_decode_when_given_crafted_rows_undoes_the_letterbox_for_boxes
     np.testing.assert_allclose(found.xyxy[0], [160, 140, 240, 300])
     np.testing.assert_allclose(found.keypoints[0], [[180, 180], [220, 280]])
     np.testing.assert_allclose(found.keypoint_confidence[0], [0.95, 0.2])
+
+
+def test_yolo_pose_decode_when_a_batch_holds_several_images_gives_each_its_own_keypoints():
+    rows = np.zeros((2, 4 + 1 + 2 * 3, 2), np.float32)
+    rows[0, :, 0] = [50, 50, 20, 20, 0.9, 41, 42, 0.5, 43, 44, 0.6]
+    rows[0, :, 1] = [150, 50, 20, 20, 0.8, 141, 142, 0.7, 143, 144, 0.8]  # apart from the first: kept
+    rows[1, :, 0] = [10, 10, 5, 5, 0.1, 0, 0, 0, 0, 0, 0]  # below the threshold
+    rows[1, :, 1] = [90, 90, 20, 20, 0.7, 91, 92, 0.9, 93, 94, 0.3]
+    frames = [Frame("s", i, None, 0.0, image=np.zeros((200, 200, 3), np.uint8)) for i in range(2)]
+
+    first, second = _decoder().decode([rows], [Placement(1.0, 0, 0)] * 2, frames)
+
+    np.testing.assert_allclose(first.keypoints, [[[41, 42], [43, 44]], [[141, 142], [143, 144]]])
+    np.testing.assert_allclose(second.keypoints, [[[91, 92], [93, 94]]])
+    np.testing.assert_allclose(second.keypoint_confidence, [[0.9, 0.3]])
