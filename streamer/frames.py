@@ -419,6 +419,10 @@ def detections_to_dicts(
         columns["text_confidence"] = _rounded(detections.text_confidence, 4)
     if embeddings and detections.embeddings is not None:
         columns["embedding"] = _rounded(detections.embeddings, 5)
+    if (crop_class := detections.data.get("crop_class")) is not None:  # a classify stage's answer
+        columns["crop_class"] = [str(name) for name in crop_class]
+        columns["crop_class_id"] = detections.data["crop_class_id"].tolist()
+        columns["crop_score"] = _rounded(detections.data["crop_score"], 4)
     return [dict(zip(columns, row)) for row in zip(*columns.values())]
 
 

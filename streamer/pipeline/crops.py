@@ -33,8 +33,9 @@ def box_crops(frame: Frame, xyxy: np.ndarray, padding: float = 0.0) -> list[np.n
 class ClassifyStage:
     """Classify each detection's crop: the boxes stay, each gets the classifier's scores.
 
-    Sets `class_scores` (N, C) float32, in the classifier's classes (`classifier.info.class_names`,
-    not the detector's; zeros for a box not classified) and, per box, the top class in
+    Sets `data["crop_scores"]` (N, C) float32, in the classifier's classes (`classifier.info.class_names`,
+    not the detector's, which is why they are not the boxes' `class_scores`; zeros for a box not
+    classified) and, per box, the top class in
     `data["crop_class"]` (its name, "" when not classified), `data["crop_class_id"]` (int64, -1)
     and `data["crop_score"]` (float32, 0). Which boxes, how padded: see ClassifyStageConfig.
     `classifier` is a loaded classification model (`load_classify_stage` loads the config's).
@@ -68,7 +69,7 @@ class ClassifyStage:
         if rows:
             scores[chosen] = rows
         best = np.where(chosen, scores.argmax(axis=1), -1) if scores.shape[1] else np.full(len(detections), -1)
-        detections.class_scores = scores
+        detections.data["crop_scores"] = scores
         detections.data["crop_class_id"] = best.astype(np.int64)
         named = class_labels(names, np.maximum(best, 0))
         detections.data["crop_class"] = np.array([name if i >= 0 else "" for i, name in zip(best, named)], object)

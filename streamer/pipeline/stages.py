@@ -76,7 +76,7 @@ class ModelStage:
             return await self._read_text(result)
         found = await anyio.to_thread.run_sync(self.model.detect, [result.frame])
         labels = class_labels(self.model.info.class_names, found[0].class_id)
-        result.extra[self.key] = detections_to_dicts(found[0], labels)
+        result.extra[self.key] = detections_to_dicts(found[0], labels, class_names=self.model.info.class_names)
         return result
 
     async def _read_text(self, result: Result) -> Result:

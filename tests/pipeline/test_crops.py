@@ -8,7 +8,7 @@ import pytest
 
 from streamer.config.schema import ClassifyStageConfig
 from streamer.errors import ParameterError
-from streamer.frames import Detections, Frame, ModelInfo
+from streamer.frames import Detections, Frame, ModelInfo, detections_to_dicts
 from streamer.pipeline.crops import box_crops, padded
 from streamer.pipeline.stages import build_stage
 from streamer.sinks import CallbackSink
@@ -73,9 +73,10 @@ def test_classify_when_classifying_keeps_the_detectors_boxes_and_adds_the_scores
     found = classified[0].detections
 
     assert np.array_equal(found.xyxy, BOXES) and found.class_id.tolist() == CLASS_IDS.tolist()
-    assert found.class_scores.shape == (4, 2) and found.class_scores.dtype == np.float32
-    assert np.allclose(found.class_scores[:2].sum(axis=1), 1.0, atol=1e-4)
-    assert found.class_scores[2:].tolist() == [[0.0, 0.0], [0.0, 0.0]]  # too thin; not a class asked for
+    scores = found.data["crop_scores"]
+    assert scores.shape == (4, 2) and scores.dtype == np.float32 and found.class_scores is None
+    assert np.allclose(scores[:2].sum(axis=1), 1.0, atol=1e-4)
+    assert scores[2:].tolist() == [[0.0, 0.0], [0.0, 0.0]]  # too thin; not a class asked for
 
 
 async def test_classify_when_the_model_is_no_classifier_raises_a_parameter_error():
@@ -91,3 +92,25 @@ def test_classify_when_boxes_are_padded_grows_them_inside_the_frame():
 
     assert grown.tolist() == [[0.0, 5.0, 110.0, 65.0]]
     assert crop.shape == (60, 110, 3)
+
+
+def test_detections_to_dicts_when_a_classify_stage_ran_writes_its_answer_in_its_own_classes():
+    detections = Detections(
+        xyxy=np.array([[0, 0, 10, 10], [5, 5, 20, 20]], np.float32),
+        confidence=np.array([0.9, 0.8], np.float32),
+        class_id=np.array([0, 0]),
+        data={
+            "crop_class": np.array(["180", ""], object),
+            "crop_class_id": np.array([1, -1], np.int64),
+            "crop_score": np.array([0.97, 0.0], np.float32),
+            "crop_scores": np.array([[0.03, 0.97], [0.0, 0.0]], np.float32),
+        },
+    )
+
+    rows = detections_to_dicts(detections, ["face", "face"])
+
+    assert [(row["class_name"], row["crop_class"], row["crop_class_id"], row["crop_score"]) for row in rows] == [
+        ("face", "180", 1, 0.97),
+        ("face", "", -1, 0.0),
+    ]
+    assert all("class_scores" not in row and "crop_scores" not in row for row in rows)
