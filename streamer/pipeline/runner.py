@@ -31,7 +31,7 @@ from ..groups import unwrapped_groups
 from ..sinks import Sink, accepts, build_sink
 from ..sinks.topics import Subscription, TopicSink
 from ..config.loader import source_config
-from ..config.schema import AnonymizeStageConfig, ModelStageConfig, SourceConfig
+from ..config.schema import AnonymizeStageConfig, ClassifyStageConfig, ModelStageConfig, SourceConfig, TrackStageConfig
 from ..errors import (
     ConfigError,
     MissingDependencyError,
@@ -89,9 +89,18 @@ def _named_models(config: Config) -> list[tuple[str, str]]:
     """(model id, key path) of the main model and of each stage that loads one of its own."""
     named = [(config.model.id, "$.model.id")]
     for index, stage in enumerate(config.stages):
-        if isinstance(stage, (ModelStageConfig, AnonymizeStageConfig)) and stage.model and stage.model != config.model.id:
-            named.append((stage.model, f"$.stages[{index}].model"))
+        for key in _MODEL_KEYS.get(type(stage), ()):
+            if (model_id := getattr(stage, key)) and model_id != config.model.id:
+                named.append((model_id, f"$.stages[{index}].{key}"))
     return named
+
+
+_MODEL_KEYS = {  # the keys of each stage table that name a model to load
+    ModelStageConfig: ("model",),
+    AnonymizeStageConfig: ("model",),
+    ClassifyStageConfig: ("model",),
+    TrackStageConfig: ("appearance_model",),
+}
 
 
 @asynccontextmanager

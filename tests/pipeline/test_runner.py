@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 import streamer
-from streamer.errors import SinkError
+from streamer.config import load_config
+from streamer.errors import ConfigError, SinkError
+from streamer.pipeline.runner import resolve_models
 from tests.media import write_clip, write_image_clip
 
 
@@ -209,3 +211,17 @@ async def test_config_wires_jsonl_rotation_and_snapshots(centerface, astronaut, 
     lines = [json.loads(line) for path in files for line in path.read_text().splitlines()]
     assert len(files) > 1 and sorted(line["frame_index"] for line in lines) == [0, 1, 2, 3]
     assert len(list((tmp_path / "snaps" / "cam").glob("*.jpg"))) == 4
+
+
+@pytest.mark.parametrize(
+    ("stage", "key"),
+    [({"type": "classify", "model": "no-such-classifier"}, "model"),
+     ({"type": "track", "appearance_model": "no-such-embedder"}, "appearance_model")],
+)  # fmt: skip
+async def test_resolve_models_when_a_stage_names_an_unknown_model_names_its_key(stage, key):
+    config = load_config({"sources": [{"type": "lavfi", "graph": "testsrc2"}], "stages": [stage]})
+
+    with pytest.raises(ConfigError) as caught:
+        await resolve_models(config)
+
+    assert caught.value.path == f"$.stages[0].{key}"
