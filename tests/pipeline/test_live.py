@@ -131,6 +131,8 @@ async def test_a_slow_source_never_holds_back_a_fast_one(centerface):
 
     # Batches go out on their deadline with whatever is there: the fast camera's frames keep
     # flowing between the slow one's (30 to 1 while both run), never waiting for it. (On a busy
-    # machine the fast camera loses frames to `latest`, so the run, and the slow count, grow.)
+    # machine the fast camera loses frames to `latest`, so the run, and the slow count, grow; a
+    # fast camera held back by the slow one would alternate with it, runs of 1.) Ten in a row, not
+    # thirty: on a loaded 2-core machine the model itself keeps the fast camera below 20 fps.
     assert order.count("slow") <= elapsed + 2
-    assert max(len(run) for run in "".join("f" if s == "fast" else "s" for s in order).split("s")) >= 20
+    assert max(len(run) for run in "".join("f" if s == "fast" else "s" for s in order).split("s")) >= 10
