@@ -7,7 +7,7 @@ import pytest
 
 from streamer.engine.entities import LoadOptions
 from streamer.engine.models import is_registered
-from streamer.engine.models.yolo_metadata import keypoint_shape, ultralytics_family
+from streamer.engine.models.yolo_metadata import keypoint_names, keypoint_shape, ultralytics_family
 from streamer.engine.resolve import local_document
 from streamer.errors import UnknownArchitectureError
 from tests.engine.ultralytics_exports import exported
@@ -58,6 +58,13 @@ def test_keypoint_shape_when_the_metadata_has_none_is_cocos_and_when_unreadable_
     assert keypoint_shape({"kpt_shape": "[5, 2]"}, "m") == (5, 2)
     with pytest.raises(UnknownArchitectureError, match="kpt_shape"):
         keypoint_shape({"kpt_shape": "[5,"}, "m")
+
+
+def test_keypoint_names_when_the_export_names_them_per_class_are_the_first_classs():
+    assert keypoint_names({"kpt_names": "{0: ['beak', 'tail'], 1: ['x', 'y']}"}, "m") == ("beak", "tail")
+    assert keypoint_names({}, "m") == ()
+    with pytest.raises(UnknownArchitectureError, match="kpt_names"):
+        keypoint_names({"kpt_names": "{0: "}, "m")
 
 
 def _plain_onnx(path):

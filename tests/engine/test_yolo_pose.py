@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 from PIL import Image
 
@@ -65,6 +66,17 @@ def test_yolo_pose_when_given_zidane_sees_most_joints_in_order_from_nose_to_hips
     assert x1 <= joint["nose"][0] <= x2 and y1 <= joint["nose"][1] <= y2
     assert joint["nose"][1] < joint["left_shoulder"][1] < joint["left_hip"][1]
     assert joint["nose"][1] < joint["right_shoulder"][1] < joint["right_hip"][1]
+
+
+def test_yolo_pose_when_the_export_names_its_keypoints_takes_those_names_and_no_coco_skeleton(tmp_path):
+    model = onnx.load(str(exported("yolo11n-pose")))
+    names = [f"point{i}" for i in range(17)]
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, "kpt_names": repr({0: names})})
+    onnx.save(model, str(tmp_path / "named.onnx"))
+
+    named = AutoModel.from_pretrained(str(tmp_path / "named.onnx"))
+
+    assert named.info.keypoint_names == tuple(names) and named.info.skeleton == ()
 
 
 def _decoder() -> UltralyticsPose:

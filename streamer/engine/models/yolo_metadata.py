@@ -58,3 +58,16 @@ def keypoint_shape(metadata: dict[str, str], what: str) -> tuple[int, int]:
     except (ValueError, SyntaxError, TypeError) as exc:
         raise UnknownArchitectureError(f"{what}: unreadable Ultralytics kpt_shape: {exc}") from exc
     return int(count), int(values)
+
+
+def keypoint_names(metadata: dict[str, str], what: str) -> tuple[str, ...]:
+    """A pose export's own keypoint names (`kpt_names`, per class: those of its first class), or ()
+    when it has none (exports of models trained before Ultralytics 8.3.200 or so)."""
+    if "kpt_names" not in metadata:
+        return ()
+    try:
+        per_class = ast.literal_eval(metadata["kpt_names"])
+        names = per_class[min(per_class)] if isinstance(per_class, dict) else per_class
+    except (ValueError, SyntaxError, TypeError, KeyError) as exc:
+        raise UnknownArchitectureError(f"{what}: unreadable Ultralytics kpt_names: {exc}") from exc
+    return tuple(str(name) for name in names)

@@ -1,6 +1,7 @@
 """Ultralytics YOLO pose: output (B, 4 + classes + K * D, anchors), each anchor's box, class scores and
 K keypoints of D values (x, y in input pixels, and a score when D is 3), `kpt_shape` = (K, D) in the
-export's metadata. With 17 keypoints they are COCO's, named (and joined) as COCO names them.
+export's metadata. Keypoints are named as the export's `kpt_names` name them; without those, 17
+keypoints are COCO's. COCO's keypoints are joined by COCO's skeleton.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from ..entities import LoadOptions, ModelDocument, ModelPackage
 from ..preprocess import Placement
 from .base import DetectionModel, clip_boxes
 from .yolo import UltralyticsYolo
-from .yolo_metadata import keypoint_shape
+from .yolo_metadata import keypoint_names, keypoint_shape
 
 COCO_KEYPOINTS = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
@@ -40,10 +41,13 @@ class UltralyticsPose(UltralyticsYolo):
     ) -> DetectionModel:
         """As every family loads, then the keypoints' shape, names and skeleton from the metadata."""
         model = super().load(document, package, files, options, dependencies)
-        shape = keypoint_shape(model.backend.metadata, f"model {document.model_id!r}")
-        model.keypoints_shape = shape  # type: ignore[attr-defined]
-        if shape[0] == len(COCO_KEYPOINTS):
-            model.info = dataclasses.replace(model.info, keypoint_names=COCO_KEYPOINTS, skeleton=COCO_SKELETON)
+        metadata, what = model.backend.metadata, f"model {document.model_id!r}"
+        model.keypoints_shape = keypoint_shape(metadata, what)  # type: ignore[attr-defined]
+        count = model.keypoints_shape[0]  # type: ignore[attr-defined]
+        names = keypoint_names(metadata, what) or (COCO_KEYPOINTS if count == len(COCO_KEYPOINTS) else ())
+        names = names if len(names) == count else ()
+        skeleton = COCO_SKELETON if names == COCO_KEYPOINTS else ()
+        model.info = dataclasses.replace(model.info, keypoint_names=names, skeleton=skeleton)
         return model
 
     def decode(self, outputs: list[np.ndarray], placements: list[Placement], frames: list[Frame]) -> list[Detections]:
