@@ -145,7 +145,7 @@ def test_classifier_tells_upright_text_from_upside_down_text():
 
     assert [model.info.class_names[d.class_id[0]] for d in upright] == ["0", "0", "0"]
     assert [model.info.class_names[d.class_id[0]] for d in flipped] == ["180", "180", "180"]
-    assert all(d.data["probabilities"].shape == (1, 2) for d in upright)
+    assert all(d.class_scores.shape == (1, 2) for d in upright)
 
 
 def test_pipeline_faces_with_landmarks_refines_the_detector_face_on_a_real_photo(astronaut):

@@ -36,8 +36,6 @@ REGISTRY: dict[tuple[str, str, str], str] = {
     for backend in _ALL_BACKENDS
 }
 
-DEFAULT_TASKS = {architecture: task for architecture, task in _FAMILIES}
-
 
 def architectures() -> list[str]:
     return sorted({architecture for architecture, _, _ in REGISTRY})

@@ -49,7 +49,7 @@ class ImageClassifier(DetectionModel):
             xyxy=np.array([[0, 0, frame.width, frame.height]], np.float32),
             confidence=np.array([probabilities[best]], np.float32),
             class_id=np.array([best], np.int64),
-            data={"probabilities": probabilities[None].astype(np.float32)},
+            class_scores=probabilities[None].astype(np.float32),
         )
 
     def _classify_boxes(self, frame: Frame, found: Detections) -> Detections:
@@ -61,11 +61,13 @@ class ImageClassifier(DetectionModel):
         score = np.array([label.confidence[0] if len(label) else 0.0 for label in labels], np.float32)
         data = {**found.data, "detector_class_id": found.class_id, "detector_confidence": found.confidence}
         kept = class_id >= 0
+        scores = [label.class_scores[0] for label, keep in zip(labels, kept) if keep]
         return Detections(
             xyxy=found.xyxy[kept],
             confidence=score[kept],
             class_id=class_id[kept],
             keypoints=None if found.keypoints is None else found.keypoints[kept],
+            class_scores=np.stack(scores) if scores else None,
             data={key: value[kept] for key, value in data.items()},
         )
 
