@@ -6,19 +6,21 @@ ms/frame b1   median wall time of `model.detect([frame])` (preprocess, inference
 ms/frame b4   median of `model.detect(four frames)` / 4
 post ms       median time of one `model.decode` call at batch 1 (the family's postprocessing:
               NMS, mask decoding, DB contours, CTC, ...; "-" where the family decodes otherwise)
-boxes/frame   what the postprocessing had to do: untrained exports (random weights, see the model
-              column) may find nothing, so their post ms is the cost of decoding an empty answer
-test          "yes" when `TESTS` names a test, defined in its file, that loads a real model of the
-              pair (a pair is counted in `families=` only then, and only when it ran here)
+boxes/frame   what the postprocessing had to do; untrained exports (random weights, see the model
+              column) run at confidence UNTRAINED_CONFIDENCE so that it has boxes to decode
+test          "yes" when `TESTS` names a test that pytest collects and that loads a real model of
+              the pair (a pair is counted in `families=` only then, and only when it ran here)
 
 on real photos (scikit-image's astronaut and coffee, matplotlib's Grace Hopper, and Ultralytics'
 bus and zidane when ultralytics is installed) resized to 640 x 480. Each pair finds its model in
 `MODELS` (an embedded model id, or an export the tests make offline); a pair whose model is not
 available here is listed as such and not counted. `TESTS` names, per pair, the test that loads a
-real model of it; the script checks that the test file defines it.
+real model of it (an export of untrained weights counts: its graph and metadata are Ultralytics'
+own); the script checks that pytest collects that node id.
 
 INT8: nudenet-320n (YOLOv8n at 320) quantized with `streamer.engine.quantize` (ONNX Runtime static
-QDQ, per-channel int8 weights), calibrated on a clip of the photos (pans and zooms), then checked on
+QDQ, per-channel int8 weights, percentile ranges, the decoding tail left float), calibrated on a
+clip of the photos (crops at several zooms and shifts), then checked on
 held-out frames (mirrored photos and other crops) on which the fp32 model finds boxes: agreement is
 the F1 of int8 boxes against fp32 ones (one-to-one, same class, IoU >= 0.5; both shares are printed),
 speed is `detect` fps at batch 1, fp32 and int8 calls alternating, medians.
@@ -36,6 +38,7 @@ import argparse
 import contextlib
 import importlib.util
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -75,6 +78,7 @@ class ModelSource:
 
     make: Callable[[], str]
     weights: str = "trained"
+    confidence: float | None = None  # None: the family's default
 
 
 def embedded(model_id: str) -> ModelSource:
@@ -83,6 +87,9 @@ def embedded(model_id: str) -> ModelSource:
 
 # Exports whose weights are trained; the other Ultralytics exports are untrained (layout and metadata real).
 TRAINED_EXPORTS = {"yolo11n-pose"}
+# Untrained exports find nothing at the usual thresholds; at this one their postprocessing has boxes to
+# decode (masks, keypoints, rotated NMS), up to the most a family keeps: a worst case, not a typical one.
+UNTRAINED_CONFIDENCE = 0.0
 
 
 def ultralytics_export(name: str) -> ModelSource:
@@ -100,7 +107,9 @@ def ultralytics_export(name: str) -> ModelSource:
                 raise
             raise Unavailable(f"{name}: {exc}") from exc
 
-    return ModelSource(make, "trained" if name in TRAINED_EXPORTS else "untrained")
+    if name in TRAINED_EXPORTS:
+        return ModelSource(make)
+    return ModelSource(make, "untrained", UNTRAINED_CONFIDENCE)
 
 
 # pair -> where its model comes from
@@ -116,10 +125,16 @@ MODELS: dict[Pair, ModelSource] = {
     ("yolo", "classification"): ultralytics_export("yolov8n-cls"),
     ("yolo", "oriented-object-detection"): ultralytics_export("yolov8n-obb"),
     ("yolo-end2end", "object-detection"): ultralytics_export("yolo26n"),
+    ("yolo-end2end", "instance-segmentation"): ultralytics_export("yolo26n-seg"),
+    ("yolo-end2end", "keypoint-detection"): ultralytics_export("yolo26n-pose"),
+    ("yolo-end2end", "oriented-object-detection"): ultralytics_export("yolo26n-obb"),
     ("rtdetr", "object-detection"): ultralytics_export("rtdetr-l"),
 }
 
-# pair -> the test (file::function) that loads a real model of that pair
+# pair -> the test (its pytest node id) that loads a real model of that pair
+NMS_FREE_TEST = (
+    "tests/engine/test_yolo_end2end.py::test_nms_free_exports_when_loaded_by_path_give_all_300_rows_unsuppressed"
+)
 TESTS: dict[Pair, str] = {
     ("yolo", "object-detection"): "tests/engine/test_yolo.py::test_yolo_finds_the_astronauts_face_on_the_real_export",
     ("centerface", "face-detection"): "tests/engine/test_centerface.py::test_centerface_finds_the_astronauts_face",
@@ -133,7 +148,7 @@ TESTS: dict[Pair, str] = {
         "tests/engine/test_ocr.py::test_detector_when_lines_are_rendered_finds_each_with_corners_around_its_ink"
     ),
     ("ppocr", "text-recognition"): "tests/engine/test_ocr.py::test_recognizer_reads_rendered_lines_exactly",
-    ("yolo", "keypoint-detection"): (
+    ("yolo", "keypoint-detection"): (  # parametrised by photo: any of its cases will do
         "tests/engine/test_yolo_pose.py::"
         "test_yolo_pose_when_given_a_real_photo_finds_the_people_and_keypoints_ultralytics_finds"
     ),
@@ -141,6 +156,27 @@ TESTS: dict[Pair, str] = {
         "tests/engine/test_yolo_segment.py::"
         "test_yolo_segment_when_the_untrained_export_runs_gives_one_crop_mask_per_box_within_the_frame"
     ),
+    ("yolo", "classification"): (
+        "tests/engine/test_yolo_classify.py::"
+        "test_yolo_classify_when_the_untrained_export_runs_gives_one_full_frame_box_with_all_scores"
+    ),
+    ("yolo", "oriented-object-detection"): (
+        "tests/engine/test_yolo_obb.py::"
+        "test_yolo_obb_when_the_untrained_export_runs_gives_corners_angles_and_their_bounds"
+    ),
+    ("yolo-end2end", "object-detection"): (
+        NMS_FREE_TEST + "[yolo26n-UltralyticsEnd2End-yolo-end2end-object-detection]"
+    ),
+    ("yolo-end2end", "instance-segmentation"): (
+        NMS_FREE_TEST + "[yolo26n-seg-End2EndSegment-yolo-end2end-instance-segmentation]"
+    ),
+    ("yolo-end2end", "keypoint-detection"): (
+        NMS_FREE_TEST + "[yolo26n-pose-End2EndPose-yolo-end2end-keypoint-detection]"
+    ),
+    ("yolo-end2end", "oriented-object-detection"): (
+        NMS_FREE_TEST + "[yolo26n-obb-End2EndObb-yolo-end2end-oriented-object-detection]"
+    ),
+    ("rtdetr", "object-detection"): NMS_FREE_TEST + "[rtdetr-l-RtDetr-rtdetr-object-detection]",
 }
 
 
@@ -148,8 +184,18 @@ def registered_pairs() -> list[Pair]:
     return sorted({(architecture, task) for architecture, task, _ in REGISTRY})
 
 
-def defines_test(node: str) -> bool:
-    """Whether the file of `node` (path::function[params]) defines that test function."""
+def collected_tests(nodes: list[str]) -> set[str] | None:
+    """The node ids pytest collects from the files `nodes` name (None when collecting fails)."""
+    files = sorted({node.partition("::")[0] for node in nodes if (ROOT / node.partition("::")[0]).is_file()})
+    done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *files],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return set(done.stdout.split()) if done.returncode == 0 else None
+
+
+def defines_test(node: str, collected: set[str] | None) -> bool:
+    """Whether pytest collects `node`; if collecting failed, whether its file defines the function."""
+    if collected is not None:
+        return node in collected or any(found.startswith(node + "[") for found in collected)
     path, _, function = node.partition("::")
     file = ROOT / path
     name = function.split("[")[0]
@@ -255,15 +301,15 @@ class Row:
         return self.status == "ok" and self.test.startswith("yes")
 
 
-def bench_pair(pair: Pair, frames: list[Frame], repeat: int, threads: int) -> Row:
+def bench_pair(pair: Pair, frames: list[Frame], repeat: int, threads: int, collected: set[str] | None) -> Row:
     node = TESTS.get(pair)
-    test = ("yes" if defines_test(node) else "missing") if node else "none"
+    test = ("yes" if defines_test(node, collected) else "missing") if node else "none"
     found = MODELS.get(pair)
     if found is None:
         return Row(pair, "-", test, "no model in the table")
     try:
         source = found.make()
-        model = AutoModel.from_pretrained(source, batch_size=4, threads=threads)
+        model = AutoModel.from_pretrained(source, batch_size=4, threads=threads, confidence=found.confidence)
     except Unavailable as exc:
         return Row(pair, "-", test, f"unavailable: {exc}")
     except Exception as exc:  # report any family that fails to load, keep benchmarking the others
@@ -351,10 +397,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     images = photos()
     frames = as_frames([view(image, 1.0, 0.5) for image in images])
+    collected = collected_tests(list(TESTS.values()))
     rows = []
     for pair in registered_pairs():
         print(f"benchmarking {pair[0]} / {pair[1]} ...", file=sys.stderr, flush=True)
-        rows.append(bench_pair(pair, frames, args.repeat, args.threads))
+        rows.append(bench_pair(pair, frames, args.repeat, args.threads, collected))
     print(f"int8: quantizing {INT8_MODEL} ...", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-tasks-") as work:
         int8 = bench_int8(images, Path(work), args.repeat, args.threads)
