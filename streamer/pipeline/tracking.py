@@ -3,6 +3,7 @@ and, with an embedding model, a gallery of each track's appearance to give a los
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import warnings
 from collections import deque
@@ -15,6 +16,7 @@ from ..config import configured
 from ..config.schema import TrackStageConfig
 from ..errors import ParameterError
 from ..frames import Detections, Frame, Result
+from ..importing import import_optional
 from ..interop import import_supervision
 from .per_source import PerSource
 
@@ -47,10 +49,7 @@ class TrackStage:
         self._trackers: PerSource[SourceTracker] = PerSource(self._new_tracker)
 
     def _new_tracker(self, frame: Frame) -> SourceTracker:
-        sv = import_supervision()
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*ByteTrack.*deprecated.*")
-            tracker = sv.ByteTrack(**self.settings)
+        tracker = new_bytetrack(self.settings)
         gallery = None
         if self.embedder is not None:
             gallery = Gallery(self.embedder.embed_boxes, self.config.appearance_threshold, self.config.gallery_frames)
@@ -63,6 +62,53 @@ class TrackStage:
         else:  # crops are embedded: not on the event loop
             result.detections = await anyio.to_thread.run_sync(tracker.update, result.detections, result.frame)
         return result
+
+
+def new_bytetrack(settings: dict[str, Any]) -> Any:
+    """A ByteTrack with supervision's settings and `update_with_detections`: Roboflow's `trackers`
+    when it is installed (ByteTrack's home since supervision 0.31), else supervision's own (<0.31)."""
+    if importlib.util.find_spec("trackers") is None:
+        sv = import_supervision()
+        if hasattr(sv, "ByteTrack"):
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*ByteTrack.*deprecated.*")
+                return sv.ByteTrack(**settings)
+    trackers = import_optional("trackers", "tracking", "the track stage (ByteTrack left supervision in 0.31)")
+    return TrackersByteTrack(trackers.ByteTrackTracker, settings)
+
+
+class TrackersByteTrack:
+    """`trackers`' ByteTrackTracker behaving as supervision's ByteTrack does with the same settings.
+
+    Its thresholds are translated (supervision starts a track at `track_activation_threshold` + 0.1,
+    splits high and low confidence at the threshold itself, ignores confidence <= 0.1, and matches
+    at 1 - IoU <= `minimum_matching_threshold`, and keeps a lost track for `lost_track_buffer` + 1
+    frames); untracked detections (id -1) are dropped; and the tracker's first frame is shown twice,
+    as supervision confirms what its first frame holds at once.
+    """
+
+    IGNORED_CONFIDENCE = 0.1
+
+    def __init__(self, tracker_class: type, settings: dict[str, Any]) -> None:
+        activation = settings["track_activation_threshold"]
+        self._tracker = tracker_class(
+            lost_track_buffer=settings["lost_track_buffer"] + 1,  # supervision's is kept a frame longer
+            frame_rate=settings["frame_rate"],
+            track_activation_threshold=activation + 0.1 if activation + 0.1 <= 1.0 else activation,
+            high_conf_det_threshold=activation,
+            minimum_iou_threshold=1.0 - settings["minimum_matching_threshold"],
+            minimum_consecutive_frames=settings["minimum_consecutive_frames"],
+        )
+        self._first_frame = settings["minimum_consecutive_frames"] == 1  # supervision's 1 is 2 but on frame 1
+
+    def update_with_detections(self, detections: Any) -> Any:
+        """The detections the tracker follows, each with its `tracker_id`."""
+        detections = detections[detections.confidence > self.IGNORED_CONFIDENCE]
+        if self._first_frame and len(detections):
+            self._tracker.update(detections)
+        self._first_frame = False
+        tracked = self._tracker.update(detections)
+        return tracked[tracked.tracker_id >= 0]
 
 
 async def load_track_stage(config: TrackStageConfig) -> TrackStage:
