@@ -170,7 +170,7 @@ class ModelStageConfig(Base, tag_field="type", tag="model", kw_only=True):
 
 
 class TrackStageConfig(Base, tag_field="type", tag="track", kw_only=True):
-    """Follow objects across frames (ByteTrack, per source): every detection gets a `tracker_id`.
+    """Follow objects across frames (ByteTrack, per source; docs/tracking.md): every detection gets a `tracker_id`.
 
     Detections the tracker does not (yet) follow are dropped. Ids are unique across sources and
     start afresh when a source reconnects or changes resolution.

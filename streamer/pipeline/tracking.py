@@ -1,5 +1,6 @@
-"""The `track` stage: supervision's ByteTrack, one tracker per source, ids unique across all of them,
-and, with an embedding model, a gallery of each track's appearance to give a lost track its id back."""
+"""The `track` stage: ByteTrack (from `trackers`, or supervision before 0.31: docs/tracking.md), one
+tracker per source, ids unique across all of them, and, with an embedding model, a gallery of each
+track's appearance to give a lost track its id back."""
 
 from __future__ import annotations
 
