@@ -28,7 +28,7 @@ from .errors import (
     StreamerError,
 )
 from .frames import Detections, Frame, ModelInfo, Result
-from .interop import to_supervision
+from .interop import from_supervision, to_supervision, to_supervision_keypoints
 from .pipeline import Stream, Summary, open
 from .sinks import CallbackSink, JsonlSink, VideoSink
 from .sources import SourceEvent, SourceState
@@ -65,8 +65,10 @@ __all__ = [
     "describe_compute_environment",
     "describe_model",
     "describe_model_package",
+    "from_supervision",
     "load_config",
     "open",
     "run",
     "to_supervision",
+    "to_supervision_keypoints",
 ]
