@@ -22,9 +22,11 @@ model's id, so the same id then loads the int8 package.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -285,17 +287,18 @@ def quantize_onnx(model: bytes, batches: Sequence[np.ndarray], target: Path) -> 
     try:
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         graph = onnx.load(str(prepared)).graph
-        quantize_static(
-            str(prepared),
-            str(target),
-            _Batches(_input_name(graph), batches),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.Percentile,
-            nodes_to_exclude=decoding_tail(graph),
-        )
+        with contextlib.redirect_stdout(sys.stderr):  # its calibrator prints progress; stdout is for the report
+            quantize_static(
+                str(prepared),
+                str(target),
+                _Batches(_input_name(graph), batches),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.Percentile,
+                nodes_to_exclude=decoding_tail(graph),
+            )
     except Exception as exc:  # onnx and onnxruntime.quantization raise anything from deep inside the graph
         raise ModelFormatError(f"{WHAT} failed: {type(exc).__name__}: {exc}") from exc
     finally:
