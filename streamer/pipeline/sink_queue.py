@@ -11,6 +11,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Literal
 
+import anyio
+
 from ..errors import SinkWriteError
 from ..frames import Result
 from ..sinks.base import Item, Sink
@@ -18,6 +20,7 @@ from ..wakeup import Wakeup
 from .summary import SinkReport
 
 Overflow = Literal["block", "drop_oldest"]
+IDLE_AFTER_S = 0.25  # a sink with nothing new for this long is told it is idle (it writes out what it holds)
 
 
 class SinkQueue:
@@ -46,6 +49,14 @@ class SinkQueue:
         self._closed = True
         self._changed.notify()
 
+    async def _next(self, sink: Sink) -> Result | None:
+        """The next item, telling `sink` it is idle once nothing has come for IDLE_AFTER_S."""
+        if not self._items and not self._closed:
+            with anyio.move_on_after(IDLE_AFTER_S):
+                return await self.get()  # cancelled only while waiting: no item is taken and lost
+            await sink.idle()
+        return await self.get()
+
     async def get(self) -> Result | None:
         """The next result, or None once closed and empty."""
         while not self._items:
@@ -61,7 +72,7 @@ class SinkQueue:
 
         A SinkWriteError fails that item only (counted, its message kept): the next one still goes.
         """
-        while (item := await self.get()) is not None:
+        while (item := await self._next(sink)) is not None:
             try:
                 await sink.write(item)
             except SinkWriteError as exc:

@@ -5,6 +5,7 @@
     async with sink:                                      open: an error here stops start-up
         await sink.write(item)                            one Result or Event
         await sink.flush()                                what was written, handed on
+        await sink.idle()                                 nothing came for a moment: write out what is held
         sink.flush_to_disk()                              what was written, on disk
         sink.stats(); sink.describe()                     its own counters; its name
                                                           close: flushes, within the sink's deadline
@@ -81,6 +82,10 @@ class Sink(abc.ABC):
     async def flush(self) -> None:
         """Return once what was written so far is handed on (to the OS, the endpoint, the broker).
         Default: a sink that writes through has nothing to hand on."""
+
+    async def idle(self) -> None:
+        """Nothing came for a moment (`IDLE_AFTER_S`): write out what is held in memory, without
+        waiting on a network. Default: nothing held."""
 
     def flush_to_disk(self) -> None:
         """What was written so far, durably on disk (a checkpoint is saved right after; blocking,

@@ -100,6 +100,9 @@ class JsonlSink(Sink):
     async def flush(self) -> None:
         self._flush(durably=False)
 
+    async def idle(self) -> None:
+        self._flush(durably=False)  # results stopped coming: the last lines are not left in the buffer
+
     def flush_to_disk(self) -> None:
         self._flush(durably=True)
 
