@@ -29,6 +29,17 @@ async def test_get_model_when_the_manifest_names_a_file_of_its_folder(tmp_path):
     assert document is not None and document.packages[0].files[0].url.endswith("/faces/onnx-fp32/model.onnx")
 
 
+async def test_get_model_when_the_root_is_the_relative_default_gives_its_files_absolute_urls(tmp_path, monkeypatch):
+    write_model(tmp_path / "models", "faces", None)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("STREAMER_MODELS_DIR", raising=False)
+
+    document = await LocalDirectoryProvider().get_model("faces")
+
+    assert document is not None
+    assert document.packages[0].files[0].url == (tmp_path / "models" / "faces" / "onnx-fp32" / "model.onnx").as_uri()
+
+
 async def test_get_model_when_a_file_name_climbs_out_of_the_folder(tmp_path):
     write_model(tmp_path, "faces", None, name="../../outside.onnx")
 

@@ -34,6 +34,7 @@ class LocalDirectoryProvider:
 
 def read_model_folder(folder: Path) -> ModelDocument:
     """The folder's manifest, its local files given `file://` URLs inside the folder."""
+    folder = folder.resolve()  # the default root, "models", is relative; file URLs must not be
     manifest = folder / MANIFEST
     try:
         document = msgspec.json.decode(manifest.read_bytes(), type=ModelDocument)
