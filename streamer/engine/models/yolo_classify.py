@@ -23,15 +23,4 @@ class UltralyticsClassify(UltralyticsMetadata, ImageClassifier):
 
     def decode(self, outputs: list[np.ndarray], placements: list[Placement], frames: list[Frame]) -> list[Detections]:
         scores = outputs[0][: len(frames)].reshape(len(frames), -1).astype(np.float32)
-        return [self._frame_class(row, frame) for row, frame in zip(scores, frames)]
-
-    def _frame_class(self, scores: np.ndarray, frame: Frame) -> Detections:
-        best = int(scores.argmax())
-        if scores[best] < self.confidence:
-            return Detections.empty()
-        return Detections(
-            xyxy=np.array([[0, 0, frame.width, frame.height]], np.float32),
-            confidence=scores[best : best + 1].copy(),
-            class_id=np.array([best], np.int64),
-            class_scores=scores[None].copy(),
-        )
+        return [self._top_class(row, frame) for row, frame in zip(scores, frames)]  # already softmaxed
