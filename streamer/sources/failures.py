@@ -6,12 +6,16 @@ backoff. Files and patterns have no outages: every failure to open one is final.
 
     refusal                              what PyAV raises
     no such file or device               FileNotFoundError (av.error.FileNotFoundError is one)
-    permission denied                    PermissionError
+    permission denied (a local path)     PermissionError
     credentials refused (401, 403)       av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError
     no such stream (404)                 av.error.HTTPNotFoundError
     not supported by this FFmpeg         av.error.{Demuxer,Decoder,Protocol,Filter,Option}NotFoundError,
                                          av.error.PatchWelcomeError
     unknown format (no v4l2, say)        a ValueError that is not an av.error.FFmpegError
+
+Over a network (a URL with a scheme) a PermissionError is no refusal: FFmpeg's RTSP client answers
+EPERM ("Operation not permitted") for a server reply it has no better code for, as a GStreamer
+server gives while a shared mount is torn down; the server's real refusals are the 401/403/404 rows.
 
 PyAV 18's `av.error.InvalidDataError` is a `ValueError` too, on purpose NOT a refusal: FFmpeg
 raises it for a server that accepts and then says nothing, for a frozen camera and for garbage, and
@@ -58,11 +62,12 @@ def _unknown_format(exc: BaseException) -> bool:
     return isinstance(exc, ValueError) and not isinstance(exc, av.error.FFmpegError)
 
 
-def refusal(exc: BaseException) -> str | None:
-    """What a definite refusal says, or None when `exc` is not one."""
+def refusal(exc: BaseException, network: bool = False) -> str | None:
+    """What a definite refusal says, or None when `exc` is not one (`network`: the source is a URL)."""
     if _unknown_format(exc):
         return "unknown format"
-    return next((says for types, says in _refusals() if isinstance(exc, types)), None)
+    says = next((says for types, says in _refusals() if isinstance(exc, types)), None)
+    return None if network and says == "permission denied" else says
 
 
 def open_failure(
@@ -70,7 +75,7 @@ def open_failure(
 ) -> SourceError:
     """The error for a failed open of `source` that took `elapsed_s`; `detail` is the exception's
     text, credentials already scrubbed; `format_hint` (how to get the format) ends an unknown format's."""
-    says = refusal(exc)
+    says = refusal(exc, network="://" in source.url)
     if says is not None:
         hint = format_hint if _unknown_format(exc) else ""
         return SourceRefusedError(f"{source.describe()}: {says}: {detail}{hint}")

@@ -47,6 +47,14 @@ def test_refusal_when_the_failure_can_pass_is_none(error: BaseException) -> None
     assert refusal(error) is None
 
 
+def test_refusal_when_a_network_server_gives_eperm_is_none_but_a_local_path_is_refused() -> None:
+    eperm = av.error.PermissionError(1, "Operation not permitted", "rtsp://cam/x")
+
+    assert refusal(eperm, network=True) is None  # an RTSP reply FFmpeg has no code for: it may pass
+    assert refusal(eperm) == "permission denied"
+    assert type(open_failure(eperm, camera(), str(eperm), elapsed_s=0.1)) is SourceOpenError
+
+
 def test_open_failure_when_a_live_open_took_its_whole_timeout_says_it_timed_out() -> None:
     error = open_failure(INVALID_DATA, camera(), str(INVALID_DATA), elapsed_s=10.0)
 
