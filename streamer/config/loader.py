@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,12 +59,14 @@ def checked_struct(config: T, key_path: str = "$") -> T:
 
 def configured(kind: type[T], config: T | None, options: dict[str, Any], key_path: str = "$") -> T:
     """What a runtime class built from Python works from: its `config` struct, or one made of keyword
-    `options` (never both), checked like TOML so its defaults and limits are the struct's alone."""
+    `options` (never both), checked like TOML so its defaults and limits are the struct's alone. A
+    path given as a `Path` is taken as the string TOML would hold."""
     if config is not None and options:
         raise ConfigError(f"give a {kind.__name__} or keyword options, not both", key_path)
     if config is None:
+        fields = {key: os.fspath(value) if isinstance(value, os.PathLike) else value for key, value in options.items()}
         try:
-            config = kind(**options)
+            config = kind(**fields)
         except (TypeError, ValueError) as exc:  # an unknown or missing keyword, or a check across keys
             raise ConfigError(f"{kind.__name__}: {exc}", key_path) from exc
     return checked_struct(config, key_path)

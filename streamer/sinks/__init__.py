@@ -5,12 +5,12 @@ from __future__ import annotations
 from ..config import schema
 from ..errors import SinkError
 from ..importing import import_target
-from .base import Sink, accepts, sink_config
+from .base import Sink, accepts
 from .callback import CallbackSink
 from .jsonl import JsonlSink
 from .video import VideoSink
 
-__all__ = ["CallbackSink", "JsonlSink", "Sink", "VideoSink", "accepts", "build_sink", "sink_config"]
+__all__ = ["CallbackSink", "JsonlSink", "Sink", "VideoSink", "accepts", "build_sink"]
 
 
 def build_sink(config: schema.SinkConfig, index: int = 0, *, resume: bool = False) -> Sink:

@@ -21,17 +21,14 @@ from __future__ import annotations
 
 import abc
 import hashlib
-import os
 from collections.abc import Iterable
-from typing import Any, Literal, TypeVar, Union
+from typing import Any, Literal, Union
 
-from ..config.loader import configured
 from ..config.schema import SinkConfigBase
 from ..frames import Event, Result
 
 Item = Union[Result, Event]
 Kind = Literal["frames", "events"]
-C = TypeVar("C", bound=SinkConfigBase)
 
 
 class Sink(abc.ABC):
@@ -98,13 +95,6 @@ class Sink(abc.ABC):
     def stats(self) -> dict[str, float]:
         """What this sink counts beyond what the pipeline counts for every sink (for metrics)."""
         return {}
-
-
-def sink_config(kind: type[C], config: C | None, options: dict[str, Any]) -> C:
-    """The config struct a sink is built from (see `configured`: checked as the same table in TOML
-    would be); a path given as a `Path` is taken as the string TOML would hold."""
-    fields = {key: os.fspath(value) if isinstance(value, os.PathLike) else value for key, value in options.items()}
-    return configured(kind, config, fields)
 
 
 def accepts(sink: Sink, item: Item) -> bool:

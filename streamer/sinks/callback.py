@@ -8,9 +8,10 @@ from typing import Any, Callable
 
 import anyio
 
+from ..config import configured
 from ..config.schema import CallbackSinkConfig
 from ..errors import SinkWriteError
-from .base import Item, Sink, sink_config
+from .base import Item, Sink
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ class CallbackSink(Sink):
     ) -> None:
         if config is None:  # built in Python: the config's `function` only names the callable
             options.setdefault("function", f"{getattr(function, '__module__', None)}:{callable_name(function)}")
-        config = sink_config(CallbackSinkConfig, config, options)
+        config = configured(CallbackSinkConfig, config, options)
         super().__init__(config, kinds=config.kinds)
         self.function = function
         self.calls = 0

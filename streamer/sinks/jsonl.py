@@ -22,10 +22,11 @@ from typing import IO, Any, Iterator
 import anyio
 import msgspec
 
+from ..config import configured
 from ..config.schema import JsonlSinkConfig
 from ..errors import SinkError
 from ..frames import Event
-from .base import Item, Sink, sink_config
+from .base import Item, Sink
 from .files import prepare_output
 
 
@@ -49,7 +50,7 @@ class JsonlSink(Sink):
     config: JsonlSinkConfig
 
     def __init__(self, config: JsonlSinkConfig | None = None, /, *, resume: bool = False, **options: Any) -> None:
-        config = sink_config(JsonlSinkConfig, config, options)
+        config = configured(JsonlSinkConfig, config, options)
         super().__init__(config, kinds=config.kinds, resume=resume)
         self.written = 0
         self.rotated = 0

@@ -28,13 +28,14 @@ import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 
 from ..backoff import Backoff
+from ..config import configured
 from ..config.schema import MqttSinkConfig
 from ..errors import ConfigError, SinkError
 from ..frames import Event
 from ..groups import leaves
 from ..importing import import_optional
 from ..wakeup import Wakeup
-from .base import Item, Sink, keyed_record, sink_config
+from .base import Item, Sink, keyed_record
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ class MqttSink(Sink):
     def __init__(self, config: MqttSinkConfig | None = None, /, *, password: str | None = None, **options: Any) -> None:
         """`password`: the password itself, for code that embeds streamer (a config file names an
         environment variable instead, `password_env`)."""
-        config = sink_config(MqttSinkConfig, config, options)
+        config = configured(MqttSinkConfig, config, options)
         super().__init__(config, kinds=config.kinds)
         if password is not None and config.password_env is not None:
             raise ConfigError("give `password` or `password_env`, not both", "$.password_env")

@@ -22,10 +22,11 @@ from typing import Any
 import anyio
 import numpy as np
 
+from ..config import configured
 from ..config.schema import SnapshotSinkConfig
 from ..errors import SinkError
 from ..frames import Result
-from .base import Sink, sink_config
+from .base import Sink
 from .video import Annotator
 
 
@@ -33,7 +34,7 @@ class SnapshotSink(Sink):
     config: SnapshotSinkConfig
 
     def __init__(self, config: SnapshotSinkConfig | None = None, /, **options: Any) -> None:
-        config = sink_config(SnapshotSinkConfig, config, options)
+        config = configured(SnapshotSinkConfig, config, options)
         super().__init__(config)
         self.folder = Path(config.folder)
         self.classes = frozenset(config.classes) if config.classes is not None else None

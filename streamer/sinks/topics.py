@@ -25,9 +25,10 @@ from typing import Any, Callable
 
 import anyio
 
+from ..config import configured
 from ..config.schema import SinkConfigBase
 from ..frames import Event
-from .base import Item, Sink, sink_config
+from .base import Item, Sink
 from .callback import callable_name, is_async_callable
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ class TopicSink(Sink):
     """
 
     def __init__(self, config: SinkConfigBase | None = None, /, **options: Any) -> None:
-        super().__init__(sink_config(SinkConfigBase, config, options), kinds=("frames", "events"))
+        super().__init__(configured(SinkConfigBase, config, options), kinds=("frames", "events"))
         self.subscriptions: tuple[Subscription, ...] = ()  # replaced, never mutated: safe to iterate
         self._lock = threading.Lock()  # sync callbacks may subscribe or cancel from worker threads
 

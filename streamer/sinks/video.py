@@ -13,11 +13,12 @@ from typing import Any, Callable
 import anyio
 import numpy as np
 
+from ..config import configured
 from ..config.schema import VideoSinkConfig
 from ..errors import SinkError
 from ..frames import Result, Shape
 from ..interop import import_supervision, to_supervision, to_supervision_keypoints
-from .base import Sink, sink_config
+from .base import Sink
 from .files import prepare_output
 
 DEFAULT_FPS = 30.0
@@ -36,7 +37,7 @@ class VideoSink(Sink):
     config: VideoSinkConfig
 
     def __init__(self, config: VideoSinkConfig | None = None, /, *, resume: bool = False, **options: Any) -> None:
-        config = sink_config(VideoSinkConfig, config, options)
+        config = configured(VideoSinkConfig, config, options)
         super().__init__(config, resume=resume)
         self.output = config.path  # where frames go: `path`, or a numbered part after a resume
         self.written = 0

@@ -38,11 +38,12 @@ import anyio
 import msgspec
 
 from ..backoff import Backoff
+from ..config import configured
 from ..config.schema import WebhookSinkConfig
 from ..errors import ConfigError, SinkError
 from ..redact import redact, redact_url
 from ..wakeup import Wakeup
-from .base import Item, Sink, keyed_record, sink_config
+from .base import Item, Sink, keyed_record
 from .files import prepare_output
 from .spool import Spool, json_default
 
@@ -94,7 +95,7 @@ class WebhookSink(Sink):
     ) -> None:
         """`secret`: the signing key itself, for code that embeds streamer (a config file names an
         environment variable instead, `secret_env`); `sync_interval_s`: how often the spool is fsynced."""
-        config = sink_config(WebhookSinkConfig, config, options)
+        config = configured(WebhookSinkConfig, config, options)
         super().__init__(config, kinds=config.kinds)
         if secret is not None and config.secret_env is not None:
             raise ConfigError("give `secret` or `secret_env`, not both", "$.secret_env")

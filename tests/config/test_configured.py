@@ -33,3 +33,11 @@ def test_stage_when_an_option_is_misspelt_names_it():
 def test_stage_when_given_a_struct_and_options_refuses_both():
     with pytest.raises(ConfigError, match="not both"):
         TrackStage(TrackStageConfig(), lost_frames=3)
+
+
+def test_configured_when_a_path_is_a_path_object_takes_the_string_toml_would_hold(tmp_path):
+    from streamer.config.schema import FileSourceConfig
+
+    config = configured(FileSourceConfig, None, {"path": tmp_path / "clip.mp4"})
+
+    assert config.path == str(tmp_path / "clip.mp4")
