@@ -12,8 +12,9 @@ Routes (JSON bodies; every error is `{"error": "...", "status": N}`):
     GET    /readyz                200  {"ready": true}: the model is loaded and a source is running
                                   503  {"ready": false, "reason": ...} (never needs the token)
     GET    /status                200  model, uptime, totals, every source (id, type, where it
-                                       reads, with passwords masked, state, last error, counts) and
-                                       every sink (counts, queue depth)
+                                       reads, with passwords masked, state, last error, counts, fps,
+                                       capture -> result latency p50/p99 in ms) and every sink
+                                       (counts, queue depth); built by status.py
     GET    /sources               200  {"sources": [...]}: the sources the pipeline runs now
     POST   /sources               201  {"id": ..., "state": ...}: body is one source table as in the
                                        TOML, e.g. {"type": "lavfi", "id": "cam2", "graph": "testsrc2"}
@@ -51,7 +52,6 @@ import hmac
 import logging
 import os
 import re
-import time
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 
@@ -61,10 +61,10 @@ from aiohttp import web
 from ..config.loader import source_config
 from ..config.schema import ServerConfig, SourceConfig
 from ..errors import ConfigError, ServerError, SourcePolicyError
-from ..redact import redact, redact_url
-from ..sources import SourceState
+from ..redact import redact
 from .metrics import PipelineMetrics
 from .source_policy import check_api_source
+from .status import StatusReport
 
 if TYPE_CHECKING:
     from ..pipeline.runner import Stream
@@ -72,7 +72,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("streamer.server")
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
-LOCATION_KEYS = ("url", "path", "graph", "device")
 LOOPBACK_NAMES = ("127.0.0.1", "::1", "localhost")
 ANY_HOST_PATHS = frozenset({"/healthz"})  # a probe may call the pod by its address
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -94,7 +93,7 @@ class Server:
         self.host = config.host
         self.port = config.port
         self._token = token.encode() if token is not None else None
-        self._configs = {source.id: source for source in stream.config.sources}  # type & location, kept after removal
+        self.status = StatusReport(stream, metrics.rates)  # the /status body (also what `streamer run` shows)
         self._own_names = {name.lower() for name in (*LOOPBACK_NAMES, config.host)}
         self._allowed_names = {name.lower() for name in config.allowed_hosts}
         middlewares = [self._errors_as_json, self._known_host, self._same_origin_json, self._authorize]
@@ -206,89 +205,17 @@ class Server:
         return f"no source is running ({states or 'no sources'})"
 
     def _state(self, source_id: str) -> str:
-        """The source's state; `connecting` until it reports one (as the summary has it)."""
-        state = self.stream.source_state(source_id)
-        return state.value if state is not None else SourceState.CONNECTING.value
+        return self.status.state(source_id)
 
     # ---- status ------------------------------------------------------------------------------
 
     async def get_status(self, request: web.Request) -> web.Response:
-        stream, summary, info = self.stream, self.stream.summary, self.stream.model.info
-        return web.json_response({
-            "ready": stream.ready,
-            "stopping": stream.stopping,
-            "uptime_s": round(time.monotonic() - summary.started, 3) if summary.started else 0.0,
-            "model": {**info.provenance(), "load_s": round(stream.model_load_seconds, 3)},
-            "frames": summary.frames,
-            "detections": summary.detections,
-            "events": summary.events,
-            "batches": summary.batches,
-            "sources": [self._source_status(source_id) for source_id in list(summary.sources)],
-            "sinks": [self._sink_status(sink) for sink in stream.sinks],
-        })
-
-    def _source_status(self, source_id: str) -> dict[str, Any]:
-        report = self.stream.summary.sources[source_id]
-        reader = self.stream.sources.readers.get(source_id)
-        state = self.stream.source_state(source_id)
-        dropped, stale = (reader.queue.dropped, reader.queue.stale) if reader is not None else (report.dropped, report.stale)
-        return {
-            **self._describe_source(source_id),
-            "state": self._state(source_id),
-            "active": reader is not None,  # False once removed
-            "error": self._scrubbed(source_id, report.error),
-            "last_error": self._scrubbed(source_id, report.last_error),
-            "read": report.read,
-            "frames": report.frames,
-            "dropped": dropped,
-            "stale": stale,
-            "paused_frames": report.paused,
-            "over_max_fps": report.over_max_fps,
-            "reconnects": report.reconnects,
-            "attempts": report.attempts,
-            "decode_errors": report.decode_errors,
-            "discontinuities": report.discontinuities,
-            "damage": self._scrubbed(source_id, report.damage),
-            "tolerate_damage": report.tolerate_damage,
-            "queue_depth": len(reader.queue) if reader is not None else 0,
-            "fps": round(self.metrics.rates.rate(source_id, report.frames, state is SourceState.RUNNING, self.stream.summary.started), 2),
-        }
-
-    def _scrubbed(self, source_id: str, text: str | None) -> str | None:
-        """`text` redacted, the source URL's secrets too (the sources redact it already: a second guard)."""
-        url = getattr(self.stream.sources.configs.get(source_id) or self._configs.get(source_id), "url", None)
-        return redact(text, url) if text else text
-
-    def _sink_status(self, sink: Any) -> dict[str, Any]:
-        name = sink.describe()
-        report, queue = self.stream.summary.sinks.get(name), self.stream.sink_queues.get(name)
-        stats = sink.stats()
-        return {
-            "name": name,
-            "written": report.written if report is not None else 0,
-            "dropped": report.dropped if report is not None else 0,
-            "failed": report.failed if report is not None else 0,
-            "last_error": redact(report.last_error) if report is not None and report.last_error else None,
-            "queue_depth": len(queue) if queue is not None else 0,
-            **({"counters": stats} if stats else {}),
-        }
-
-    def _describe_source(self, source_id: str) -> dict[str, Any]:
-        """Id, type and where it reads (URLs without passwords or query strings)."""
-        config = self.stream.sources.configs.get(source_id) or self._configs.get(source_id)
-        if config is None:
-            return {"id": source_id, "type": None}
-        described: dict[str, Any] = {"id": source_id, "type": type(config).__struct_config__.tag}
-        for key in LOCATION_KEYS:
-            value = getattr(config, key, None)
-            if value is not None:
-                described[key] = redact_url(value) if key == "url" else value
-        return described
+        return web.json_response(self.status.body())
 
     # ---- admin API ---------------------------------------------------------------------------
 
     async def get_sources(self, request: web.Request) -> web.Response:
-        sources = [{**self._describe_source(source_id), "state": self._state(source_id)} for source_id in list(self.stream.sources.configs)]
+        sources = [{**self.status.describe_source(source_id), "state": self._state(source_id)} for source_id in list(self.stream.sources.configs)]
         return web.json_response({"sources": sources})
 
     async def post_source(self, request: web.Request) -> web.Response:
@@ -304,8 +231,8 @@ class Server:
             requested = body.get("id")
             duplicate = exc.path == "$.source.id" and isinstance(requested, str) and requested in taken
             return _error(409 if duplicate else 422, exc.message, path=exc.path)
-        self._configs[source_id] = self.stream.sources.configs[source_id]
-        log.info("admin API: added source %s (%s)", source_id, self._describe_source(source_id)["type"])
+        self.status.remember(source_id)
+        log.info("admin API: added source %s (%s)", source_id, self.status.describe_source(source_id)["type"])
         body = {"id": source_id, "state": self._state(source_id)}
         return web.json_response(body, status=201, headers={"Location": f"/sources/{source_id}"})
 
