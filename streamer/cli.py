@@ -78,6 +78,12 @@ def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
     listing = models.add_parser("list", help="list cached model packages")
     listing.add_argument("--cache-dir")
     listing.set_defaults(command=_models_list)
+    serve = models.add_parser("serve", help="serve a local models folder as a read-only HTTP registry")
+    serve.add_argument("folder", help="a models folder: <model id>/model.json and its package folders")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8470; 0: any free one)")
+    serve.add_argument("--token", help="demand this bearer token (default: $STREAMER_REGISTRY_TOKEN, if set)")
+    serve.set_defaults(command=_models_serve)
 
 
 def _add_load_flags(parser: argparse.ArgumentParser) -> None:
@@ -196,6 +202,31 @@ def _models_list(args: argparse.Namespace) -> str:
     ]
     header = f"{'model':<32} {'package':<28} {'backend':<12} {'quant':<5} folder"
     return "\n".join([header, *rows]) if rows else "no models in the cache"
+
+
+def _models_serve(args: argparse.Namespace) -> int:
+    """Serve the folder until interrupted; the first line on stdout gives the URL clients use."""
+    import functools
+
+    import anyio
+
+    from .engine.serve import serve_models_forever, token_from_environment
+
+    token = args.token or token_from_environment()
+
+    def ready(url: str, model_ids: list[str]) -> None:
+        guard = "a bearer token is required" if token else "no token required"
+        print(f"serving {len(model_ids)} models from {args.folder} at {url} ({guard})", flush=True)
+
+    port = {} if args.port is None else {"port": args.port}
+    serve = functools.partial(serve_models_forever, args.folder, host=args.host, token=token, ready=ready, **port)
+    try:
+        anyio.run(serve)
+    except StreamerError as exc:
+        return _tell_failed(args, exc)
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
 
 
 def _validate(args: argparse.Namespace) -> int:

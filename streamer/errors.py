@@ -26,7 +26,7 @@
     ├── StageError                  a pipeline stage could not be loaded or failed
     ├── SinkError                   a sink could not be opened or written
     │   └── SinkWriteError          one item was not written; the sink goes on with the next
-    └── ServerError                 the metrics and admin server could not start (port, token)
+    └── ServerError                 the metrics and admin server (or `models serve`) could not start (port, token)
 
 Each class carries `help_url`, an anchor in docs/errors.md that explains the cause and the fix.
 Errors from the libraries below (PyAV, ONNX Runtime, msgspec) are translated at the boundary
@@ -213,7 +213,7 @@ class SinkWriteError(SinkError):
 
 
 class ServerError(StreamerError):
-    """The HTTP server for metrics, health and the admin API could not start."""
+    """The HTTP server for metrics, health and the admin API (or `models serve`) could not start."""
 
     anchor = "servererror"
 
