@@ -31,6 +31,9 @@ Read from the stream at each scrape:
     streamer_source_decode_errors_total{source}               packets that failed to decode, frames
                                                               the decoder marked corrupt
     streamer_source_discontinuities_total{source}             timestamp jumps back (pts go on monotonic)
+    streamer_source_hardware_fallbacks_total{source}          connections that asked for hwaccel but
+                                                              decode on the CPU (no device, no decoder
+                                                              for the codec, or FFmpeg gave up on it)
     streamer_source_damaged{source}                           1 when a file ended with decode errors or
                                                               short of the frames it declares
     streamer_source_state{source,state}                       1 for the current state, 0 otherwise
@@ -281,6 +284,7 @@ class StreamCollector:
         attempts = CounterMetricFamily("streamer_source_connect_attempts", "Times the source opened or tried to open its input.", labels=source)
         decode_errors = CounterMetricFamily("streamer_source_decode_errors", "Packets that failed to decode and frames marked corrupt.", labels=source)
         jumps = CounterMetricFamily("streamer_source_discontinuities", "Times the source's timestamps jumped back.", labels=source)
+        fallbacks = CounterMetricFamily("streamer_source_hardware_fallbacks", "Connections that asked for hardware decoding and decode on the CPU.", labels=source)
         damaged = GaugeMetricFamily("streamer_source_damaged", "1 when a file ended with decode errors or frames missing.", labels=source)
         state = GaugeMetricFamily("streamer_source_state", "1 for the source's current state, 0 for the others.", labels=["source", "state"])
         depth = GaugeMetricFamily("streamer_source_queue_depth_frames", "Frames waiting for the batcher.", labels=source)
@@ -304,9 +308,10 @@ class StreamCollector:
                 state.add_metric([source_id, each.value], float(each is current))
             reader = stream.sources.readers.get(source_id)
             depth.add_metric([source_id], len(reader.queue) if reader is not None else 0)
+            fallbacks.add_metric([source_id], reader.source.stats.hardware_fallbacks if reader is not None else 0)
             running = current is SourceState.RUNNING
             fps.add_metric([source_id], self.metrics.rates.rate(source_id, report.frames, running, stream.summary.started))
-        yield from (read, processed, dropped, reconnects, attempts, decode_errors, jumps, damaged, state, depth, fps)
+        yield from (read, processed, dropped, reconnects, attempts, decode_errors, jumps, fallbacks, damaged, state, depth, fps)
 
     def _sinks(self, stream: Stream) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
