@@ -509,6 +509,35 @@ class RunConfig(Base, kw_only=True):
     checkpoint_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 1.0
 
 
+class ClusterConfig(Base, kw_only=True):
+    """`[cluster]`: `streamer cluster run` spreads the sources over Ray actors (docs/cluster.md).
+
+    `address`: "local" starts a private Ray on loopback for this run; anything else is an existing
+    cluster's address ("auto", "ray://host:10001", "host:6379"). Each of `workers` actors reserves
+    `cpus_per_worker` CPUs and `gpus_per_worker` GPUs (a fraction lets workers share one) and runs
+    at most `max_sources_per_worker` sources. `state_dir` holds spools, result files and
+    checkpoints, one folder per worker slot: on a real cluster it must be storage every node sees.
+    The coordinator pings each worker every `ping_interval_s`; one that has not answered for
+    `hang_timeout_s` is taken for hung (its sources move), and a worker that has heard no ping for
+    that long stops its sources itself. `object_store_mb` caps a local Ray's object store (frames
+    never go through it: only small control messages do).
+    """
+
+    address: NonEmpty = "local"
+    workers: Positive = 2
+    cpus_per_worker: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    gpus_per_worker: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    max_sources_per_worker: Positive = 8
+    state_dir: NonEmpty = "streamer-state"
+    ping_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 0.5
+    hang_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 2.0
+    object_store_mb: Annotated[int, msgspec.Meta(ge=75)] = 96
+
+    def __post_init__(self) -> None:
+        if self.hang_timeout_s <= self.ping_interval_s:
+            raise ValueError(f"`hang_timeout_s` ({self.hang_timeout_s}) must be longer than `ping_interval_s` ({self.ping_interval_s})")
+
+
 class Config(Base, kw_only=True):
     """The whole file."""
 
@@ -519,3 +548,4 @@ class Config(Base, kw_only=True):
     sinks: list[SinkConfig] = []
     server: ServerConfig | None = None
     run: RunConfig = msgspec.field(default_factory=RunConfig)
+    cluster: ClusterConfig | None = None  # read by `streamer cluster run` only
