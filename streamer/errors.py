@@ -26,7 +26,8 @@
     ├── StageError                  a pipeline stage could not be loaded or failed
     ├── SinkError                   a sink could not be opened or written
     │   └── SinkWriteError          one item was not written; the sink goes on with the next
-    └── ServerError                 the metrics and admin server (or `models serve`) could not start (port, token)
+    ├── ServerError                 the metrics and admin server (or `models serve`) could not start (port, token)
+    └── ClusterError                `streamer cluster run`: Ray could not start or be reached, or a worker failed to start
 
 Each class carries `help_url`, an anchor in docs/errors.md that explains the cause and the fix.
 Errors from the libraries below (PyAV, ONNX Runtime, msgspec) are translated at the boundary
@@ -216,6 +217,12 @@ class ServerError(StreamerError):
     """The HTTP server for metrics, health and the admin API (or `models serve`) could not start."""
 
     anchor = "servererror"
+
+
+class ClusterError(StreamerError):
+    """The Ray cluster could not be started or reached, or a worker of the fleet could not start."""
+
+    anchor = "clustererror"
 
 
 def all_error_classes() -> list[type[StreamerError]]:
