@@ -74,6 +74,9 @@ class SourceConfigBase(Base, tag_field="type", kw_only=True):
     max_frames: Positive | None = None
     max_fps: Annotated[float, msgspec.Meta(gt=0)] | None = None
     staleness_ms: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    # Under `latest`: capture -> result time each frame should keep within; batches are sized to it
+    # from what the model is seen to cost (docs/batching.md). `block` queues batch for throughput.
+    latency_budget_ms: Annotated[float, msgspec.Meta(gt=0)] = 100.0
     # Hardware decoding through FFmpeg (e.g. "cuda" for NVDEC); where the build or the machine
     # cannot, the source logs it once and decodes on the CPU.
     hwaccel: Literal["cuda", "vaapi", "qsv", "videotoolbox", "d3d11va", "vulkan", "drm"] | None = None
@@ -357,6 +360,7 @@ class WebhookSinkConfig(SinkConfigBase, tag="webhook", kw_only=True):
     header_env: dict[str, str] = {}  # header name -> environment variable holding its value
     spool_dir: str | None = None
     spool_max_bytes: Positive = 64 << 20
+    spool_takeover: bool = False  # take the spool from a live holder (a cut-off worker) and fence it off
     dead_letter_path: str | None = None
     drain_s: Annotated[float, msgspec.Meta(ge=0)] = 5.0
     kinds: Kinds = msgspec.field(default_factory=lambda: ["frames"])
@@ -385,9 +389,15 @@ class MqttSinkConfig(SinkConfigBase, tag="mqtt", kw_only=True):
     backoff_max_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     max_in_flight: Positive = 1000
     drain_timeout_s: Annotated[float, msgspec.Meta(ge=0)] = 5.0
+    # Unacknowledged QoS 1/2 results also kept on disk here, replayed by whoever opens it next.
+    spool_dir: str | None = None
+    spool_max_bytes: Positive = 64 << 20
+    spool_takeover: bool = False  # take the spool from a live holder (a cut-off worker) and fence it off
     kinds: Kinds = msgspec.field(default_factory=lambda: ["frames"])
 
     def __post_init__(self) -> None:
+        if self.spool_dir is not None and self.qos == 0:
+            raise ValueError("spool_dir keeps results until the broker acknowledges them: set qos to 1 or 2")
         check_topic(self.topic, MQTT_TOPIC_FIELDS)
         if self.status_topic is not None:
             check_topic(self.status_topic, ())

@@ -2,6 +2,7 @@
 
     spool_dir/
       lock                       flock'ed while open: one process per spool
+      owner                      {"token", "host", "pid", "since"}: who holds it (removed on a clean close)
       00000000000000000007.seg   records, one JSON document per line, oldest segment first
       00000000000000000008.seg   the segment being appended to (a new one at each open)
       committed                  {"segment": 7, "offset": 1234}: where the undelivered records start
@@ -23,6 +24,17 @@ cache, cheap enough for the loop. A crash loses at most the records appended sin
 and a torn last line is cut off at the next open.
 
 One consumer only: `peek` and `commit` must not be interleaved by two delivery loops.
+
+Taking a spool over. A process that dies releases its lock with it (the kernel does that, and an
+NFS server once the dead host's lease runs out), so whoever opens the folder next (a restarted
+worker, another worker taking over its slot) replays what it left, and logs whom it took the
+folder from. A live owner's lock is respected: opening fails with a SinkError naming its pid and
+host, unless `takeover=True` (for a worker that was cut off, or hangs, while its slot moved on):
+then the lock file is replaced and the owner file names the newcomer. Either way the old owner is
+fenced off: at its next sync, new segment or segment removal it finds the owner file no longer
+names it, raises SinkError and from then on writes nothing (not even its committed position), so
+two processes never go on appending to, or deleting from, one spool. What it appended after the
+takeover and before noticing may be lost: the newcomer took the segments as they were.
 """
 
 from __future__ import annotations
@@ -31,7 +43,10 @@ import fcntl
 import logging
 import os
 import re
+import socket
 import threading
+import time
+import uuid
 from collections import deque
 from dataclasses import dataclass
 from itertools import islice
@@ -47,6 +62,7 @@ log = logging.getLogger(__name__)
 
 SEGMENT = re.compile(r"^(\d{20})\.seg$")
 COMMITTED = "committed"
+LOCK, OWNER = "lock", "owner"
 MAX_SEGMENT_BYTES = 8 << 20
 READ_CHUNK = 256 << 10
 
@@ -54,6 +70,16 @@ READ_CHUNK = 256 << 10
 class _Position(msgspec.Struct):
     segment: int
     offset: int
+
+
+class _Owner(msgspec.Struct):
+    token: str
+    host: str
+    pid: int
+    since: float
+
+    def describe(self) -> str:
+        return f"pid {self.pid} on {self.host} (since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(self.since))})"
 
 
 @dataclass
@@ -67,13 +93,17 @@ class _Segment:
 class Spool:
     """Open (blocking: call from a worker thread in async code) or raise SinkError naming the folder."""
 
-    def __init__(self, directory: str | Path, *, max_bytes: int = 64 << 20, what: str = "spool") -> None:
+    def __init__(
+        self, directory: str | Path, *, max_bytes: int = 64 << 20, what: str = "spool", takeover: bool = False
+    ) -> None:
         if max_bytes <= 0:
             raise ValueError(f"max_bytes must be positive, got {max_bytes}")
         self.directory = Path(directory)
         self.max_bytes = max_bytes
         self.segment_bytes = max(1, min(MAX_SEGMENT_BYTES, max_bytes // 16))
         self.what = what
+        self.takeover = takeover
+        self.taken_from: str | None = None  # whom the folder was taken over from, when its owner had not closed it
         self.appended = 0
         self.dropped = 0
         self._burst_dropped = 0
@@ -94,6 +124,8 @@ class Spool:
         self._sync_lock = threading.Lock()
         self._dirty = False
         self._lock_fd: int | None = None
+        self._owner = _Owner(uuid.uuid4().hex, socket.gethostname(), os.getpid(), time.time())
+        self._fenced: SinkError | None = None
         self._encoder = msgspec.json.Encoder(enc_hook=json_default)
         try:
             with self._translate("open"):
@@ -123,6 +155,7 @@ class Spool:
 
     def append_raw(self, document: bytes) -> None:
         """Add one record already encoded as a single-line JSON document."""
+        self._refuse_if_fenced()
         line = document + b"\n"
         if len(line) > self.max_bytes:
             self._count_dropped(1, f"a record of {len(line)} bytes does not fit in {self.max_bytes} bytes")
@@ -162,6 +195,7 @@ class Spool:
 
         Records of that peek that were dropped in the meantime are not removed twice.
         """
+        self._refuse_if_fenced()
         count = self._peek_from + min(n, self._peeked) - self._head_id
         for _ in range(max(0, count)):
             seq, end, _ = self._ahead.popleft()
@@ -180,6 +214,7 @@ class Spool:
 
     def sync(self) -> None:
         """fsync what was appended and record the committed position (blocking; thread-safe)."""
+        self._check_owner()
         with self._sync_lock:
             self._dirty = False
             closing, self._unsynced = self._unsynced, []
@@ -206,8 +241,13 @@ class Spool:
         if self._lock_fd is None:
             return
         try:
-            self.sync()
+            if self._fenced is None:
+                self.sync()
+                _remove_if_ours(self.directory / OWNER, self._owner.token)
         finally:
+            for fd in self._unsynced:  # left by a sync that did not happen (fenced off)
+                os.close(fd)
+            self._unsynced = []
             if self._writer is not None:
                 os.close(self._writer)
                 self._writer = None
@@ -232,11 +272,13 @@ class Spool:
 
     def _open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SinkError(f"{self.what}: {str(self.directory)!r} is in use by another sink or process") from None
+        self._lock_fd = self._lock()
+        previous = self._read_owner()
+        _replace_atomically(self.directory / OWNER, msgspec.json.encode(self._owner))
+        if previous is not None:
+            self.taken_from = previous.describe()
+            log.warning("%s: took %s over from %s, which did not close it; what it left is replayed",
+                        self.what, self.directory, self.taken_from)
         committed = self._read_committed()
         for seq, path in _segment_files(self.directory):
             if seq < committed.segment:
@@ -244,6 +286,52 @@ class Spool:
                 continue
             self._segments.append(self._load_segment(seq, path))
         self._start_at(committed)
+
+    def _lock(self) -> int:
+        """The locked lock file's descriptor; SinkError naming the holder if a live process holds it
+        (unless `takeover`: then a new lock file replaces the held one)."""
+        path = self.directory / LOCK
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            os.close(fd)
+        holder = self._read_owner()
+        who = holder.describe() if holder is not None else "another sink or process"
+        if not self.takeover:
+            raise SinkError(f"{self.what}: {str(self.directory)!r} is in use by {who}; stop it first, or "
+                            f"take the folder over (spool_takeover = true) to fence it off") from None
+        log.warning("%s: taking %s over from %s, which still holds it; it stops at its next sync",
+                    self.what, self.directory, who)
+        fresh = path.with_name(f"{LOCK}.{self._owner.token}")
+        fd = os.open(fresh, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.replace(fresh, path)
+        return fd
+
+    def _read_owner(self) -> _Owner | None:
+        try:
+            return msgspec.json.decode((self.directory / OWNER).read_bytes(), type=_Owner)
+        except FileNotFoundError:
+            return None
+        except msgspec.DecodeError:
+            return _Owner("", "an unknown host", 0, 0.0)
+
+    def _check_owner(self) -> None:
+        """SinkError, for good, once the owner file names another process (it took the folder over)."""
+        self._refuse_if_fenced()
+        current = self._read_owner()
+        if current is None or current.token != self._owner.token:
+            who = current.describe() if current is not None else "another process, which has closed it since"
+            self._fenced = SinkError(f"{self.what}: {str(self.directory)!r} was taken over by {who}; "
+                                     f"this process writes nothing more to it")
+            log.error("%s", self._fenced.message)
+            raise self._fenced
+
+    def _refuse_if_fenced(self) -> None:
+        if self._fenced is not None:
+            raise self._fenced
 
     def _read_committed(self) -> _Position:
         try:
@@ -289,6 +377,7 @@ class Spool:
 
     def _roll(self) -> None:
         """Start a new segment; the finished one is fsynced and closed by the next sync()."""
+        self._check_owner()
         seq = self._segments[-1].seq + 1 if self._segments else self._head.segment
         path = self.directory / f"{seq:020d}.seg"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -358,6 +447,7 @@ class Spool:
 
     def _retire_head(self) -> None:
         """Delete the oldest segment (everything in it was committed or dropped)."""
+        self._check_owner()
         head = self._segments.popleft()
         if self._read_seq == head.seq:
             self._close_reader()
@@ -436,6 +526,14 @@ def _replace_atomically(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(temporary, path)
+
+
+def _remove_if_ours(path: Path, token: str) -> None:
+    try:
+        if msgspec.json.decode(path.read_bytes(), type=_Owner).token == token:
+            path.unlink()
+    except (FileNotFoundError, msgspec.DecodeError):
+        pass
 
 
 def _fsync_directory(directory: Path) -> None:

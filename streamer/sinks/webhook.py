@@ -17,7 +17,9 @@ body bytes>`. Header values and the secret are never logged, and URLs are logged
 masked and the query hidden.
 
 Closing drains: delivery goes on for up to `drain_s`; what is still pending stays in the spool
-and is sent first when a sink opens that spool folder again.
+and is sent first when a sink opens that spool folder again: this process or another (a worker
+taking a dead one's slot over). A spool held by a live process is refused, unless `spool_takeover`
+fences that process off (spool.py).
 """
 
 from __future__ import annotations
@@ -224,7 +226,8 @@ class WebhookSink(Sink):
         return value
 
     def _open_spool(self) -> Spool:
-        return Spool(self.spool_dir, max_bytes=self.config.spool_max_bytes, what="webhook spool")
+        config = self.config
+        return Spool(self.spool_dir, max_bytes=config.spool_max_bytes, what="webhook spool", takeover=config.spool_takeover)
 
     async def _close_session(self, session: aiohttp.ClientSession) -> None:
         with anyio.CancelScope(shield=True):
