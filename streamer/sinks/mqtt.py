@@ -10,6 +10,11 @@ QoS 1 or 2 a result counts as delivered when aiomqtt's `publish` returns, i.e. a
 PUBCOMP, so a broker restart loses nothing; a result may arrive twice, and receivers dedupe by its
 `idempotency_key`. A retained "online" on `status_topic`, with a retained "offline" as the
 connection's last will (and published on close), tells subscribers whether the daemon runs.
+
+With `spool_dir` (QoS 1 or 2), every result in the buffer is also kept on disk (spool.py) until
+the broker acknowledged it, so a worker that is killed, or closed while the broker is down, loses
+none: whoever opens that folder next (the same worker restarted, or another taking its slot over)
+sends those results first, with the same topics and payloads, hence the same idempotency keys.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from ..groups import leaves
 from ..importing import import_optional
 from ..wakeup import Wakeup
 from .base import Item, Sink, keyed_record
+from .spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +80,13 @@ class _ReportOnce:
             self.task_status.started(value)
 
 
+class _Spooled(msgspec.Struct, array_like=True):
+    """A buffered result as the spool keeps it: the topic and the payload's JSON, as published."""
+
+    topic: str
+    payload: msgspec.Raw
+
+
 @dataclass(eq=False)
 class _Entry:
     """One result waiting in the buffer; `seq` numbers are consecutive from the buffer's left end."""
@@ -96,14 +109,25 @@ class MqttSink(Sink):
 
     config: MqttSinkConfig
 
-    def __init__(self, config: MqttSinkConfig | None = None, /, *, password: str | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        config: MqttSinkConfig | None = None,
+        /,
+        *,
+        password: str | None = None,
+        sync_interval_s: float = 0.2,
+        **options: Any,
+    ) -> None:
         """`password`: the password itself, for code that embeds streamer (a config file names an
-        environment variable instead, `password_env`)."""
+        environment variable instead, `password_env`); `sync_interval_s`: how often the spool (with
+        `spool_dir`) is fsynced."""
         config = configured(MqttSinkConfig, config, options)
         super().__init__(config, kinds=config.kinds)
         if password is not None and config.password_env is not None:
             raise ConfigError("give `password` or `password_env`, not both", "$.password_env")
         self.password = None if password is None else _Secret(password)
+        self.sync_interval_s = sync_interval_s
+        self._spool: Spool | None = None
         self.published = self.reconnects = self.dropped = 0
         self._buffer: deque[_Entry] = deque()
         self._next_seq = 0
@@ -131,9 +155,8 @@ class MqttSink(Sink):
         return f"mqtt {self.address} {self.config.topic} (QoS {self.config.qos})"
 
     def stats(self) -> dict[str, float]:
-        return {
-            "published": self.published, "reconnects": self.reconnects, "dropped": self.dropped, "pending": self.pending
-        }
+        dropped = self.dropped + (self._spool.dropped if self._spool is not None else 0)
+        return {"published": self.published, "reconnects": self.reconnects, "dropped": dropped, "pending": self.pending}
 
     def __repr__(self) -> str:
         config = self.config
@@ -149,12 +172,42 @@ class MqttSink(Sink):
         self._changed, self._finished = Wakeup(), anyio.Event()
         self._closing = self._giving_up = self._connected_before = False
         async with AsyncExitStack() as stack:
+            if self.config.spool_dir is not None:
+                await self._open_spool(stack)
             self._group = await stack.enter_async_context(anyio.create_task_group())
+            if self._spool is not None:
+                self._group.start_soon(self._spool.sync_periodically, self.sync_interval_s)
             refusal = await self._group.start(self._run, login)
             if refusal is None:
                 self._stack = stack.pop_all()
                 return self
         raise refusal
+
+    async def _open_spool(self, stack: AsyncExitStack) -> None:
+        """Open the spool (closed when `stack` is) and put what an earlier run left first in the buffer."""
+        config = self.config
+        assert config.spool_dir is not None
+        spool = await anyio.to_thread.run_sync(
+            lambda: Spool(config.spool_dir, max_bytes=config.spool_max_bytes, what="mqtt spool",
+                          takeover=config.spool_takeover)
+        )
+        stack.push_async_callback(self._close_spool, spool)
+        self._spool = spool
+        self._buffer.clear()
+        self._next_seq = 0
+        for record in await anyio.to_thread.run_sync(spool.peek_raw, len(spool)):
+            kept = msgspec.json.decode(record, type=_Spooled)
+            self._buffer.append(_Entry(self._next_seq, kept.topic, bytes(kept.payload)))
+            self._next_seq += 1
+        if self._buffer:
+            log.info("mqtt sink %s: %d results spooled by an earlier run are sent first", self.address, len(self._buffer))
+
+    async def _close_spool(self, spool: Spool) -> None:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(spool.close)
+        if len(spool):
+            log.warning("mqtt sink %s: %d results not acknowledged stay in %s; they are sent when a sink opens it again",
+                        self.address, len(spool), spool.directory)
 
     async def __aexit__(self, *exc_info: object) -> None:
         assert self._stack is not None and self._group is not None
@@ -186,8 +239,12 @@ class MqttSink(Sink):
         assert self._changed is not None, "write() before the sink was opened"
         if len(self._buffer) >= self.config.max_in_flight:
             self._buffer.popleft()
+            self._forget(1)
             self._count_drop()
-        self._buffer.append(_Entry(self._next_seq, self._topic_for(result), self._payload(result)))
+        entry = _Entry(self._next_seq, self._topic_for(result), self._payload(result))
+        if self._spool is not None:
+            self._spool.append_raw(self._encoder.encode(_Spooled(entry.topic, msgspec.Raw(entry.payload))))
+        self._buffer.append(entry)
         self._next_seq += 1
         self._notify()
 
@@ -352,12 +409,29 @@ class MqttSink(Sink):
             window.release()
         entry.acked = True
         self.published += 1
+        removed = 0
         while self._buffer and self._buffer[0].acked:
             self._buffer.popleft()
+            removed += 1
+        self._forget(removed)
         if self._burst:
             log.warning("mqtt sink %s: dropped %d results the broker could not take in time", self.address, self._burst)
             self._burst = 0
         self._notify()
+
+    def _forget(self, removed: int) -> None:
+        """The buffer's first `removed` entries are gone (acknowledged, or dropped): so from the spool.
+
+        The spool holds the buffer's newest entries (a full spool drops its oldest), so of those
+        removed, the first `len(buffer) + removed - len(spool)` were not in it any more.
+        """
+        spool = self._spool
+        if spool is None or not removed:
+            return
+        count = removed - max(0, len(self._buffer) + removed - len(spool))
+        if count > 0:
+            spool.peek_raw(count)
+            spool.commit(count)
 
     def _log_failure(self, failure: Exception | None, attempt: int, refused: bool, *, lost: bool) -> None:
         """The first failure of an outage as a warning, the retries after it at DEBUG; refusals as errors."""

@@ -110,6 +110,11 @@ class Mosquitto:
         assert self._process is not None
         self._process.send_signal(signal.SIGSTOP)
 
+    def resume(self) -> None:
+        """SIGCONT: a paused broker reads what waited on its connections and acknowledges it."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
+
     def restart(self) -> Mosquitto:
         """Stop (if running) and start again on the same port, with the same database."""
         self.stop()
