@@ -1,4 +1,7 @@
-"""Where arrays live: NumPy on the host, CuPy on a CUDA device, behind one small interface."""
+"""Where arrays live: NumPy on the host, CuPy on a CUDA device, behind one small interface.
+
+Who waits for whom between streams is streams.py's rule; every method here runs in the device's context.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +39,12 @@ def module_of(array: Any) -> ModuleType:
     if is_host_array(array):
         return np
     return import_cupy().get_array_module(array)
+
+
+def device_of(array: Any) -> Any:
+    """A context manager making `array`'s CUDA device current (a no-op for a host array): CuPy
+    allocates, and keeps its current stream, per current device (streams.py)."""
+    return contextlib.nullcontext() if is_host_array(array) else array.device
 
 
 def to_host(array: Any) -> np.ndarray:
@@ -83,9 +92,19 @@ class ArrayDevice:
         return out
 
     def asarray(self, host: np.ndarray) -> Any:
-        """A small host array (filter taps, indices) as a device array."""
+        """A small host array (filter taps, indices) as a device array, on the current stream."""
         with self.activate():
             return self.xp.asarray(host)
+
+    def shared_asarray(self, host: np.ndarray) -> Any:
+        """`asarray` for an array other streams will read: the upload is asynchronous, so the host
+        waits until it landed (streams.py, rule 2 on the host) before anyone may see it."""
+        from .streams import host_wait, record
+
+        with self.activate():
+            array = self.xp.asarray(host)
+            host_wait(record(self.current_stream()))
+            return array
 
     def new_stream(self) -> Any:
         """A context manager making a fresh non-blocking CUDA stream current (a no-op on the host):
@@ -94,6 +113,13 @@ class ArrayDevice:
             return contextlib.nullcontext()
         with self.activate():
             return self.xp.cuda.Stream(non_blocking=True)
+
+    def current_stream(self) -> Any:
+        """This thread's current stream on this device (None on the host): where hand-offs meet."""
+        if not self.is_gpu:
+            return None
+        with self.activate():
+            return self.xp.cuda.get_current_stream()
 
     def synchronize(self) -> None:
         """Wait for the work queued on this thread's current stream of this device."""

@@ -4,10 +4,17 @@ Per batch, frames of the same layout (YUV 4:2:0 from the decoder, planar or NV12
 decoders give it, else RGB) and size are staged
 side by side in one reusable host buffer (pinned on a GPU), uploaded in one copy, resampled with
 FFmpeg's bilinear filter, converted to RGB with the frame's own matrix and range, rounded to 8 bits,
-normalised and written into their slots of a reusable NCHW input on the device. For YUV 4:2:0
+normalised and written into their slots of a reusable NCHW input on the device, all of it on the
+buffer's own stream, inside the device's context. For YUV 4:2:0
 (planar, full-range or NV12) frames and RGB images every pixel is within one level of what the CPU
 path (`streamer.engine.preprocess.InputBuffers`) computes; frames in other pixel formats are converted to RGB
 on the CPU first, at full size, so they come close but are not held to that.
+
+Streams (the rule is streams.py's): `fill` records an event on the buffer's stream after its last
+write and makes the caller's current stream wait for it, so a backend reading the batch on that
+stream, or waiting for it, reads it whole; `release` takes a buffer back only once the caller's
+current stream, where the backend handed its reads back, has passed an event. The filter taps every
+buffer shares are uploaded once and waited for before any stream may read them.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import numpy as np
 
 from ..frames import Frame
 from .arrays import ArrayDevice
+from .streams import hand_off, host_wait, record
 from .color import ColorMatrix
 from .geometry import InputSpec, Placement, place
 from .resample import DeviceTaps, resample_axis, triangle_taps
@@ -78,6 +86,13 @@ class DeviceInputBuffers:
         return _DeviceBuffer(self)
 
     def release(self, buffer: _DeviceBuffer) -> None:
+        """Take `buffer` back, on the thread that ran its last reader, right after that reader.
+
+        The reader handed its reads of the batch back to this thread's current stream (rule 3), so
+        an event recorded there marks the last read; the buffer joins the free list once the GPU has
+        passed it (rule 4), and whoever acquires it next may overwrite it on any stream.
+        """
+        host_wait(record(self.device.current_stream()))
         with self._lock:
             self._free.append(buffer)
 
@@ -86,7 +101,9 @@ class DeviceInputBuffers:
         with self._lock:
             taps = self._taps.get((n_in, n_out))
             if taps is None:
-                taps = self._taps[(n_in, n_out)] = DeviceTaps(triangle_taps(n_in, n_out), self.device.asarray)
+                # Shared by every buffer's stream: uploaded and waited for before it is cached.
+                taps = DeviceTaps(triangle_taps(n_in, n_out), self.device.shared_asarray)
+                self._taps[(n_in, n_out)] = taps
             return taps
 
 
@@ -94,20 +111,24 @@ class _DeviceBuffer:
     def __init__(self, pool: DeviceInputBuffers) -> None:
         self.pool = pool
         spec, device = pool.spec, pool.device
-        self.array = device.empty((pool.capacity, 3, spec.height, spec.width), spec.dtype)
-        self.array[...] = spec.pad_value
+        self._stream = device.new_stream()  # first: the pad fill below runs on it, as every write does
+        with device.activate(), self._stream:
+            self.array = device.empty((pool.capacity, 3, spec.height, spec.width), spec.dtype)
+            self.array[...] = spec.pad_value
         self._slot_geometry: list[tuple[int, int, int, int] | None] = [None] * pool.capacity
         self._staging: dict[_Layout, tuple[np.ndarray, Any]] = {}
-        self._stream = device.new_stream()
 
     def fill(self, frames: Sequence[Frame], timings: dict[str, float] | None = None) -> tuple[Any, list[Placement]]:
         """Letterbox `frames` into the first slots; returns the batch (a device array) and placements.
 
         Given `timings`, adds the seconds spent staging on the host, uploading, and preprocessing on
         the device to its "stage", "upload" and "preprocess" entries (waiting for the device after
-        each step, so only for measuring).
+        each step, so only for measuring). The batch comes back ready on the caller's current
+        stream (streams.py, rule 3): the host does not wait for it.
         """
-        with self.pool.device.activate(), self._stream:
+        device = self.pool.device
+        caller = device.current_stream()
+        with device.activate(), self._stream:
             clock = _Clock(self.pool.device, timings)
             placements: list[Placement] = []
             groups: dict[_Layout, list[int]] = defaultdict(list)
@@ -116,8 +137,8 @@ class _DeviceBuffer:
                 groups[_Layout.of(frame)].append(slot)
             for layout, slots in groups.items():
                 self._fill_group(layout, slots, [frames[slot] for slot in slots], placements[slots[0]], clock)
-            self.pool.device.synchronize()  # the backend may read the batch on another stream
             clock.lap("preprocess")
+        hand_off(self._stream, caller)  # rules 1 and 3: the backend reads it on (or after) `caller`
         return self.array[: len(frames)], placements
 
     def _prepare_slot(self, slot: int, frame: Frame) -> Placement:

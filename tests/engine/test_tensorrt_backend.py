@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import onnx
 import pytest
 
 from streamer.engine.cache import atomic_write
+from streamer.engine.backends import tensorrt as tensorrt_module
 from streamer.engine.backends.tensorrt import (
+    TENSORRT_API,
+    TENSORRT_OPTIONAL,
     PlanSettings,
     TensorRTBackend,
     build_plan_for_device,
+    build_recipe,
+    fp16_onnx,
     format_compute_capability,
     import_cupy,
     import_tensorrt,
@@ -284,3 +291,94 @@ def test_from_package_file_builds_an_onnx_package(tmp_path):
 def test_a_plan_that_is_not_one_is_a_format_error():
     with pytest.raises(ModelFormatError, match="cannot deserialize"):
         TensorRTBackend(b"not a plan", name="tiny", device="cuda")
+
+
+# --- TensorRT 10 and 11: the builder's names, and what each major version is asked for ------------
+
+
+def test_tensorrt_api_list_names_every_module_level_name_the_backend_uses():
+    source = Path(tensorrt_module.__file__).read_text()
+    used = set(re.findall(r"\btrt\.([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Z][A-Za-z0-9_]*)?)", source)) - {"__version__"}
+
+    assert used, "the pattern found no trt.<name> at all"
+    assert used <= set(TENSORRT_API), f"used but not in TENSORRT_API: {sorted(used - set(TENSORRT_API))}"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None, reason="needs tensorrt (not installed)")
+def test_tensorrt_api_list_when_tensorrt_imports_resolves_on_the_installed_version():
+    trt = pytest.importorskip("tensorrt")  # its native libraries must load too
+    major = int(trt.__version__.split(".")[0])
+    missing = [name for name in TENSORRT_API if not _resolves(trt, name)]
+
+    assert 10 <= major < 12, f"TensorRT {trt.__version__} is outside the pinned >=10,<12"
+    assert [name for name in missing if name not in TENSORRT_OPTIONAL] == []
+    assert ("BuilderFlag.FP16" in missing) == (major >= 11)
+
+
+def _resolves(module: object, dotted: str) -> bool:
+    target = module
+    for part in dotted.split("."):
+        if not hasattr(target, part):
+            return False
+        target = getattr(target, part)
+    return True
+
+
+def _shaped_like(major: int) -> SimpleNamespace:
+    """The two names build_recipe reads, as TensorRT 10 and 11 spell them (11 has no BuilderFlag.FP16)."""
+    flags = {"FP16": "BuilderFlag.FP16", "TF32": "BuilderFlag.TF32"} if major == 10 else {"TF32": "BuilderFlag.TF32"}
+    return SimpleNamespace(
+        BuilderFlag=SimpleNamespace(**flags),
+        NetworkDefinitionCreationFlag=SimpleNamespace(STRONGLY_TYPED=1),  # its value in both
+    )
+
+
+@pytest.mark.parametrize("fp16", [False, True])
+def test_build_recipe_when_tensorrt_10_is_weakly_typed_and_sets_fp16_only_when_asked(fp16):
+    recipe = build_recipe(_shaped_like(10), fp16)
+
+    assert recipe.network_flags == 0
+    assert recipe.fp16_flag == ("BuilderFlag.FP16" if fp16 else None)
+    assert not recipe.convert_to_fp16
+
+
+@pytest.mark.parametrize("fp16", [False, True])
+def test_build_recipe_when_tensorrt_11_is_strongly_typed_and_never_sets_a_precision_flag(fp16):
+    recipe = build_recipe(_shaped_like(11), fp16)
+
+    assert recipe.network_flags == 1 << 1
+    assert recipe.fp16_flag is None
+    assert recipe.convert_to_fp16 == fp16
+
+
+def test_fp16_onnx_when_converted_keeps_float32_inputs_and_outputs_and_computes_the_same():
+    import onnxruntime
+
+    model = _conv_model()
+    converted = fp16_onnx(model)
+    graph = onnx.load_from_string(converted).graph
+    batch = np.random.default_rng(0).random((2, 3, 8, 8), dtype=np.float32)
+
+    def run(serialized: bytes) -> np.ndarray:
+        session = onnxruntime.InferenceSession(serialized, providers=["CPUExecutionProvider"])
+        return session.run(None, {"x": batch})[0]
+
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert {init.data_type for init in graph.initializer} == {onnx.TensorProto.FLOAT16}
+    np.testing.assert_allclose(run(converted), run(model), rtol=1e-2, atol=1e-2)
+
+
+def _conv_model() -> bytes:
+    """A 3x3 convolution, 3 -> 4 channels, with random float32 weights: (batch, 3, 8, 8) -> (batch, 4, 6, 6)."""
+    weights = np.random.default_rng(1).standard_normal((4, 3, 3, 3)).astype(np.float32)
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Conv", ["x", "w"], ["y"])],
+        "conv",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 4, 6, 6])],
+        initializer=[onnx.numpy_helper.from_array(weights, "w")],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ...device.arrays import is_host_array
+from ...device.arrays import device_of, is_host_array
+from ...device.streams import current_stream, host_wait, record
 from ...errors import MissingDependencyError, ModelFormatError, ParameterError
 from ...importing import import_optional
 from . import parse_device, run_in_fixed_batches
@@ -62,6 +63,14 @@ class OnnxRuntimeBackend:
     A model exported with a fixed batch size is run in chunks of that size, the last one padded.
     A batch already on the GPU (a CuPy array) is bound to the session in place (I/O binding), so
     ONNX Runtime reads it where it is; the outputs come back to the host.
+
+    Streams (streamer/device/streams.py): the CUDA provider runs on streams of its own that Python
+    cannot name, so the reader's side of the rule is kept on the host: an event is recorded on the
+    caller's current stream, where the batch (and a padded last chunk, made there) is ready, and the
+    host waits for it before the session may read; `synchronize_inputs` then tells the provider
+    (documented for memory "operated on a different stream", a no-op for some providers).
+    `run_with_iobinding` returns once the provider's streams are done (ONNX Runtime synchronizes
+    them at the end of a run) and the outputs are copied to the host, so nothing is left to hand back.
     """
 
     def __init__(
@@ -112,11 +121,15 @@ class OnnxRuntimeBackend:
         """Run on a batch bound in place, wherever it lives: a CuPy array on its GPU, or a NumPy one."""
         binding = self.session.io_binding()
         device_type, device_id, pointer = _memory_of(batch)
-        binding.bind_input(self.input_name, device_type, device_id, batch.dtype, list(batch.shape), pointer)
-        for output in self.output_names:
-            binding.bind_output(output, device_type, device_id)
-        self.session.run_with_iobinding(binding)
-        return binding.copy_outputs_to_cpu()
+        with device_of(batch):
+            host_wait(record(current_stream(batch)))  # what the caller's stream wrote has landed
+            binding.bind_input(self.input_name, device_type, device_id, batch.dtype, list(batch.shape), pointer)
+            for output in self.output_names:
+                binding.bind_output(output, device_type, device_id)
+            binding.synchronize_inputs()
+            self.session.run_with_iobinding(binding)
+            binding.synchronize_outputs()
+            return binding.copy_outputs_to_cpu()
 
 
 def _memory_of(batch: Any) -> tuple[str, int, int]:

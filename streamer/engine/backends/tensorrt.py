@@ -3,6 +3,19 @@
 A plan runs only on the GPU generation (compute capability) and the TensorRT version that built it,
 so a built plan is cached under a key holding both, with everything else that shaped it. Device
 buffers and the stream come from CuPy (no pycuda). The pure helpers below need neither library.
+
+TensorRT 10 and 11 both build (pyproject pins `tensorrt-cu12>=10,<12`; a 12 is refused until it is
+read against): 10 builds a weakly typed network and takes `BuilderFlag.FP16` for an fp16 plan; 11
+removed that flag and every network is strongly typed, each tensor keeping the type its ONNX gives
+it, so an fp16 plan is built from the ONNX converted to float16 first (inputs and outputs stay
+float32). `build_recipe` decides which from the module's own names; `TENSORRT_API` lists every
+name this file uses, which the tests check against the installed TensorRT.
+
+Streams (streamer/device/streams.py): the engine runs on the backend's own stream. Before it reads
+a device batch, that stream waits for an event recorded on the caller's current stream, where the
+batch, its padding or its dtype conversion was written (rules 1, 2); device outputs are copied on
+the backend's stream and handed back to the caller's stream before `run` returns (rule 3); host
+outputs are waited for.
 """
 
 from __future__ import annotations
@@ -19,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...device.arrays import import_cupy, module_of
+from ...device.streams import hand_off
 from ...errors import ModelError, ModelFormatError, ModelNotFoundError, ParameterError
 from ..cache import atomic_write, default_cache_root
 from ...importing import import_optional
@@ -39,6 +53,24 @@ TRT_DTYPES: dict[str, np.dtype] = {
 }
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 WORKSPACE_BYTES = 1 << 30
+# Every TensorRT name this module uses ("Class.member" for members); OPTIONAL ones exist in one major
+# version only. tests/engine/test_tensorrt_backend.py checks the list against this file's source and,
+# where TensorRT imports, against the installed module.
+TENSORRT_API = (
+    "Logger", "Logger.WARNING", "Builder", "Builder.create_network", "Builder.create_builder_config",
+    "Builder.create_optimization_profile", "Builder.build_serialized_network", "OnnxParser",
+    "OnnxParser.parse", "OnnxParser.get_error", "OnnxParser.num_errors", "NetworkDefinitionCreationFlag",
+    "NetworkDefinitionCreationFlag.STRONGLY_TYPED", "BuilderFlag", "BuilderFlag.FP16",
+    "IBuilderConfig.set_memory_pool_limit", "IBuilderConfig.set_flag", "IBuilderConfig.add_optimization_profile",
+    "MemoryPoolType.WORKSPACE", "INetworkDefinition.get_input", "INetworkDefinition.num_inputs",
+    "IOptimizationProfile.set_shape", "Runtime", "Runtime.deserialize_cuda_engine",
+    "ICudaEngine.create_execution_context", "ICudaEngine.num_io_tensors", "ICudaEngine.get_tensor_name",
+    "ICudaEngine.get_tensor_shape", "ICudaEngine.get_tensor_dtype", "ICudaEngine.get_tensor_mode",
+    "ICudaEngine.get_tensor_profile_shape", "TensorIOMode.INPUT", "IExecutionContext.set_input_shape",
+    "IExecutionContext.get_tensor_shape", "IExecutionContext.set_tensor_address",
+    "IExecutionContext.execute_async_v3",
+)
+TENSORRT_OPTIONAL = ("BuilderFlag.FP16",)  # gone in 11
 
 
 def import_tensorrt() -> Any:
@@ -198,20 +230,53 @@ def _check_batch_range(batch_min: int, batch_opt: int, batch_max: int) -> None:
 # --- TensorRT itself: needs the library (and a GPU to build or run) -----------------------------
 
 
+@dataclass(frozen=True)
+class BuildRecipe:
+    """How this TensorRT builds the plan PlanSettings ask for."""
+
+    network_flags: int  # for Builder.create_network
+    fp16_flag: Any  # BuilderFlag.FP16 to set (TensorRT 10 with fp16), else None
+    convert_to_fp16: bool  # strongly typed (11) with fp16: the ONNX is made float16 first
+
+
+def build_recipe(trt: Any, fp16: bool) -> BuildRecipe:
+    """TensorRT 10 (BuilderFlag.FP16 exists): a weakly typed network, the flag lets the builder pick
+    fp16 kernels. TensorRT 11 (it does not): strongly typed, the precision is the ONNX's own."""
+    fp16_flag = getattr(trt.BuilderFlag, "FP16", None)
+    if fp16_flag is not None:
+        return BuildRecipe(0, fp16_flag if fp16 else None, False)  # 10: explicit batch is the only mode
+    strongly_typed = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    return BuildRecipe(strongly_typed, None, fp16)
+
+
+def fp16_onnx(onnx_model: bytes) -> bytes:
+    """The model with its float32 weights and activations in float16, inputs and outputs kept float32
+    (ONNX Runtime's converter; what TensorRT 11's strong typing needs to build an fp16 plan)."""
+    onnx = import_optional("onnx", extra="tensorrt", what="an fp16 plan with TensorRT 11 (ONNX float16 conversion)")
+    float16 = import_optional(
+        "onnxruntime.transformers.float16", extra="onnxruntime", what="an fp16 plan with TensorRT 11"
+    )
+    model = onnx.load_from_string(onnx_model)
+    return float16.convert_float_to_float16(model, keep_io_types=True).SerializeToString()
+
+
 def build_plan(onnx_model: bytes, settings: PlanSettings) -> bytes:
     """Parse the ONNX model with TensorRT and build a serialized plan (on the current CUDA device)."""
     trt = import_tensorrt()
+    recipe = build_recipe(trt, settings.fp16)
+    if recipe.convert_to_fp16:
+        onnx_model = fp16_onnx(onnx_model)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
+    network = builder.create_network(recipe.network_flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx_model):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise ModelFormatError(f"TensorRT cannot parse the ONNX model: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
-    if settings.fp16:
-        config.set_flag(trt.BuilderFlag.FP16)
+    if recipe.fp16_flag is not None:
+        config.set_flag(recipe.fp16_flag)
     _add_optimization_profile(builder, network, config, settings)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -302,7 +367,8 @@ class TensorRTBackend:
         xp = module_of(batch)
         on_host = xp is np
         with self._lock, self._device:
-            batch = xp.ascontiguousarray(batch, dtype=self.input_dtype)
+            caller = None if on_host else self._cupy.cuda.get_current_stream()
+            batch = xp.ascontiguousarray(batch, dtype=self.input_dtype)  # a conversion runs on `caller`
             if not self.context.set_input_shape(self._input.name, batch.shape):
                 raise ParameterError(f"{self._label}: batch shape {batch.shape} is outside the plan's profile")
             reported = {tensor.name: tuple(self.context.get_tensor_shape(tensor.name)) for tensor in self._outputs}
@@ -311,19 +377,28 @@ class TensorRTBackend:
                 self._bind(self._input, batch.shape).set(batch, stream=self._stream)
             else:
                 self.context.set_tensor_address(self._input.name, batch.data.ptr)
+                hand_off(caller, self._stream)  # the engine reads what `caller` wrote, not before
             outputs = [self._bind(tensor, shapes[tensor.name]) for tensor in self._outputs]
             if not self.context.execute_async_v3(self._stream.ptr):
                 raise ModelError(f"{self._label}: TensorRT failed to run the batch (see the TensorRT log above)")
-            with self._stream:
-                results = [output.get(stream=self._stream) if on_host else output.copy() for output in outputs]
-            self._stream.synchronize()
+            if on_host:
+                results = [output.get(stream=self._stream) for output in outputs]
+                self._stream.synchronize()
+                return results
+            # The copies run on the caller's stream, after the engine, from CuPy's pool for that
+            # stream (memory freed there is reused there, in order); the next run overwrites the
+            # bound buffers on this backend's stream only after them.
+            hand_off(self._stream, caller)
+            results = [output.copy() for output in outputs]
+            hand_off(caller, self._stream)
         return results
 
     def _bind(self, tensor: TensorInfo, shape: Shape) -> Any:
         """A device buffer of this shape for the tensor (reused while the shape stays), bound to it."""
         buffer = self._buffers.get(tensor.name)
         if buffer is None or buffer.shape != tuple(shape):
-            buffer = self._cupy.empty(shape, dtype=tensor.dtype)
+            with self._stream:  # allocated (and, once replaced, freed) in order with the engine's work
+                buffer = self._cupy.empty(shape, dtype=tensor.dtype)
             self._buffers[tensor.name] = buffer
         self.context.set_tensor_address(tensor.name, buffer.data.ptr)
         return buffer

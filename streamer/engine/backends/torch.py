@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ...device.arrays import is_host_array
+from ...device.streams import current_stream
 from ...errors import MissingDependencyError, ModelError, ModelFormatError, ModelNotFoundError, ParameterError
 from ...importing import import_optional
 from . import parse_device, run_in_fixed_batches
@@ -36,6 +37,14 @@ class TorchBackend:
     `run` takes a NumPy batch and returns NumPy outputs, or a device (CuPy) batch, which torch reads
     in place through DLPack, and returns device outputs the same way. With `half`, the module and
     its input run in float16; floating outputs come back as float32.
+
+    Streams (streamer/device/streams.py): torch queues the module on its current stream and returns
+    at once. `torch.from_dlpack` has CuPy make that stream wait for the caller's current CuPy stream,
+    where the batch is ready (rules 2, 3); after the module, an event recorded on torch's stream is
+    waited for by the caller's stream, so the input's release and the outputs' readers come after
+    torch's last read and write (rule 3); and each device output is `record_stream`ed on the
+    caller's stream, so torch's caching allocator does not hand its memory to the next batch while
+    CuPy still decodes it (rule 4). Host outputs come back through `.cpu()`, which waits.
     """
 
     def __init__(
@@ -78,15 +87,28 @@ class TorchBackend:
 
     def _run_once(self, batch: Any) -> list[Any]:
         torch = self._torch
-        on_host = is_host_array(batch)
-        # Both share the batch's memory: no copy unless the device or dtype differs.
-        tensor = torch.from_numpy(np.ascontiguousarray(batch)) if on_host else torch.from_dlpack(batch)
-        with torch.inference_mode():
-            tensor = tensor.to(self.device, dtype=self._tensor_dtype, non_blocking=True)
-            outputs = flatten_outputs(self.module(tensor))
-            if on_host:
-                return [_to_numpy(torch, output, self.half) for output in outputs]
-            return [_to_device_array(torch, output, self.half) for output in outputs]
+        if is_host_array(batch):
+            # torch.from_numpy shares the batch's memory; a pageable host array is staged before
+            # `.to` returns, so the host buffer is free again on return, and `.cpu()` waits.
+            tensor = torch.from_numpy(np.ascontiguousarray(batch))
+            with torch.inference_mode():
+                tensor = tensor.to(self.device, dtype=self._tensor_dtype, non_blocking=True)
+                return [_to_numpy(torch, output, self.half) for output in flatten_outputs(self.module(tensor))]
+        with torch.cuda.device(self.device):
+            caller = _caller_stream(torch, self.device, current_stream(batch))
+            reader = torch.cuda.current_stream(self.device)
+            tensor = torch.from_dlpack(batch)  # DLPack: `reader` waits for CuPy's current stream
+            with torch.inference_mode():
+                tensor = tensor.to(self.device, dtype=self._tensor_dtype, non_blocking=True)
+                outputs = [_widened(torch, output, self.half) for output in flatten_outputs(self.module(tensor))]
+            if caller != reader:
+                done = torch.cuda.Event()
+                done.record(reader)  # after torch's last read of the batch and last write of an output
+                caller.wait_event(done)
+                for output in outputs:
+                    if isinstance(output, torch.Tensor):
+                        output.record_stream(caller)  # freed only once the caller's stream got there
+            return [_to_device_array(torch, output) for output in outputs]
 
 
 def load_state_dict(path: str | Path) -> dict[str, Any]:
@@ -216,15 +238,30 @@ def _to_numpy(torch: Any, output: Any, half: bool) -> np.ndarray:
     return output.cpu().numpy()
 
 
-def _to_device_array(torch: Any, output: Any, half: bool) -> Any:
-    """A CUDA tensor as a CuPy array sharing its memory (float16 widened to float32 first)."""
+def _widened(torch: Any, output: Any, half: bool) -> Any:
+    """A contiguous CUDA tensor, float16 widened to float32; anything else as it is."""
+    if not isinstance(output, torch.Tensor):
+        return output
+    if half and output.dtype == torch.float16:
+        output = output.float()
+    return output.contiguous()
+
+
+def _to_device_array(torch: Any, output: Any) -> Any:
+    """A CUDA tensor as a CuPy array sharing its memory (DLPack: CuPy's current stream waits for torch's)."""
     from ...device.arrays import import_cupy
 
     if not isinstance(output, torch.Tensor):
         return np.asarray(output)
-    if half and output.dtype == torch.float16:
-        output = output.float()
-    return import_cupy().from_dlpack(output.contiguous())
+    return import_cupy().from_dlpack(output)
+
+
+def _caller_stream(torch: Any, device: Any, stream: Any) -> Any:
+    """The caller's current CuPy stream as a torch stream: the legacy stream (handle 0) is torch's
+    default stream, any other is wrapped as an external one."""
+    if stream.ptr == 0:
+        return torch.cuda.default_stream(device)
+    return torch.cuda.ExternalStream(stream.ptr, device=device)
 
 
 def _refusal_reason(exc: BaseException) -> str:

@@ -6,6 +6,7 @@ raw outputs (`decode`); `load` builds it from a negotiated package whatever the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -137,16 +138,27 @@ class DetectionModel:
         return self.detect([image])[0]
 
     def _detect_batch(self, frames: list[Frame]) -> list[Detections]:
-        buffers = self._buffers_for(frames)
-        buffer = buffers.acquire()
-        try:
-            inputs, placements = buffer.fill(frames)
-            outputs = self.backend.run(inputs)
-        finally:
-            buffers.release(buffer)
-        if not self.decodes_on_device:
-            outputs = [to_host(output) for output in outputs]
-        return self.decode(outputs, placements, frames)
+        # Everything on the device runs in its context (cuda:N): the letterbox, a backend's padding of
+        # a fixed batch, and a family's decode on the device (decode_yolo_batch), or CuPy puts it on GPU 0.
+        with self._activate():
+            buffers = self._buffers_for(frames)
+            buffer = buffers.acquire()
+            try:
+                # fill hands the batch to this thread's current stream, the backend reads it after
+                # that stream's work and hands its reads back to it (streamer/device/streams.py)...
+                inputs, placements = buffer.fill(frames)
+                outputs = self.backend.run(inputs)
+            finally:
+                # ...so the buffer is released once this thread's current stream passed an event
+                # recorded now, after the last read, and not when the work was merely queued.
+                buffers.release(buffer)
+            if not self.decodes_on_device:
+                outputs = [to_host(output) for output in outputs]
+            return self.decode(outputs, placements, frames)
+
+    def _activate(self) -> Any:
+        """The model's CUDA device as the current one (a no-op when it letterboxes on the CPU)."""
+        return contextlib.nullcontext() if self._device is None else self._device.activate()
 
     def _new_buffers(self, spec: InputSpec) -> InputBuffers | DeviceInputBuffers:
         if self._device is None:
