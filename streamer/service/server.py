@@ -31,6 +31,7 @@ Routes (JSON bodies; every error is `{"error": "...", "status": N}`):
     POST   /sources/{id}/pause    200  {"id": ..., "state": "paused"}
     POST   /sources/{id}/resume   200  {"id": ..., "state": ...}
                                   404  no such source
+    GET    /, /web/{name}, /sources/{id}/preview.jpg, /events: the live page (see page.py)
     any other path                404; a known path with another method: 405 (with an Allow header)
 
 Before any route, for browsers (docs/security.md): every route but /healthz answers 421 to a Host
@@ -40,7 +41,8 @@ body that is not `application/json` (an empty body may come without a type, neve
 No request gets a 500 unless the server has a bug (then the traceback is logged).
 
 With `token_env`, the variable is read at start (ServerError if it is not set or empty), and every
-route but /healthz and /readyz needs `Authorization: Bearer <token>` (401 otherwise). The token is
+route but /healthz, /readyz and the page's own files (no data in them) needs
+`Authorization: Bearer <token>` (401 otherwise). The token is
 never logged or returned. The server listens on `host` (default 127.0.0.1, this machine only);
 another address needs `token_env` (the config does not load without it). Requests are not access-logged (scrapes would
 flood the log); each admin action is logged at INFO.
@@ -63,6 +65,7 @@ from ..config.schema import ServerConfig, SourceConfig
 from ..errors import ConfigError, ServerError, SourcePolicyError
 from ..redact import redact
 from .metrics import PipelineMetrics
+from .page import PAGE_PATHS, Page
 from .source_policy import check_api_source
 from .status import StatusReport
 
@@ -109,6 +112,9 @@ class Server:
             web.post("/sources/{id}/pause", self.pause_source),
             web.post("/sources/{id}/resume", self.resume_source),
         ])
+        self.page = Page(stream, self._known)  # the live page at /
+        self.app.add_routes(self.page.routes())
+        self.app.on_shutdown.append(self._close_page)
 
     @property
     def url(self) -> str:
@@ -172,13 +178,17 @@ class Server:
 
     @web.middleware
     async def _authorize(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self._token is None or request.path in OPEN_PATHS:
+        if self._token is None or request.path in OPEN_PATHS or request.path in PAGE_PATHS:
             return await handler(request)
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self._token):
             return _error(401, "this route needs 'Authorization: Bearer <token>' with the server's token",
                           {"WWW-Authenticate": 'Bearer realm="streamer"'})
         return await handler(request)
+
+    async def _close_page(self, app: web.Application) -> None:
+        """Before aiohttp waits for the handlers: end the pages' event streams, which never end alone."""
+        self.page.close()
 
     # ---- health and metrics ------------------------------------------------------------------
 
@@ -243,6 +253,7 @@ class Server:
     async def delete_source(self, request: web.Request) -> web.Response:
         source_id = self._known(request)
         self.stream.remove_source(source_id)
+        self.page.forget(source_id)
         log.info("admin API: removed source %s", source_id)
         return web.Response(status=204)
 
