@@ -19,6 +19,7 @@ class SourceReport:
     dropped: int = 0  # by its queue: a newer frame replaced it
     stale: int = 0  # by its queue: older than staleness_ms
     over_max_fps: int = 0  # skipped by the source to keep at most max_fps a second
+    skipped_before_decode: int = 0  # of those, the ones the source did not even decode
     reconnects: int = 0  # outages: times it lost its stream (or never had it) and began reconnecting
     attempts: int = 0  # times it opened or tried to open its input (the first, each retry, each loop)
     decode_errors: int = 0  # packets that failed to decode, frames the decoder marked corrupt
@@ -33,6 +34,7 @@ class SourceReport:
     def take_counts(self, stats: SourceStats) -> None:
         """Copy what the source counted itself."""
         self.over_max_fps, self.reconnects, self.attempts = stats.over_max_fps, stats.reconnects, stats.attempts
+        self.skipped_before_decode = stats.skipped_before_decode
         self.decode_errors, self.discontinuities, self.damage = stats.decode_errors, stats.discontinuities, stats.damage
 
     @property
@@ -41,7 +43,8 @@ class SourceReport:
         return self.error is not None or (self.damage is not None and not self.tolerate_damage)
 
     def counts(self) -> str:
-        over = f", {self.over_max_fps} over max_fps" if self.over_max_fps else ""
+        undecoded = f" ({self.skipped_before_decode} skipped before decode)" if self.skipped_before_decode else ""
+        over = f", {self.over_max_fps} over max_fps{undecoded}" if self.over_max_fps else ""
         attempts = f" ({self.attempts} attempts)" if self.reconnects else ""
         return (
             f"{self.frames} frames ({self.read} read), {self.dropped} dropped, {self.stale} stale{over}, "

@@ -283,6 +283,8 @@ class StreamCollector:
                                          "(or never had it) and began reconnecting.", labels=source)
         attempts = CounterMetricFamily("streamer_source_connect_attempts", "Times the source opened or tried to open its input.", labels=source)
         decode_errors = CounterMetricFamily("streamer_source_decode_errors", "Packets that failed to decode and frames marked corrupt.", labels=source)
+        undecoded = CounterMetricFamily("streamer_source_frames_skipped_before_decode", "Frames max_fps dropped "
+                                        "without decoding them (counted in the max_fps drops too).", labels=source)
         jumps = CounterMetricFamily("streamer_source_discontinuities", "Times the source's timestamps jumped back.", labels=source)
         fallbacks = CounterMetricFamily("streamer_source_hardware_fallbacks", "Connections that asked for hardware decoding and decode on the CPU.", labels=source)
         damaged = GaugeMetricFamily("streamer_source_damaged", "1 when a file ended with decode errors or frames missing.", labels=source)
@@ -302,6 +304,7 @@ class StreamCollector:
             reconnects.add_metric([source_id], report.reconnects)
             attempts.add_metric([source_id], report.attempts)
             decode_errors.add_metric([source_id], report.decode_errors)
+            undecoded.add_metric([source_id], report.skipped_before_decode)
             jumps.add_metric([source_id], report.discontinuities)
             damaged.add_metric([source_id], float(report.damage is not None))
             for each in SourceState:
@@ -311,7 +314,7 @@ class StreamCollector:
             fallbacks.add_metric([source_id], reader.source.stats.hardware_fallbacks if reader is not None else 0)
             running = current is SourceState.RUNNING
             fps.add_metric([source_id], self.metrics.rates.rate(source_id, report.frames, running, stream.summary.started))
-        yield from (read, processed, dropped, reconnects, attempts, decode_errors, jumps, fallbacks, damaged, state, depth, fps)
+        yield from (read, processed, dropped, reconnects, attempts, decode_errors, undecoded, jumps, fallbacks, damaged, state, depth, fps)
 
     def _sinks(self, stream: Stream) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily

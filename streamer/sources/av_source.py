@@ -45,7 +45,9 @@ from ..errors import ConfigError, SourceDecodeError, SourceError, SourceOpenErro
 from ..frames import Frame
 from ..redact import redact, redact_url
 from .address import address
+from .decode_skip import DecodeSkipper
 from .failures import open_failure, read_failure, stalled
+from .hwaccel import HardwareDecoding
 from .state import SourceState, StateChange
 from .stats import SourceStats
 from .timeline import Pacer, Timeline
@@ -99,8 +101,13 @@ class AvSource:
         self.read_timeout_s = live.read_timeout_s if live else LOCAL_TIMEOUT_S
         self.read_wait_s = self.read_timeout_s if isinstance(config, HlsSourceConfig) else self.read_timeout_s / 2
         self.start_after = start_after  # (index, pts) of the last frame a previous run delivered
-        self.hwaccel = config.hwaccel  # FFmpeg hardware device type; None once it proved unavailable
         self.stats = SourceStats()
+        self.hardware = HardwareDecoding(config.hwaccel, config.hwaccel_device, self.stats, self.describe(), self._scrub)
+
+    @property
+    def hwaccel(self) -> str | None:
+        """FFmpeg hardware device type it decodes with; None when not asked for or proved unavailable."""
+        return self.hardware.device_type
 
     @property
     def realtime(self) -> bool:
@@ -187,8 +194,8 @@ class AvSource:
         with self._open() as container:
             self.stats.sessions += 1
             timeline.new_session(_frame_step(container))
-            tally = _FileTally(container.streams.video[0], self.stats.decode_errors)
-            decoded_frames = tally.count(self._decode(container, stop))
+            tally = _FileTally(container.streams.video[0], self.stats)
+            decoded_frames = tally.count(self._decode(container, stop, timeline))
             if self.start_after is not None and self.stats.sessions == 1:
                 decoded_frames = _after(decoded_frames, container, *self.start_after)
             running = False
@@ -205,9 +212,10 @@ class AvSource:
                 if self._reached_max_frames():
                     return
             if not (self.live or stop.is_set()):
-                self._note_damage(tally.damage(self.stats.decode_errors))
+                self._note_damage(tally.damage(self.stats))
 
     def _frame(self, decoded: Any, pts: float) -> Frame:
+        self.hardware.check(decoded)  # a connection's first frame tells whether FFmpeg fell back
         index = self._next_index()
         self.stats.frames += 1
         return Frame(self.id, index, pts, time.time(), decoded=decoded, session=self.stats.sessions - 1)
@@ -248,38 +256,32 @@ class AvSource:
         # FFmpeg first returns a partial packet when a read times out, and fails on the next one:
         # half the read timeout per read makes a stalled stream fail after about read_timeout_s.
         timeouts = (self.open_timeout_s, self.read_wait_s)
-        if self.hwaccel is not None:
-            from av.codec.hwaccel import HWAccel
+        # With hwaccel, hwaccel.py opens it: the source's GPU and primary context, capped decode
+        # threads, and only a hardware failure (not a network one) turning the hardware off.
+        return self.hardware.open(
+            lambda accel: av.open(self.url, format=self.format, options=self.options, timeout=timeouts, hwaccel=accel)
+        )
 
-            try:
-                accel = HWAccel(device_type=self.hwaccel, allow_software_fallback=True)
-                return av.open(self.url, format=self.format, options=self.options, timeout=timeouts, hwaccel=accel)
-            except (av.error.FFmpegError, OSError, ValueError, NotImplementedError) as exc:
-                hardware_error = exc
-        else:
-            hardware_error = None
-        container = av.open(self.url, format=self.format, options=self.options, timeout=timeouts)
-        if hardware_error is not None:  # the stream opens without it: the hardware was the problem
-            log.warning(
-                "%s: hardware decoding with %s is not available here (%s): decoding on the CPU",
-                self.describe(), self.hwaccel, self._scrub(hardware_error),
-            )
-            self.hwaccel = None  # once per source, not at every reconnect
-        return container
-
-    def _decode(self, container: Any, stop: threading.Event) -> Iterator[Any]:
+    def _decode(self, container: Any, stop: threading.Event, timeline: Timeline) -> Iterator[Any]:
         """Decode the first video stream, counting damaged packets (skipped until too many come in a
-        row) and the frames the decoder marks corrupt."""
+        row) and the frames the decoder marks corrupt; packets whose frames max_fps would drop, and
+        that no kept frame needs, are not decoded (decode_skip.py)."""
         import av
 
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         _check_decoder(stream, self.describe())
+        skipper = DecodeSkipper(stream, timeline) if timeline.min_gap else None
         failures, last_frame = 0, time.monotonic()
         try:
             for packet in container.demux(stream):
                 if stop.is_set():
                     return
+                if skipper is not None and packet.size and skipper.skip(packet):
+                    self.stats.over_max_fps += 1  # dropped by max_fps as the timeline would, undecoded
+                    self.stats.skipped_before_decode += 1
+                    last_frame = time.monotonic()  # the stream is flowing
+                    continue
                 try:
                     decoded = packet.decode()
                 except av.error.FFmpegError as exc:
@@ -296,6 +298,8 @@ class AvSource:
                 elif time.monotonic() - last_frame > self.read_timeout_s:
                     raise stalled(self, time.monotonic() - last_frame)
                 yield from decoded
+            if skipper is not None:
+                skipper.finish()
         except (av.error.FFmpegError, OSError) as exc:  # the connection dropped or timed out mid-stream
             raise read_failure(exc, self, self._scrub(exc), time.monotonic() - last_frame) from exc
 
@@ -350,12 +354,13 @@ class _FileTally:
     """What one pass over a file decoded, against what its container declares. A resumed file starts
     at a keyframe after a seek: the frames before its first one are reckoned from that one's time."""
 
-    def __init__(self, stream: Any, decode_errors: int) -> None:
+    def __init__(self, stream: Any, stats: SourceStats) -> None:
         self.declared = _declared_frames(stream)
         self.rate = float(stream.average_rate or 0)
         start = stream.start_time if stream.start_time is not None and stream.time_base else 0
         self.start_s = float(start * stream.time_base) if start else 0.0
-        self.errors_before = decode_errors
+        self.errors_before = stats.decode_errors
+        self.skipped_before = stats.skipped_before_decode  # never decoded, yet not missing
         self.decoded = 0
         self.before_first = 0
 
@@ -366,13 +371,13 @@ class _FileTally:
             self.decoded += 1
             yield frame
 
-    def damage(self, decode_errors: int) -> str | None:
-        """Why the pass is incomplete (`decode_errors`: the source's count now), or None."""
+    def damage(self, stats: SourceStats) -> str | None:
+        """Why the pass is incomplete (`stats`: the source's counts now), or None."""
         problems = []
-        seen = self.before_first + self.decoded
+        seen = self.before_first + self.decoded + stats.skipped_before_decode - self.skipped_before
         if self.declared is not None and seen < self.declared[0] - self.declared[1]:
             problems.append(f"decoded {seen} of the {self.declared[0]} frames it declares")
-        errors = decode_errors - self.errors_before
+        errors = stats.decode_errors - self.errors_before
         if errors:
             problems.append(f"{errors} decode error{'s' if errors > 1 else ''}")
         return f"damaged: {', '.join(problems)}" if problems else None

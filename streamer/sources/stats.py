@@ -19,6 +19,6 @@ class SourceStats:
     decode_errors: int = 0  # packets that failed to decode (their frames are lost), frames marked corrupt
     discontinuities: int = 0  # times its timestamps jumped back (each starts a new timeline segment)
     hardware_fallbacks: int = 0  # connections that asked for hwaccel and decode on the CPU (hwaccel.py)
-    over_max_fps: int = 0  # frames skipped to keep at most max_fps a second, after decoding them
-    skipped_before_decode: int = 0  # frames max_fps drops that were not even decoded (decode_skip.py)
+    over_max_fps: int = 0  # frames skipped to keep at most max_fps a second
+    skipped_before_decode: int = 0  # of those, the ones not even decoded (decode_skip.py)
     damage: str | None = None  # why a file that ended is incomplete (decode errors, frames missing)

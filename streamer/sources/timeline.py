@@ -62,9 +62,40 @@ class Timeline:
         self._last_pts = self._offset + raw - self._segment_first
         return self._last_pts
 
+    @property
+    def step(self) -> float:
+        """Seconds between this session's frames (from its frame rate)."""
+        return self._step
+
+    def peek(self, stream_time: float) -> float | None:
+        """Where `stamp` would put a frame at `stream_time`, without stamping it: None before the
+        session's first frame and when the time jumps back (it would start a segment)."""
+        if self._segment_first is None or self._last_raw is None or stream_time < self._last_raw - BACKWARDS_TOLERANCE_S:
+            return None
+        return self._offset + stream_time - self._segment_first
+
+    @property
+    def latest(self) -> float | None:
+        """The timeline time of the latest frame stamped this session, None before its first."""
+        return None if self._last_raw is None else self._last_pts
+
+    def passed(self, stream_time: float) -> None:
+        """Frames up to `stream_time` went by undecoded (the session's last ones): the next session
+        starts one step after them, as it would had they been decoded and dropped."""
+        if self._last_raw is not None and self._segment_first is not None and stream_time > self._last_raw:
+            self._last_pts = self._offset + stream_time - self._segment_first
+            self._last_raw = stream_time
+
+    def due(self) -> float | None:
+        """The timeline time from which `keep` keeps the next frame; None while it keeps any."""
+        if not self.min_gap or self._last_kept is None:
+            return None
+        return self._last_kept + self.min_gap - 1e-6
+
     def keep(self, pts: float) -> bool:
         """Whether max_fps keeps the frame at `pts`; a skipped frame is counted."""
-        if self._last_kept is not None and pts - self._last_kept < self.min_gap - 1e-6:
+        due = self.due()
+        if due is not None and pts < due:
             self.stats.over_max_fps += 1
             return False
         self._last_kept = pts
