@@ -3,6 +3,9 @@
 Exit codes: 0 done, 1 the run finished but something failed (a source, a sink), 2 invalid config
 (a model it names that no provider knows, or a file that is no model, included) or arguments, 130
 interrupted twice. With `--log-format json` every line this writes to stderr is a JSON log record.
+On a terminal, `run` shows a live progress display on stderr (streamer/console/), never with
+`--quiet`, `--log-format json` or when stderr is not a terminal; `streamer status [URL]` prints the
+same tables from a running daemon's /status.
 """
 
 from __future__ import annotations
@@ -32,12 +35,40 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="run the pipeline a config file describes")
     run.add_argument("config", help="path to a TOML config file")
+    run.add_argument("--quiet", action="store_true", help="no progress display on the terminal (logs and the summary still print)")
     run.set_defaults(command=_run)
+    _add_status_command(commands)
     validate = commands.add_parser("validate", help="check a config file and print OK or the first error")
     validate.add_argument("config", help="path to a TOML config file")
     validate.set_defaults(command=_validate)
     _add_engine_commands(commands)
     return parser
+
+
+def _add_status_command(commands: argparse._SubParsersAction) -> None:
+    status = commands.add_parser("status", help="the sources and sinks of a running daemon, from its /status")
+    status.add_argument("url", nargs="?", help="the daemon's address (default: --config's [server], else http://127.0.0.1:9464)")
+    status.add_argument("--config", help="take the address and token_env from this config's [server] table")
+    status.add_argument("--token-env", metavar="NAME", help="the variable holding the admin token (default: the"
+                        " config's token_env, else STREAMER_ADMIN_TOKEN)")
+    status.add_argument("--json", action="store_true", help="print the status body as JSON")
+    status.add_argument("--watch", type=float, nargs="?", const=1.0, metavar="SECONDS", help="redraw every SECONDS (1) until Ctrl-C")
+    status.set_defaults(command=_status)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from .console.remote import address_of, show_status
+
+    try:
+        url, token = address_of(args.url, args.config, args.token_env)
+        show_status(url, token, as_json=args.json, watch_s=args.watch)
+    except ConfigError as exc:
+        return _tell_invalid(args, exc)
+    except StreamerError as exc:
+        return _tell_failed(args, exc)
+    except KeyboardInterrupt:  # how --watch ends
+        pass
+    return EXIT_OK
 
 
 def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
@@ -264,8 +295,12 @@ def _run(args: argparse.Namespace) -> int:
         return _tell_invalid(args, exc)
     except StreamerError as exc:
         return _tell_failed(args, exc)
+    from .console.display import run_progress, shows_progress
+
+    shown = shows_progress(sys.stderr, quiet=args.quiet, log_format=args.log_format)
     try:
-        summary = anyio.run(run_daemon, config, args.config)
+        with run_progress(config.model.id, enabled=shown) as watch:
+            summary = anyio.run(run_daemon, config, args.config, watch)
     except StreamerError as exc:
         return _tell_failed(args, exc)
     except (Interrupted, KeyboardInterrupt):

@@ -27,7 +27,8 @@
     ├── SinkError                   a sink could not be opened or written
     │   └── SinkWriteError          one item was not written; the sink goes on with the next
     ├── ServerError                 the metrics and admin server (or `models serve`) could not start (port, token)
-    └── ClusterError                `streamer cluster run`: Ray could not start or be reached, or a worker failed to start
+    ├── ClusterError                `streamer cluster run`: Ray could not start or be reached, or a worker failed to start
+    └── StatusError                 `streamer status` could not read a daemon's /status (nothing answers, token refused)
 
 Each class carries `help_url`, an anchor in docs/errors.md that explains the cause and the fix.
 Errors from the libraries below (PyAV, ONNX Runtime, msgspec) are translated at the boundary
@@ -223,6 +224,12 @@ class ClusterError(StreamerError):
     """The Ray cluster could not be started or reached, or a worker of the fleet could not start."""
 
     anchor = "clustererror"
+
+
+class StatusError(StreamerError):
+    """`streamer status` could not read a running daemon's /status."""
+
+    anchor = "statuserror"
 
 
 def all_error_classes() -> list[type[StreamerError]]:

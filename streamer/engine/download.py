@@ -4,6 +4,13 @@
 lock, re-verifies what is cached and downloads only what is missing or wrong. Each file streams
 into `<name>.part`, hashed as it arrives, resumed with an HTTP Range request after a dropped
 connection, and renamed into place only once its sha256 matches.
+
+Progress: a package's download reports to a `DownloadProgress` (bytes done per file, against the
+total). By default that is the one-line `ProgressBar` on a terminal; an application shows its own
+by making one per package, e.g. the CLI's display:
+
+    with download_progress(lambda label, total: MyProgress(label, total)):   # None: show nothing
+        await fetch_package(...)
 """
 
 from __future__ import annotations
@@ -12,10 +19,12 @@ import hashlib
 import logging
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, Self, TextIO
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
@@ -47,6 +56,28 @@ Headers = Mapping[str, str] | Callable[[str], Mapping[str, str]] | None
 CHUNK_BYTES = 256 * 1024
 TIMEOUT_S = {"total": None, "sock_connect": 30, "sock_read": 60}  # aiohttp.ClientTimeout's fields
 RETRY_STATUSES = {408, 429}
+
+
+class DownloadProgress(Protocol, AbstractContextManager[Any]):
+    """Told the bytes each file of one package has so far (entered before the first, left after the last)."""
+
+    def update(self, name: str, done: int) -> None: ...
+
+
+ProgressFactory = Callable[[str, "int | None"], DownloadProgress]  # (label, total bytes or None) -> progress
+_UNSET: Any = object()
+_progress_factory: ContextVar[ProgressFactory | None] = ContextVar("download_progress", default=_UNSET)
+
+
+@contextmanager
+def download_progress(factory: ProgressFactory | None) -> Iterator[None]:
+    """Within the block (and the tasks and threads it starts), downloads report to `factory(label, total)`'s
+    progress instead of the default bar; None: no progress at all. `progress=False` still turns it off."""
+    token = _progress_factory.set(factory)
+    try:
+        yield
+    finally:
+        _progress_factory.reset(token)
 
 
 async def fetch(document: ModelDocument, package: ModelPackage, options: LoadOptions) -> dict[str, Path]:
@@ -93,7 +124,7 @@ async def fetch_package(
             headers=headers,
             retries=retries,
             backoff_s=backoff_s,
-            progress=sys.stderr.isatty() if progress is None else progress,
+            progress=_wants_progress(progress),
         )
         paths |= await _fetch_into_cache(document, package, cache, transfer, offline=offline, concurrency=concurrency)
     return {spec.name: paths[spec.name] for spec in package.files}
@@ -220,7 +251,7 @@ async def _download_all(files: list[FileSpec], package_dir: Path, transfer: _Tra
     limiter = anyio.CapacityLimiter(max(1, concurrency))
     sizes = [spec.size for spec in files]
     total = None if None in sizes else sum(size for size in sizes if size is not None)
-    bar = ProgressBar(transfer.where, total, enabled=transfer.progress)
+    bar = _progress_for(transfer, total)
     import aiohttp
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(**TIMEOUT_S)) as client:
@@ -235,13 +266,30 @@ async def _download_all(files: list[FileSpec], package_dir: Path, transfer: _Tra
                 raise first from first.__cause__
 
 
+def _wants_progress(asked: bool | None) -> bool:
+    """`progress=None`: shown where the application set its own progress, else on a terminal."""
+    if asked is not None:
+        return asked
+    return _progress_factory.get() is not _UNSET or sys.stderr.isatty()
+
+
+def _progress_for(transfer: _Transfer, total: int | None) -> DownloadProgress:
+    """The application's progress (see download_progress) when it set one, else the default bar."""
+    factory = _progress_factory.get()
+    if factory is _UNSET or not transfer.progress:
+        return ProgressBar(transfer.where, total, enabled=transfer.progress)
+    if factory is None:
+        return ProgressBar(transfer.where, total, enabled=False)
+    return factory(transfer.where, total)
+
+
 async def _download_file(
     client: aiohttp.ClientSession,
     spec: FileSpec,
     target: Path,
     transfer: _Transfer,
     limiter: anyio.CapacityLimiter,
-    bar: ProgressBar,
+    bar: DownloadProgress,
 ) -> None:
     url = spec.url or ""
     what = f"{transfer.where}: file {spec.name!r} from {redact_url(url)}"
@@ -262,7 +310,7 @@ async def _attempt_download(
     target: Path,
     headers: dict[str, str],
     what: str,
-    bar: ProgressBar,
+    bar: DownloadProgress,
 ) -> None:
     """One try: stream into the `.part` file (resuming it when it exists), then verify and rename."""
     part = part_path(target)

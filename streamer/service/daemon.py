@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 import signal
-from contextlib import AsyncExitStack
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from pathlib import Path
+from typing import Any, Callable
 
 import anyio
 
@@ -30,8 +31,14 @@ class Interrupted(Exception):
     """A second stop signal came while the first was still draining."""
 
 
-async def run_daemon(config: Config, config_path: str | Path | None = None) -> Summary:
-    """Run `config` to its end or until a stop signal; returns the run's summary."""
+async def run_daemon(
+    config: Config,
+    config_path: str | Path | None = None,
+    watch: Callable[[Stream], AbstractAsyncContextManager[Any]] | None = None,
+) -> Summary:
+    """Run `config` to its end or until a stop signal; returns the run's summary.
+
+    `watch(stream)` is entered once the pipeline runs and left when it ends (the CLI's progress display)."""
     resume = checkpoint.load(config.run.checkpoint, config) if config.run.checkpoint else None
     options = {
         "results": False,
@@ -46,6 +53,8 @@ async def run_daemon(config: Config, config_path: str | Path | None = None) -> S
         async with AsyncExitStack() as extras:
             if config.server is not None:
                 await extras.enter_async_context(_serve(stream, config))
+            if watch is not None:
+                await extras.enter_async_context(watch(stream))
             async with anyio.create_task_group() as group:
                 group.start_soon(_handle_signals, stream, config_path)
                 if checkpointer is not None:
