@@ -99,6 +99,7 @@ class ModelInfo:
     input_size: tuple[int, int]
     keypoint_names: tuple[str, ...] = ()  # what each of a pose model's K keypoints is ("nose", ...)
     skeleton: tuple[tuple[int, int], ...] = ()  # keypoint index pairs joined when drawn (0-based)
+    files: tuple[tuple[str, str], ...] = ()  # (name, sha256) of each file of the package loaded
 
     def provenance(self) -> dict[str, str]:
         return {
