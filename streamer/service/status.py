@@ -69,7 +69,9 @@ class StatusReport:
         if rates is None:
             rates = FrameRates()
             stream.on_source_event(rates.source_event)
-        self.rates = rates
+        self.rates = rates  # frames processed per second
+        self.read_rates = FrameRates()  # frames read per second (before any queue drops them)
+        stream.on_source_event(self.read_rates.source_event)
 
     def remember(self, source_id: str) -> None:
         """Keep an added source's config, so its type and location still show once it is removed."""
@@ -98,7 +100,7 @@ class StatusReport:
     def source(self, source_id: str) -> dict[str, Any]:
         report = self.stream.summary.sources[source_id]
         reader = self.stream.sources.readers.get(source_id)
-        state = self.stream.source_state(source_id)
+        running, started = self.stream.source_state(source_id) is SourceState.RUNNING, self.stream.summary.started
         dropped, stale = (reader.queue.dropped, reader.queue.stale) if reader is not None else (report.dropped, report.stale)
         return {
             **self.describe_source(source_id),
@@ -119,7 +121,8 @@ class StatusReport:
             "damage": self._scrubbed(source_id, report.damage),
             "tolerate_damage": report.tolerate_damage,
             "queue_depth": len(reader.queue) if reader is not None else 0,
-            "fps": round(self.rates.rate(source_id, report.frames, state is SourceState.RUNNING, self.stream.summary.started), 2),
+            "fps": round(self.rates.rate(source_id, report.frames, running, started), 2),
+            "fps_in": round(self.read_rates.rate(source_id, report.read, running, started), 2),
             "latency_ms": self.latency.quantiles_ms(source_id),
         }
 
