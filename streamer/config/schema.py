@@ -80,6 +80,8 @@ class SourceConfigBase(Base, tag_field="type", kw_only=True):
     # Hardware decoding through FFmpeg (e.g. "cuda" for NVDEC); where the build or the machine
     # cannot, the source logs it once and decodes on the CPU.
     hwaccel: Literal["cuda", "vaapi", "qsv", "videotoolbox", "d3d11va", "vulkan", "drm"] | None = None
+    # The GPU that decodes with `hwaccel` ("cuda": its index, as in the model's "cuda:N"); None: the default one.
+    hwaccel_device: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
 
 class FileSourceConfig(SourceConfigBase, tag="file", kw_only=True):
