@@ -41,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check a config file and print OK or the first error")
     validate.add_argument("config", help="path to a TOML config file")
     validate.set_defaults(command=_validate)
+    cluster = commands.add_parser("cluster", help="a fleet of pipelines on Ray (docs/cluster.md)").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    cluster_run = cluster.add_parser("run", help="spread the config's sources over [cluster] workers, moving them off lost ones")
+    cluster_run.add_argument("config", help="path to a TOML config file with a [cluster] table")
+    cluster_run.set_defaults(command=_cluster_run)
     _add_engine_commands(commands)
     return parser
 
@@ -308,3 +314,27 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     print(summary.render())
     return EXIT_OK if summary.succeeded else EXIT_FAILED
+
+
+def _cluster_run(args: argparse.Namespace) -> int:
+    """`streamer cluster run FILE`: the fleet until SIGINT/SIGTERM (or every file job ended, without [server])."""
+    import anyio
+
+    from .cluster.run import check_fleet, render, run_cluster
+
+    try:
+        config = _checked_config(args.config)
+        check_fleet(config, args.config)
+    except ConfigError as exc:
+        return _tell_invalid(args, exc)
+    except StreamerError as exc:
+        return _tell_failed(args, exc)
+    try:
+        coordinator = anyio.run(run_cluster, config)
+    except StreamerError as exc:
+        return _tell_failed(args, exc)
+    except KeyboardInterrupt:
+        _tell(args, "interrupted", logging.WARNING)
+        return EXIT_INTERRUPTED
+    print(render(coordinator))
+    return EXIT_OK

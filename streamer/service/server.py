@@ -99,9 +99,17 @@ class Server:
         self.status = StatusReport(stream, metrics.rates)  # the /status body (also what `streamer run` shows)
         self._own_names = {name.lower() for name in (*LOOPBACK_NAMES, config.host)}
         self._allowed_names = {name.lower() for name in config.allowed_hosts}
+        self.app = self._api_app()
+        self.page = Page(stream, self._known)  # the live page at /
+        self.app.add_routes(self.page.routes())
+        self.app.on_shutdown.append(self._close_page)
+
+    def _api_app(self) -> web.Application:
+        """The checks every request passes (below) in front of the API's routes; the fleet's server
+        (cluster/server.py) answers the same routes for many workers."""
         middlewares = [self._errors_as_json, self._known_host, self._same_origin_json, self._authorize]
-        self.app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
-        self.app.add_routes([
+        app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
+        app.add_routes([
             web.get("/metrics", self.get_metrics),
             web.get("/healthz", self.get_healthz),
             web.get("/readyz", self.get_readyz),
@@ -112,9 +120,7 @@ class Server:
             web.post("/sources/{id}/pause", self.pause_source),
             web.post("/sources/{id}/resume", self.resume_source),
         ])
-        self.page = Page(stream, self._known)  # the live page at /
-        self.app.add_routes(self.page.routes())
-        self.app.on_shutdown.append(self._close_page)
+        return app
 
     @property
     def url(self) -> str:
@@ -235,12 +241,8 @@ class Server:
         taken = set(self.stream.sources.readers)
         try:
             source_id = self.stream.add_source(self._permitted(body, taken))
-        except SourcePolicyError as exc:
-            return _error(403, exc.message, path=exc.path)
         except ConfigError as exc:
-            requested = body.get("id")
-            duplicate = exc.path == "$.source.id" and isinstance(requested, str) and requested in taken
-            return _error(409 if duplicate else 422, exc.message, path=exc.path)
+            return _refused(exc, body, taken)
         self.status.remember(source_id)
         log.info("admin API: added source %s (%s)", source_id, self.status.describe_source(source_id)["type"])
         body = {"id": source_id, "state": self._state(source_id)}
@@ -357,6 +359,15 @@ def _nested_deeper_than(value: Any, limit: int) -> bool:
 def _json_kind(value: Any) -> str:
     kinds = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
     return "null" if value is None else kinds.get(type(value), type(value).__name__)
+
+
+def _refused(exc: ConfigError, body: dict[str, Any], taken: set[str]) -> web.Response:
+    """A source table the API will not add: 403 (policy), 409 (its id runs already) or 422 (invalid)."""
+    if isinstance(exc, SourcePolicyError):
+        return _error(403, exc.message, path=exc.path)
+    requested = body.get("id")
+    duplicate = exc.path == "$.source.id" and isinstance(requested, str) and requested in taken
+    return _error(409 if duplicate else 422, exc.message, path=exc.path)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None, path: str | None = None) -> web.Response:
