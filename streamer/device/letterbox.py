@@ -127,19 +127,20 @@ class _DeviceBuffer:
         stream (streams.py, rule 3): the host does not wait for it.
         """
         device = self.pool.device
-        caller = device.current_stream()
-        with device.activate(), self._stream:
-            clock = _Clock(self.pool.device, timings)
-            placements: list[Placement] = []
-            groups: dict[_Layout, list[int]] = defaultdict(list)
-            for slot, frame in enumerate(frames):
-                placements.append(self._prepare_slot(slot, frame))
-                groups[_Layout.of(frame)].append(slot)
-            for layout, slots in groups.items():
-                self._fill_group(layout, slots, [frames[slot] for slot in slots], placements[slots[0]], clock)
-            clock.lap("preprocess")
-        hand_off(self._stream, caller)  # rules 1 and 3: the backend reads it on (or after) `caller`
-        return self.array[: len(frames)], placements
+        with device.activate():
+            caller = device.current_stream()
+            with self._stream:
+                clock = _Clock(device, timings)
+                placements: list[Placement] = []
+                groups: dict[_Layout, list[int]] = defaultdict(list)
+                for slot, frame in enumerate(frames):
+                    placements.append(self._prepare_slot(slot, frame))
+                    groups[_Layout.of(frame)].append(slot)
+                for layout, slots in groups.items():
+                    self._fill_group(layout, slots, [frames[slot] for slot in slots], placements[slots[0]], clock)
+                clock.lap("preprocess")
+            hand_off(self._stream, caller)  # rules 1 and 3: the backend reads it on (or after) `caller`
+            return self.array[: len(frames)], placements
 
     def _prepare_slot(self, slot: int, frame: Frame) -> Placement:
         """The frame's placement; the slot is re-padded when its picture's geometry changed."""
