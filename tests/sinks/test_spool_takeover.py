@@ -153,3 +153,15 @@ async def test_webhook_sink_when_it_takes_a_killed_workers_spool_over_delivers_e
     assert dead.returncode == -signal.SIGKILL
     assert sorted(record["frame_index"] for record in receiver.unique()) == list(range(8))
     assert heir.delivered == 8 and heir.pending == 0
+
+
+async def test_webhook_sink_when_a_live_process_holds_its_spool_opens_it_only_with_spool_takeover(tmp_path, owner):
+    alive = owner()
+    url = "http://127.0.0.1:9/hook"
+
+    with pytest.raises(streamer.SinkError, match=f"in use by pid {alive.process.pid} on "):
+        async with WebhookSink(url=url, spool_dir=tmp_path / "spool"):
+            pass
+    async with WebhookSink(url=url, spool_dir=tmp_path / "spool", spool_takeover=True, drain_s=0) as heir:
+        assert heir.pending == 0
+        assert alive.do("sync").startswith("error: ")
