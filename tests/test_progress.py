@@ -76,16 +76,17 @@ def _read(body: dict, source_id: str) -> int:
 def test_status_view_when_a_camera_drops_and_reconnects_shows_each_reason_and_its_last_error():
     source = {"id": "door", "state": "reconnecting", "fps_in": 0.0, "fps": 0.0, "dropped": 3, "stale": 0,
               "over_max_fps": 40, "paused_frames": 0, "reconnects": 2, "latency_ms": None, "queue_depth": 0,
-              "last_error": "rtsp://***@cam/live: connection refused", "error": None}
+              "last_error": "source 'door' (rtsp 'rtsp://***@cam/live'): cannot open it: connection refused", "error": None}
     sink = {"name": "webhook https://hooks.example/x", "written": 7, "queue_depth": 5, "failed": 1, "dropped": 0}
     body = {"model": {"id": "centerface", "backend": "onnxruntime"}, "uptime_s": 65, "frames": 12,
             "sources": [source], "sinks": [sink, {"name": "topics", "written": 12}]}
 
     text = rendered(status_view(body))
 
-    door = row_of(text, "door")
-    assert "reconnecting" in door and "queue_full 3, max_fps 40" in door and "connection refused" in door
-    assert " 2 " in door and "up 0:01:05" in text
+    door = row_of(text, "door ")
+    assert "reconnecting" in door and "queue_full 3, max_fps 40" in door and " 2 " in door
+    assert row_of(text, "door:") == "door: cannot open it: connection refused"  # the row names the source
+    assert "up 0:01:05" in text
     hook = row_of(text, "webhook")
     assert hook.split()[-4:] == ["7", "5", "1", "0"]  # written, queued, failed, dropped
     assert "topics" not in text

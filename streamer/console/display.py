@@ -62,7 +62,7 @@ class RunDisplay:
         )
         self.files = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[fps]:>6.1f} fps"), TimeRemainingColumn(elapsed_when_finished=True),
+            TextColumn("{task.fields[fps]:>6.1f} fps  eta"), TimeRemainingColumn(elapsed_when_finished=True),
             TextColumn("{task.fields[state]}"), console=console,
         )
         self.bars: dict[str, TaskID] = {}  # file source id -> its bar

@@ -9,6 +9,7 @@ Sinks: written, queued, failed, dropped. The stream's internal topic sink is lef
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable
 
 from rich.console import Group, RenderableType
@@ -17,11 +18,12 @@ from rich.text import Text
 
 from ..service.status import RESULTS_SINK
 
-STATE_STYLES = {"running": "green", "connecting": "yellow", "reconnecting": "yellow", "paused": "cyan",
+STATE_STYLES = {"running": "bright_green", "connecting": "yellow", "reconnecting": "yellow", "paused": "cyan",
                 "ended": "dim", "failed": "bold red"}
 # reason -> the status key that counts it (the reasons are the metrics' labels)
 DROP_KEYS = (("queue_full", "dropped"), ("stale", "stale"), ("max_fps", "over_max_fps"), ("paused", "paused_frames"))
 NONE = "-"
+_OWN_NAME = re.compile(r"\Asource '[^']*' \([^)]*\): ")
 
 
 def status_view(body: dict[str, Any], *, without: Iterable[str] = ()) -> Group:
@@ -30,7 +32,7 @@ def status_view(body: dict[str, Any], *, without: Iterable[str] = ()) -> Group:
     sources = [source for source in body.get("sources", []) if source.get("id") not in left_out]
     parts: list[RenderableType] = [overview(body)]
     if sources:
-        parts.append(sources_table(sources))
+        parts += [sources_table(sources), *error_lines(sources)]
     sinks = [sink for sink in body.get("sinks", []) if sink.get("name") != RESULTS_SINK]
     if sinks:
         parts.append(sinks_table(sinks))
@@ -52,16 +54,16 @@ def overview(body: dict[str, Any]) -> Text:
     return line
 
 
+SOURCE_COLUMNS = (("source", "left"), ("state", "left"), ("fps in", "right"), ("fps out", "right"), ("drops", "left"),
+                  ("reconnects", "right"), ("p50/p99 ms", "right"), ("queue", "right"))
+
+
 def sources_table(sources: list[dict[str, Any]]) -> Table:
     table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
-    for name, justify in (("source", "left"), ("state", "left"), ("fps in", "right"), ("fps out", "right"),
-                          ("drops", "left"), ("reconnects", "right"), ("p50/p99 ms", "right"), ("queue", "right")):
+    for name, justify in SOURCE_COLUMNS:
         table.add_column(name, justify=justify, no_wrap=name != "drops")  # type: ignore[arg-type]
-    errors = any(_error_of(source) for source in sources)
-    if errors:
-        table.add_column("last error", overflow="ellipsis", no_wrap=True, max_width=60, style="red")
     for source in sources:
-        row = [
+        table.add_row(
             Text(str(source.get("id")), style="bold"),
             state_text(source.get("state", "connecting")),
             _rate(source.get("fps_in")),
@@ -70,9 +72,15 @@ def sources_table(sources: list[dict[str, Any]]) -> Table:
             str(source.get("reconnects", 0)),
             latency_text(source.get("latency_ms")),
             str(source.get("queue_depth", 0)),
-        ]
-        table.add_row(*row, *([_error_of(source) or ""] if errors else []))
+        )
     return table
+
+
+def error_lines(sources: list[dict[str, Any]]) -> list[Text]:
+    """`gate: cannot open it: ...` for each source that failed or is reconnecting, cut to one line."""
+    errors = [(source.get("id"), _error_of(source)) for source in sources]
+    return [Text(f"{source_id}: {error}", style="red", no_wrap=True, overflow="ellipsis")
+            for source_id, error in errors if error]
 
 
 def sinks_table(sinks: list[dict[str, Any]]) -> Table:
@@ -108,12 +116,10 @@ def _rate(fps: float | None) -> str:
 
 
 def _error_of(source: dict[str, Any]) -> str | None:
-    """What went wrong, where it matters now: a failure, or the reason of a reconnect in progress."""
-    if source.get("error"):
-        return str(source["error"])
-    if source.get("state") == "reconnecting" and source.get("last_error"):
-        return str(source["last_error"])
-    return None
+    """What went wrong, where it matters now: a failure, or the reason of a reconnect in progress
+    (without the `source 'id' (type 'url'): ` the message starts with: the row names the source)."""
+    error = source.get("error") or (source.get("last_error") if source.get("state") == "reconnecting" else None)
+    return _OWN_NAME.sub("", str(error), count=1) if error else None
 
 
 def _duration(seconds: float) -> str:
