@@ -175,7 +175,9 @@ def chromium(width: int = 1280, height: int = 900) -> Iterator[Any]:
         for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}"):
             options.add_argument(flag)
         driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-        try:
+        try:  # the page's own size, whatever the window's frame takes
+            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                   {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
             driver.set_script_timeout(10)
             yield driver
         finally:

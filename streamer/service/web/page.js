@@ -6,7 +6,8 @@
 
 const STATUS_EVERY_MS = 1000;
 const PREVIEW_EVERY_MS = 400;
-const CHART_SECONDS = 300;
+const CHART_SECONDS = 300;  // the most the charts show; less while the history is shorter
+const CHART_MIN_SECONDS = 60;
 const MAX_EVENTS = 100;
 const COLORS = ["#4fc3f7", "#ffb74d", "#81c784", "#e57373", "#ba68c8", "#fff176", "#4db6ac", "#f06292"];
 const WHERE = { lavfi: "graph", rtsp: "url", hls: "url", file: "path", webcam: "device" };
@@ -257,7 +258,7 @@ function drawCharts() {
     const swatch = element("span", { class: "swatch" });
     swatch.style.background = color(id);
     return element("span", { class: "legend-item" }, swatch, id);
-  }));
+  }), element("span", { class: "muted" }, `up to the last ${CHART_SECONDS / 60} minutes`));
 }
 
 function drawChart(canvas, series) {
@@ -266,6 +267,7 @@ function drawChart(canvas, series) {
   const pad = { left: 44, right: 8, top: 8, bottom: 18 };
   context.clearRect(0, 0, width, height);
   const now = samples.length ? samples[samples.length - 1].t : Date.now() / 1000;
+  const span = Math.min(CHART_SECONDS, Math.max(CHART_MIN_SECONDS, samples.length ? now - samples[0].t : 0));
   let top = 1;
   for (const sample of samples) {
     for (const values of Object.values(sample.sources)) {
@@ -273,7 +275,7 @@ function drawChart(canvas, series) {
     }
   }
   top = niceCeiling(top);
-  const x = (t) => pad.left + (width - pad.left - pad.right) * (1 - (now - t) / CHART_SECONDS);
+  const x = (t) => pad.left + (width - pad.left - pad.right) * (1 - (now - t) / span);
   const y = (v) => height - pad.bottom - (height - pad.top - pad.bottom) * (v / top);
   context.strokeStyle = "#3a4450";
   context.fillStyle = "#8a96a3";
@@ -287,7 +289,7 @@ function drawChart(canvas, series) {
     context.stroke();
     context.fillText(String(Math.round(v * 10) / 10), 4, y(v) + 4);
   }
-  context.fillText(`-${CHART_SECONDS / 60} min`, pad.left, height - 4);
+  context.fillText(span >= 120 ? `-${Math.round(span / 60)} min` : `-${Math.round(span)} s`, pad.left, height - 4);
   context.fillText("now", width - pad.right - 22, height - 4);
   const ids = new Set(samples.flatMap((sample) => Object.keys(sample.sources)));
   for (const id of ids) {
