@@ -116,6 +116,11 @@ class Coordinator:
                     if slot.up:
                         group.start_soon(self._close_worker, slot)
 
+    def release(self) -> None:
+        """End every worker for good (Ray would otherwise restart it): the fleet's CPUs are free again."""
+        for slot in self.slots:
+            self.ray.kill(slot.handle, no_restart=True)
+
     async def _close_worker(self, slot: Slot) -> None:
         try:
             await slot.handle.close.remote()

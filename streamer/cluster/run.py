@@ -64,6 +64,7 @@ async def open_fleet(config: Config) -> AsyncIterator[Fleet]:
                             await coordinator.close()
                 group.cancel_scope.cancel()
     finally:
+        coordinator.release()
         if started_here:
             ray.shutdown()
 

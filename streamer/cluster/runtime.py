@@ -26,7 +26,8 @@ NAMESPACE = "streamer"
 
 
 def import_ray() -> ModuleType:
-    """Ray, with the environment that keeps local nodes on loopback set before it starts anything."""
+    """Ray, with the environment that keeps local nodes on loopback set first (Ray reads it when it
+    is imported: where ray was imported before, set the variable before that yourself)."""
     for name, value in LOOPBACK_ENV.items():
         os.environ.setdefault(name, value)
     return import_optional("ray", "cluster", "streamer cluster run")

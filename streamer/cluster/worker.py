@@ -270,8 +270,10 @@ class Worker:
 
 
 def actor_class(ray: Any, cluster: ClusterConfig) -> Any:
-    """`Worker` as a Ray actor class: restarted forever, threaded, holding the CPUs and GPUs asked for."""
+    """`Worker` as a Ray actor class: restarted forever, threaded, holding the CPUs and GPUs asked for,
+    spread over the nodes (a node lost takes as few workers with it as it can)."""
     return ray.remote(
+        scheduling_strategy="SPREAD",
         num_cpus=cluster.cpus_per_worker,
         num_gpus=cluster.gpus_per_worker,
         max_restarts=-1,
