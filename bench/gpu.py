@@ -40,16 +40,29 @@ streams    for each N in `--streams`: N file sources on a generated 1080p30 H.26
            inside) unless `--hwaccel cuda` asks FFmpeg for NVDEC (the frames still come back to host
            memory; the breakdown's decode row names their pixel format).
 
-fps is the total results/s at streams_30fps (at the largest N tried when none passed); infer_ms is
-the breakdown's GPU-side ms per batch of `--batch`. The last line printed is, exactly:
+checks     what the device path must get right before any figure counts (bench/gpu_checks.py says
+           how each is measured): races (detections with 4 workers at once against 1 worker's),
+           the letterbox against the CPU path (in 8-bit levels), NVDEC frames as nv12 at a 16-core
+           machine's decode threads, a TensorRT plan built and run, and GPU memory per stream after
+           each streams run (the 32-64 stream runs are the ones that matter).
 
-    device=<name> streams_30fps=<n> fps=<f> batch=<b> infer_ms=<i>
+Then `throughput: ... fps=<f> batch=<b> infer_ms=<i>` (fps: total results/s at streams_30fps, or at
+the largest N tried when none passed; infer_ms: the breakdown's GPU-side ms per batch of `--batch`),
+and last, exactly:
+
+    device=<name> streams_30fps=<n> races=<0|n> letterbox_max_diff=<x> nvdec=<yes|no> trt=<ok|error|n/a>
+
+On the CPU it runs too and says so: nvdec=no (no NVDEC), trt=n/a (TensorRT needs a GPU), the
+letterbox figure is the NumPy device path's. With the defaults a GPU run takes about 5 minutes (well
+under 10): model conversion and load, a TensorRT build (about a minute, cached after), the checks,
+then up to five 20 s stream runs.
 
 Run from the project root:
 
-    python bench/gpu.py                                       # on a CUDA machine: 8..64 streams, 25 s each
+    python bench/gpu.py                                       # on a CUDA machine: 8..64 streams, 20 s each
     python bench/gpu.py --streams 32,40,48 --half --hwaccel   # fp16, NVDEC decoding
     python bench/gpu.py --device cpu --streams 1,2 --seconds 5 --warmup 3 --batch 4 --input 320  # a check
+    python -m pytest -m gpu                                   # the gpu-marked tests (skipped without one)
 
 On the lent GPU machine (Python 3.12, torch with CUDA and CuPy installed, no network), carry the
 missing packages as wheels (see /work/.library/device/README.md; about 45 MB): here, in the
@@ -58,6 +71,8 @@ project root (`.whl/` is ignored by git),
     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
         -d .whl av==18.1.0 msgspec==0.22.0 onnx2torch==1.5.15 nudenet==3.4.2
+    # and for trt=ok, where the machine has no TensorRT (about 1.5 GB, over the carry limit: without it trt=n/a)
+    #   tensorrt-cu12==10.* (or 11.*) tensorrt-cu12-bindings tensorrt-cu12-libs
 
 then run, carrying `.whl`:
 
@@ -90,6 +105,7 @@ import numpy as np  # noqa: E402
 import streamer  # noqa: E402
 from bench.throughput import CACHE, CASES, FPS, HEADLINE, clip_path, yolov8n_320  # noqa: E402
 from bench.throughput import process_cpu_seconds, usable_cores  # noqa: E402
+from bench import gpu_checks  # noqa: E402
 from streamer.config import Config, FileSourceConfig, load_config  # noqa: E402
 from streamer.device import DeviceInputBuffers, to_host  # noqa: E402
 from streamer.engine import DetectionModel  # noqa: E402
@@ -372,7 +388,9 @@ def measure_breakdown(model: DetectionModel, decoded: Decoded, settings: Setting
 class Window(IgnoringObserver):
     """Counts results per source, their latency, and the model's batches, inside the timed window."""
 
-    def __init__(self, source_ids: list[str]) -> None:
+    def __init__(self, source_ids: list[str], meter: Callable[[], int | None] = lambda: None) -> None:
+        self.meter = meter
+        self.gpu_bytes: int | None = None  # used on the GPU as the window closed
         self.delivered = dict.fromkeys(source_ids, 0)
         self.latencies_ms: list[float] = []
         self.batches: list[tuple[int, float]] = []  # (size, seconds of the detect call)
@@ -386,6 +404,7 @@ class Window(IgnoringObserver):
         self.open, wall, cpu = True, time.perf_counter(), process_cpu_seconds()
         await anyio.sleep(seconds)
         self.open, self.wall_s, self.cpu_s = False, time.perf_counter() - wall, process_cpu_seconds() - cpu
+        self.gpu_bytes = self.meter()
         done.cancel()
 
     def record(self, result: Result) -> None:
@@ -430,7 +449,8 @@ class StreamsRun:
 
 
 def run_streams(settings: Settings, model: DetectionModel, config: Config) -> StreamsRun:
-    window = Window([source.id for source in config.sources])  # type: ignore[misc]
+    meter = gpu_checks.gpu_memory_meter(model_device(model))
+    window = Window([source.id for source in config.sources], meter)  # type: ignore[misc]
 
     async def pipeline() -> streamer.Summary:
         async with streamer.open(config, model=model, observers=[window]) as stream:
@@ -582,11 +602,54 @@ def describe_setup(settings: Settings, model: DetectionModel, name: str, clip: P
     )
 
 
-def headline(name: str, runs: list[StreamsRun], breakdown: Breakdown) -> str:
-    passed = [run.count for run in runs if run.passed]
+def streams_30fps(runs: list[StreamsRun]) -> int:
+    return max((run.count for run in runs if run.passed), default=0)
+
+
+def throughput_line(runs: list[StreamsRun], breakdown: Breakdown) -> str:
     return (
-        f"device={name} streams_30fps={max(passed, default=0)} fps={headline_run(runs).fps:.1f} "
+        f"throughput: streams_30fps={streams_30fps(runs)} fps={headline_run(runs).fps:.1f} "
         f"batch={breakdown.batch} infer_ms={breakdown.median('infer'):.2f}"
+    )
+
+
+@dataclass(frozen=True)
+class Checks:
+    """What bench/gpu_checks.py found."""
+
+    races: int
+    letterbox_max_diff: float
+    nvdec: bool
+    nvdec_how: str
+    trt: str
+    trt_how: str
+
+
+def run_checks(model: DetectionModel, decoded: Decoded, clip: Path, settings: Settings) -> Checks:
+    say(f"races: {gpu_checks.RACE_WORKERS} workers against 1, {gpu_checks.RACE_ROUNDS} rounds")
+    races = gpu_checks.count_races(model, decoded.frames)
+    letterbox = gpu_checks.letterbox_max_diff(model, decoded.frames)
+    say("nvdec: the clip decoded with hwaccel cuda")
+    nvdec, nvdec_how = gpu_checks.nvdec_frames(clip)
+    say("trt: a plan built from the ONNX file and run")
+    trt, trt_how = gpu_checks.tensorrt_plan(Path(yolov8n_320()), model_device(model), settings.input, CACHE / "plans")
+    return Checks(races, letterbox, nvdec, nvdec_how, trt, trt_how)
+
+
+def render_checks(checks: Checks) -> str:
+    rows = [
+        ["races", str(checks.races), "(frame, run) pairs differing from 1 worker's detections; must be 0"],
+        ["letterbox_max_diff", f"{checks.letterbox_max_diff:.2f}", "levels, device letterbox vs CPU path; <= 1"],
+        ["nvdec", "yes" if checks.nvdec else "no", checks.nvdec_how],
+        ["trt", checks.trt, checks.trt_how],
+    ]
+    return render([("check", 18), ("result", 8), ("how", 0)], rows)
+
+
+def headline(name: str, runs: list[StreamsRun], checks: Checks) -> str:
+    return (
+        f"device={name} streams_30fps={streams_30fps(runs)} races={checks.races} "
+        f"letterbox_max_diff={checks.letterbox_max_diff:.2f} nvdec={'yes' if checks.nvdec else 'no'} trt={checks.trt}"
     )
 
 
@@ -616,7 +679,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--half", action="store_true", help="run the torch package in float16")
     add("--input", type=int, default=640, help="model input size, square (default 640)")
     add("--square", action="store_true", help="letterbox into the full square, not the fitted size")
-    add("--streams", type=parse_counts, default=parse_counts("8,16,24,32,40,48,64"), help="stream counts, ascending")
+    add("--streams", type=parse_counts, default=parse_counts("8,16,32,48,64"), help="stream counts, ascending")
     add("--seconds", type=float, default=20.0, help="seconds counted per stream count, after the warm-up")
     add("--warmup", type=float, default=5.0, help="seconds of each run before counting starts")
     add("--batch", type=int, default=32, help="streamer max_batch_size (and the breakdown's batch)")
@@ -651,13 +714,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     model = load_model(streams_config(settings, model_ref, clip, 1))
     name = device_name(model)
     say(f"breakdown: {settings.runs} batches of {settings.batch} on {name}")
-    breakdown = measure_breakdown(model, decode_sample(clip, settings.sample, settings.hwaccel), settings)
+    decoded = decode_sample(clip, settings.sample, settings.hwaccel)
+    breakdown = measure_breakdown(model, decoded, settings)
+    checks = run_checks(model, decoded, clip, settings)
+    baseline = gpu_checks.gpu_memory_meter(model_device(model))()
     runs = step_streams(settings, model, model_ref, clip)
     print(describe_setup(settings, model, name, clip, cores))
     print(render(BREAKDOWN_COLUMNS, breakdown_rows(breakdown)))
     print(render_ceilings(breakdown, cores))
     print(render(STREAM_COLUMNS, [stream_row(run, cores) for run in runs]))
-    print(headline(name, runs, breakdown))
+    memory = gpu_checks.memory_rows(baseline, [(run.count, run.window.gpu_bytes) for run in runs])
+    print(render([("streams", 7), ("GPU used MiB", 12), ("MiB per stream", 14)], memory))
+    print(render_checks(checks))
+    print(throughput_line(runs, breakdown))
+    print(headline(name, runs, checks))
 
 
 if __name__ == "__main__":
