@@ -57,14 +57,15 @@ class TextDetector(_PaddleOcr):
         return InputSpec(input_size[0], input_size[1], dtype, scale=1 / 255, pad_value=0.0)
 
     def _detect_batch(self, frames: list[Frame]) -> list[Detections]:
-        buffers = self._buffers_for(frames)
-        buffer = buffers.acquire()
-        try:
-            inputs, placements = buffer.fill(frames)
-            outputs = self.backend.run(_normalised_bgr(inputs))
-        finally:
-            buffers.release(buffer)
-        return self.decode([to_host(output) for output in outputs], placements, frames)
+        with self._activate():  # the device's context, as DetectionModel._detect_batch (cuda:N)
+            buffers = self._buffers_for(frames)
+            buffer = buffers.acquire()
+            try:
+                inputs, placements = buffer.fill(frames)
+                outputs = self.backend.run(_normalised_bgr(inputs))
+            finally:
+                buffers.release(buffer)  # after the run's reads, handed back to this stream (device/streams.py)
+            return self.decode([to_host(output) for output in outputs], placements, frames)
 
     def decode(self, outputs: list[np.ndarray], placements: list[Placement], frames: list[Frame]) -> list[Detections]:
         options = dataclasses.replace(self.db, box_threshold=self.confidence)
