@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 WEB_FILES = {"index.html": "text/html", "page.js": "text/javascript", "page.css": "text/css"}
 PAGE_PATHS = frozenset({"/", *(f"/web/{name}" for name in WEB_FILES if name != "index.html")})
 KEEPALIVE_S = 10.0  # a comment line this often, so a gone client is noticed and proxies keep the stream
+WRITE_TIMEOUT_S = 5.0  # a message the page has not taken by then: it is hung up on
 RETRY_MS = 2000  # how soon the page reconnects after the stream ends
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
@@ -96,12 +97,17 @@ class Page:
         response = web.StreamResponse(headers={**PAGE_HEADERS, "Content-Type": "text/event-stream"})
         await response.prepare(request)
         backlog = [b"retry: %d\n\n" % RETRY_MS, history_message(list(self.watch.history.samples)), *self.watch.feed.recent]
-        with self.watch.feed.listen(backlog) as messages:
+        with anyio.CancelScope() as dropped, self.watch.feed.listen(backlog, dropped.cancel) as messages:
             try:
                 while (message := await _next_message(messages)) is not None:
-                    await response.write(message)
-            except (ConnectionResetError, anyio.BrokenResourceError):
+                    with anyio.fail_after(WRITE_TIMEOUT_S):
+                        await response.write(message)
+            except TimeoutError:
+                _hang_up(request)  # a page that stopped reading: its connection would hold a handler forever
+            except ConnectionResetError:
                 pass  # the page went away
+        if dropped.cancelled_caught:
+            _hang_up(request)  # it fell behind, or the server is stopping: a write may still be stuck on it
         return response
 
 
@@ -113,6 +119,11 @@ async def _next_message(messages: ObjectReceiveStream[bytes]) -> bytes | None:
         except anyio.EndOfStream:
             return None
     return b": keep-alive\n\n"
+
+
+def _hang_up(request: web.Request) -> None:
+    if request.transport is not None:
+        request.transport.abort()
 
 
 def _own_page_only(request: web.Request) -> None:

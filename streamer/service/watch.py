@@ -198,7 +198,7 @@ class Feed:
     def __init__(self) -> None:
         self.recent: deque[bytes] = deque(maxlen=RECENT_EVENTS)
         self.dropped = 0  # listeners cut off for falling behind
-        self._listeners: set[MemoryObjectSendStream[bytes]] = set()
+        self._listeners: dict[MemoryObjectSendStream[bytes], Callable[[], None]] = {}
         self._closed = False
 
     @property
@@ -220,15 +220,16 @@ class Feed:
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 self._drop(send)
 
-    def listen(self, backlog: list[bytes]) -> MemoryObjectReceiveStream[bytes]:
-        """A new listener's queue, holding `backlog` first; closed at once when the feed is."""
+    def listen(self, backlog: list[bytes], hang_up: Callable[[], None] = lambda: None) -> MemoryObjectReceiveStream[bytes]:
+        """A new listener's queue, holding `backlog` first; closed at once when the feed is. `hang_up`
+        is called when the listener is dropped or the feed closes (to cancel a write stuck on it)."""
         send, receive = anyio.create_memory_object_stream[bytes](LISTENER_QUEUE + len(backlog))
         for message in backlog:
             send.send_nowait(message)
         if self._closed:
             send.close()
         else:
-            self._listeners.add(send)
+            self._listeners[send] = hang_up
         return receive
 
     def close(self) -> None:
@@ -238,8 +239,10 @@ class Feed:
             self._drop(send)
 
     def _drop(self, send: MemoryObjectSendStream[bytes]) -> None:
-        self._listeners.discard(send)
+        hang_up = self._listeners.pop(send, None)
         send.close()
+        if hang_up is not None:
+            hang_up()
 
 
 def history_message(samples: list[dict[str, Any]]) -> bytes:

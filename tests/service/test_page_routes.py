@@ -139,3 +139,31 @@ async def test_previews_when_nobody_asked_for_a_while_let_the_frame_go(centerfac
     previews.offer(result)
     assert previews.holding == set()
     assert (await previews.jpeg("cam1"))[:2] == b"\xff\xd8"  # the last JPEG is kept (a few kB)
+
+
+async def test_events_when_a_page_stops_reading_it_is_dropped_and_the_server_still_stops_at_once(centerface):
+    import socket
+
+    async with served(centerface, lavfi("cam1")) as (_, server, _):
+        feed = server.page.watch.feed
+        stuck = socket.socket()
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck.connect((server.host, server.port))
+        stuck.sendall(f"GET /events HTTP/1.1\r\nHost: {server.host}:{server.port}\r\n\r\n".encode())
+        await until(listening(feed))
+        padding = "x" * 16384
+        with anyio.fail_after(10):
+            while feed.dropped == 0:
+                feed.publish("event", {"padding": padding})  # never waits, however full the socket is
+                await anyio.sleep(0)
+        assert feed.listeners == 0
+        started = time.monotonic()
+    assert time.monotonic() - started < 3  # hung up on when dropped: no write left waiting on it
+    stuck.close()
+
+
+def listening(feed):
+    async def check() -> bool:
+        return feed.listeners == 1
+
+    return check

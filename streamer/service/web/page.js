@@ -17,6 +17,7 @@ const PLACEHOLDER = {
 };
 
 let token = sessionStorage.getItem("streamer-token");
+let reconnectNow = () => {};  // ends the event stream's wait before it tries again
 const tiles = new Map();     // source id -> {root, img, fields, busy, url}
 const samples = [];          // {t, sources: {id: {fps, p50_ms, p99_ms}}}, oldest first
 const colorOf = new Map();
@@ -244,7 +245,7 @@ async function listen() {
       // reconnect below
     }
     if ($("connection").dataset.state === "live") setConnection("reconnecting");
-    await new Promise((resolve) => setTimeout(resolve, 2000));
+    await new Promise((resolve) => { reconnectNow = resolve; setTimeout(resolve, 2000); });
   }
 }
 
@@ -354,6 +355,7 @@ function useToken(submitted) {
   $("login").hidden = true;
   setConnection("connecting");
   refreshStatus();
+  reconnectNow();
 }
 
 function start() {
