@@ -161,11 +161,13 @@ def on_pty(config: Path, before: tuple[str, ...] = (), after: tuple[str, ...] = 
     return process.returncode, stdout, screen.decode(errors="replace")
 
 
-def test_run_when_stderr_is_a_terminal_shows_the_bar_then_the_summary(job):
-    code, stdout, screen = on_pty(job)
+def test_run_when_stderr_is_a_terminal_shows_the_bar_and_whole_log_lines_then_the_summary(job):
+    code, stdout, screen = on_pty(job, ("--log-level", "info"))
 
     assert code == 0, screen
     assert "━" in screen and "60/60" in screen and "job" in screen, screen[-2000:]
+    logged = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO streamer[.\w]*: source job: \w+ -> running[^\r\n]*\r?\n")
+    assert logged.search(screen), screen[-3000:]  # above the display, in one piece
     assert "source job: 60 frames (60 read)" in stdout
 
 
