@@ -73,6 +73,37 @@ def test_yolo_on_torch_cuda_when_batches_are_letterboxed_on_the_gpu_finds_what_t
                 assert max(overlaps) > 0.95 and got.class_id[int(np.argmax(overlaps))] == class_id
 
 
+@requires_gpu("torch")
+def test_yolo_on_torch_cuda_when_4_threads_detect_at_once_finds_what_one_thread_finds(yolo_path, astronaut, tmp_path):
+    """Input buffers are reused across threads, each on its own stream: no batch may read another's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from streamer.engine import AutoModel
+    from streamer.engine.convert import convert_to_torch
+
+    package = convert_to_torch(yolo_path, cache_dir=tmp_path)
+    model = AutoModel.from_pretrained(str(package), backend="torch", device="cuda", batch_size=4)
+    batches = [[astronaut_frame(astronaut, 32 * (4 * b + i)) for i in range(4)] for b in range(6)]
+    reference = [model.detect(batch) for batch in batches]
+    assert all(len(found) for batch in reference for found in batch)  # the face, at least, in each
+
+    def run(seed: int) -> list[int]:
+        order = [(seed + k) % len(batches) for k in range(3 * len(batches))]
+        return [index for index in order if not _same(model.detect(batches[index]), reference[index])]
+
+    with ThreadPoolExecutor(4) as pool:
+        differing = [index for found in pool.map(run, range(4)) for index in found]
+
+    assert differing == []
+
+
+def _same(got: list, want: list) -> bool:
+    return all(
+        len(g) == len(w) and np.array_equal(g.class_id, w.class_id) and np.allclose(g.xyxy, w.xyxy, atol=1.0)
+        for g, w in zip(got, want)
+    )
+
+
 def astronaut_frame(astronaut: np.ndarray, left: int) -> Frame:
     """A decoded 1080p frame with the photo, doubled, `left` pixels from the left edge."""
     import av

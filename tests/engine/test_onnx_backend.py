@@ -178,3 +178,20 @@ def test_cuda_provider_when_given_a_device_batch_reads_it_in_place():
 
     assert backend.input_device == "cuda:0"
     np.testing.assert_array_equal(outputs, np.arange(9, dtype=np.float32).reshape(3, 3) + 1)
+
+
+@requires_gpu()
+@pytest.mark.skipif(CUDA not in onnxruntime.get_available_providers(), reason="needs onnxruntime-gpu")
+def test_cuda_provider_when_a_padded_batch_is_written_on_a_non_blocking_stream_reads_it_whole():
+    """ONNX Runtime's streams are its own: the host waits for the caller's stream (device/streams.py)."""
+    import cupy
+
+    backend = OnnxRuntimeBackend(_add_one_model(batch=2), name="add-one", device="cuda")
+    with cupy.cuda.Stream(non_blocking=True):
+        for _ in range(20):
+            batch = cupy.zeros((3, 3), cupy.float32)
+            batch += cupy.arange(3, dtype=cupy.float32)[:, None]  # queued on the stream, maybe not done
+
+            (outputs,) = backend.run(batch)  # a fixed batch of 2: the last chunk is padded
+
+            np.testing.assert_array_equal(outputs, cupy.asnumpy(batch) + 1)

@@ -263,6 +263,39 @@ def test_plan_built_from_onnx_runs_and_is_cached(tmp_path):
 
 
 @requires_gpu("tensorrt", "cupy")
+def test_fp16_plan_when_built_on_the_installed_tensorrt_runs_within_half_precision(tmp_path):
+    """TensorRT 10 sets BuilderFlag.FP16; 11 builds the float16-converted ONNX strongly typed."""
+    onnx_path = tmp_path / "conv.onnx"
+    onnx_path.write_bytes(_conv_model())
+    plan = build_plan_for_device(onnx_path, "cuda", tmp_path / "plans", PlanSettings(True, 1, 4))
+    backend = TensorRTBackend(plan, name="conv", device="cuda")
+    batch = np.random.default_rng(0).random((2, 3, 8, 8), dtype=np.float32)
+    import onnxruntime
+
+    expected = onnxruntime.InferenceSession(onnx_path.read_bytes(), providers=["CPUExecutionProvider"]).run(
+        None, {"x": batch}
+    )[0]
+    (outputs,) = backend.run(batch.astype(backend.input_dtype))
+
+    np.testing.assert_allclose(np.asarray(outputs, np.float32), expected, rtol=1e-2, atol=1e-2)
+
+
+@requires_gpu("tensorrt", "cupy")
+def test_device_batch_when_written_on_a_non_blocking_stream_is_read_whole_by_the_engine(tmp_path):
+    import cupy
+
+    onnx_path = _add_one_onnx(tmp_path / "model.onnx", batch=2)  # static: the last chunk is padded
+    backend = TensorRTBackend(build_plan_for_device(onnx_path, "cuda", tmp_path / "plans", PlanSettings()),
+                              name="tiny", device="cuda")
+    with cupy.cuda.Stream(non_blocking=True):
+        for _ in range(20):
+            images = cupy.full((3, 3, 4, 4), 0.0, cupy.float32)
+            images += cupy.arange(3, dtype=cupy.float32)[:, None, None, None]  # queued, not done
+            (outputs,) = backend.run(images)
+            np.testing.assert_array_equal(cupy.asnumpy(outputs), cupy.asnumpy(images) + 1)
+
+
+@requires_gpu("tensorrt", "cupy")
 def test_static_batch_plan_pads_the_last_chunk(tmp_path):
     onnx_path = _add_one_onnx(tmp_path / "model.onnx", batch=2)
     plan = build_plan_for_device(onnx_path, "cuda", tmp_path / "plans", PlanSettings())
