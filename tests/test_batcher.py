@@ -1,4 +1,4 @@
-"""Batcher: batches by size and deadline, round robin across sources."""
+"""Batcher: batches by size and deadline, round robin across sources; live sources within their latency budget."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import time
 import anyio
 import numpy as np
 
+from streamer.batch_costs import MIN_SAMPLES, BatchCosts, CostKey
 from streamer.batcher import Batcher
 from streamer.frames import Frame
 from streamer.sources.queue import FrameQueue
@@ -207,3 +208,125 @@ async def test_next_batch_keeps_waiting_while_one_queue_is_still_open() -> None:
         open_queue.finish()
 
     assert labels(batches[0]) == ["b0"]
+
+
+# --- Batcher: live queues and their latency budget --------------------------------------------------
+
+NOW = 1_000.0  # the injected clock's time; frames are captured `age` seconds before it
+
+
+def costed(costs_s: dict[int, float], max_batch_size: int = 4) -> Batcher:
+    """A batcher on a frozen clock whose cost model has seen batches of each size at these seconds."""
+    costs = BatchCosts(max_batch_size)
+    for size, seconds in costs_s.items():
+        for _ in range(MIN_SAMPLES):  # enough to compare sizes
+            costs.observe(CostKey("", 4, 4), size, seconds)
+    return Batcher(max_batch_size, max_wait_ms=10, costs=costs, clock=lambda: NOW)
+
+
+def live_queue(batcher: Batcher, source_id: str, ages_s: list[float], budget_ms: float | str = 100) -> FrameQueue:
+    queue = FrameQueue(source_id, 2, "latest", on_ready=batcher.notify)
+    batcher.add_queue(queue, budget_ms)
+    for i, age in enumerate(ages_s):
+        queue.try_put(frame(source_id, i, captured=NOW - age))
+    return queue
+
+
+async def test_next_batch_when_batching_costs_linear_time_gives_live_sources_batches_of_one():
+    batcher = costed({1: 0.020, 2: 0.040, 3: 0.060, 4: 0.080})
+    for source_id in "abcd":
+        live_queue(batcher, source_id, [0.0])
+
+    with anyio.fail_after(1):
+        batches = [labels(await batcher.next_batch()) for _ in range(4)]
+
+    assert batches == [["a0"], ["b0"], ["c0"], ["d0"]]
+    assert batcher.costs.last is not None and batcher.costs.last.size == 1
+
+
+async def test_next_batch_when_batches_are_nearly_free_fills_a_live_batch_up_to_the_budget():
+    batcher = costed({1: 0.010, 2: 0.011, 3: 0.012, 4: 0.013})
+    for source_id in "abcd":
+        live_queue(batcher, source_id, [0.0])
+
+    with anyio.fail_after(1):
+        assert labels(await batcher.next_batch()) == ["a0", "b0", "c0", "d0"]
+
+
+async def test_next_batch_skips_a_live_frame_too_late_for_its_budget():
+    batcher = costed({1: 0.040})
+    live_queue(batcher, "late", [0.070])  # 70 ms old + 40 ms > 100 ms
+    live_queue(batcher, "fresh", [0.010])
+
+    with anyio.fail_after(1):
+        assert labels(await batcher.next_batch()) == ["fresh0"]
+
+
+async def test_next_batch_when_only_a_late_frame_waits_for_its_sources_next_frame():
+    batcher = costed({1: 10.0, 2: 20.0})  # a slow model's cost: the wait for a fresher frame is long
+    queue = live_queue(batcher, "cam", [29.9], budget_ms=30_000)
+    batches: list[list[Frame] | None] = []
+
+    async def take() -> None:
+        batches.append(await batcher.next_batch())
+
+    with anyio.fail_after(1):
+        async with anyio.create_task_group() as group:
+            group.start_soon(take)
+            await anyio.wait_all_tasks_blocked()
+            assert batches == []  # the late frame is not taken
+            queue.try_put(frame("cam", 1, captured=NOW))
+
+    assert labels(batches[0]) == ["cam1"]
+    assert queue.dropped == 1  # the late frame, replaced
+
+
+async def test_next_batch_when_the_model_is_slower_than_the_budget_takes_frames_as_they_come():
+    batcher = costed({1: 0.150})
+    live_queue(batcher, "cam", [0.070])
+
+    with anyio.fail_after(1):
+        assert labels(await batcher.next_batch()) == ["cam0"]
+
+
+async def test_next_batch_serves_the_live_queue_served_least_recently_first():
+    batcher = costed({1: 0.020, 2: 0.040})
+    a, b = live_queue(batcher, "a", [0.0]), live_queue(batcher, "b", [0.0])
+    first = labels(await batcher.next_batch())
+    a.try_put(frame("a", 1, captured=NOW))  # a (just served) and b both hold a frame now
+
+    second = labels(await batcher.next_batch())
+
+    assert (first, second) == (["a0"], ["b0"])
+    assert b.peek() is None and a.peek() is not None
+
+
+async def test_next_batch_with_an_auto_budget_before_any_cost_is_known_runs_one_frame():
+    batcher = Batcher(4, max_wait_ms=10_000, clock=lambda: NOW)
+    for source_id in "ab":
+        live_queue(batcher, source_id, [0.5], budget_ms="auto")
+
+    with anyio.fail_after(1):  # not held to max_wait: a live batch of one leaves at once
+        assert labels(await batcher.next_batch()) == ["a0"]
+
+
+async def test_next_batch_with_an_auto_budget_uses_twice_a_batch_of_one():
+    batcher = costed({1: 0.040})  # auto budget: 80 ms
+    live_queue(batcher, "late", [0.041], budget_ms="auto")  # 41 + 40 > 80
+    live_queue(batcher, "fresh", [0.039], budget_ms="auto")
+
+    with anyio.fail_after(1):
+        assert labels(await batcher.next_batch()) == ["fresh0"]
+
+
+async def test_next_batch_when_no_fresher_frame_comes_takes_the_freshest_late_one_after_a_batchs_cost():
+    batcher = costed({1: 0.040, 2: 0.080})
+    live_queue(batcher, "older", [0.090])
+    live_queue(batcher, "newer", [0.080])
+
+    started = anyio.current_time()
+    with anyio.fail_after(1):
+        batch = await batcher.next_batch()
+
+    assert labels(batch) == ["newer0"]
+    assert anyio.current_time() - started >= 0.040 - 1e-3

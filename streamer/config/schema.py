@@ -74,9 +74,11 @@ class SourceConfigBase(Base, tag_field="type", kw_only=True):
     max_frames: Positive | None = None
     max_fps: Annotated[float, msgspec.Meta(gt=0)] | None = None
     staleness_ms: Annotated[float, msgspec.Meta(gt=0)] | None = None
-    # Under `latest`: capture -> result time each frame should keep within; batches are sized to it
-    # from what the model is seen to cost (docs/batching.md). `block` queues batch for throughput.
-    latency_budget_ms: Annotated[float, msgspec.Meta(gt=0)] = 100.0
+    # Under `latest`: the capture -> result time each frame should keep within; batches are sized to
+    # it from what the model is seen to cost, and frames too late for it are skipped for fresher ones.
+    # "auto": twice a batch of one's cost (the batch ahead of a frame and its own), at least 50 ms
+    # (docs/batching.md). `block` queues batch for throughput ([batching]).
+    latency_budget_ms: Annotated[float, msgspec.Meta(gt=0)] | Literal["auto"] = "auto"
     # Hardware decoding through FFmpeg (e.g. "cuda" for NVDEC); where the build or the machine
     # cannot, the source logs it once and decodes on the CPU.
     hwaccel: Literal["cuda", "vaapi", "qsv", "videotoolbox", "d3d11va", "vulkan", "drm"] | None = None

@@ -82,7 +82,7 @@ class SourceSet:
         self.configs[source.id] = config
         self._queues[source.id] = queue
         self.summary.sources[source.id] = SourceReport(source.id, tolerate_damage=tolerates_damage(config))
-        self.batcher.add_queue(queue)
+        self.batcher.add_queue(queue, config.latency_budget_ms if config.policy == "latest" else None)
         self._group.start_soon(self._read, reader)
 
     def remove(self, source_id: str) -> None:

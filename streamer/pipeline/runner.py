@@ -20,11 +20,13 @@ import msgspec
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ..batch_costs import CostKey
 from ..batcher import Batcher
 from ..config import Config, load_config
 from ..engine import AutoModel, DetectionModel
 from ..engine.auto_model import make_options
 from ..engine.entities import LoadOptions
+from ..engine.models.base import fitted_size
 from ..engine.resolve import resolve
 from ..frames import Event, Frame, Result
 from ..groups import unwrapped_groups
@@ -101,6 +103,19 @@ _MODEL_KEYS = {  # the keys of each stage table that name a model to load
     ClassifyStageConfig: ("model",),
     TrackStageConfig: ("appearance_model",),
 }
+
+
+def input_size(model: DetectionModel, frame: Frame) -> tuple[int, int]:
+    """The input (width, height) the model runs `frame` at: fitted to the frame's shape when the
+    model fits its input to frames (320 x 192 for 16:9 at 320), else its own."""
+    if model.fit_to_frames and model.stride is not None:
+        return fitted_size(frame.width, frame.height, model.spec, model.stride)
+    return model.spec.width_height
+
+
+def cost_key(model: DetectionModel) -> Callable[[Frame], CostKey]:
+    """What a batch's cost depends on: the backend and the input size the model runs the frame at."""
+    return lambda frame: CostKey(model.info.backend, *input_size(model, frame))
 
 
 @asynccontextmanager
@@ -183,8 +198,10 @@ class Stream:
         self.sink_queues: dict[str, SinkQueue] = {}
         self.resume = dict(resume or {})
         self.workers = config.model.workers or max(1, min(4, os.cpu_count() or 1))
-        self.batcher = Batcher(config.batching.max_batch_size, config.batching.max_wait_ms, keep_alive=keep_alive)
-        self.summary = Summary(model=model.info, outputs=[sink.describe() for sink in sinks])
+        self.batcher = Batcher(
+            config.batching.max_batch_size, config.batching.max_wait_ms, keep_alive=keep_alive, cost_key=cost_key(model)
+        )
+        self.summary = Summary(model=model.info, outputs=[sink.describe() for sink in sinks], costs=self.batcher.costs)
         self.sources = SourceSet(self.batcher, self.summary)
         self._stopping = False
         self._iterable = results
@@ -312,7 +329,9 @@ class Stream:
                 detections = await anyio.to_thread.run_sync(
                     self.model.detect, frames, limiter=self._inference_threads
                 )
-                self.observers.batch_done(len(frames), time.perf_counter() - started)
+                seconds = time.perf_counter() - started
+                self.batcher.batch_done(frames, seconds)
+                self.observers.batch_done(len(frames), seconds)
                 self.summary.batches += 1
                 await send.send((sequence, frames, detections))
 

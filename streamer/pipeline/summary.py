@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..batch_costs import BatchCosts
 from ..frames import ModelInfo
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ class Summary:
     batches: int = 0
     started: float = 0.0
     finished: float | None = None
+    costs: BatchCosts | None = None  # what the batcher learnt batches cost, and its latest live choice
 
     def count_frame(self, source_id: str) -> None:
         self.frames += 1
@@ -112,6 +114,18 @@ class Summary:
         """Nothing failed: no source and no sink (what `streamer run`'s exit code says)."""
         return not self.failed and not self.failed_sinks
 
+    def batching_lines(self) -> list[str]:
+        """The learnt cost per batch size (per backend and input size) and the latest live batch size."""
+        if self.costs is None:
+            return []
+        lines = []
+        for key, sizes in self.costs.snapshot().items():
+            costs = ", ".join(f"{size}: {1000 * seconds:.1f} ms ({count}x)" for size, (seconds, count) in sizes.items())
+            lines.append(f"batch cost ({key.backend} {key.input}): {costs}")
+        if (choice := self.costs.last) is not None:
+            lines.append(f"live batch size: {choice.size} (wait {1000 * choice.wait_s:.1f} ms)")
+        return lines
+
     def render(self) -> str:
         lines = [
             f"frames: {self.frames} in {self.seconds:.2f} s ({self.fps:.1f} frames/s), "
@@ -119,6 +133,7 @@ class Summary:
             + (f", {self.events} events" if self.events else ""),
             f"model: {self.model.model_id} ({self.model.architecture}, {self.model.backend})",
         ]
+        lines += self.batching_lines()
         for report in self.sources.values():
             lines.append(f"source {report.source_id}: {report.counts()}, {report.status()}")
         for output in self.outputs:

@@ -44,6 +44,11 @@ Read from the stream at each scrape:
                                                               FrameRates); 0 unless running
     streamer_stages_queue_depth_batches                       batches inferred, waiting for the stages
                                                               (stages run one frame at a time, in order)
+    streamer_batch_cost_seconds{backend,input,size}           what a batch of `size` is learnt to cost
+                                                              (docs/batching.md)
+    streamer_batch_cost_observations_total{backend,input,size} batches that cost was learnt from
+    streamer_live_batch_size_frames                           batch size last chosen for live sources
+    streamer_live_batch_wait_seconds                          and how long it may wait to fill
     streamer_sink_written_total{sink}                         results and events the sink wrote
     streamer_sink_failed_total{sink}                          items the sink took and could not write
                                                               (a callback that raised); the last
@@ -267,10 +272,32 @@ class StreamCollector:
         if summary.started:
             started = time.time() - (time.monotonic() - summary.started)
             yield GaugeMetricFamily("streamer_start_time_seconds", "Unix time the pipeline started.", value=started)
+        yield from self._batching(stream)
         yield GaugeMetricFamily("streamer_ready", "1 when at least one source is running.", value=float(stream.ready))
         yield GaugeMetricFamily("streamer_stages_queue_depth_batches",
                                 "Batches the model finished that wait for the stages (which run in order).",
                                 value=stream.stage_backlog)
+
+    def _batching(self, stream: Stream) -> Iterator[Any]:
+        """The batcher's cost model (per backend, input size and batch size) and its latest live choice."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        costs, labels = stream.batcher.costs, ["backend", "input", "size"]
+        average = GaugeMetricFamily("streamer_batch_cost_seconds", "What a batch of this size is learnt to "
+                                    "cost (moving average of the model's time).", labels=labels)
+        seen = CounterMetricFamily("streamer_batch_cost_observations", "Batches of this size the cost was learnt from.",
+                                   labels=labels)
+        for key, sizes in costs.snapshot().items():
+            for size, (seconds, count) in sizes.items():
+                average.add_metric([key.backend, key.input, str(size)], seconds)
+                seen.add_metric([key.backend, key.input, str(size)], count)
+        choice = costs.last
+        yield average
+        yield seen
+        yield GaugeMetricFamily("streamer_live_batch_size_frames", "The batch size last chosen for live sources "
+                                "within their latency budget (0: none yet).", value=choice.size if choice else 0)
+        yield GaugeMetricFamily("streamer_live_batch_wait_seconds", "How long that batch may wait to fill.",
+                                value=choice.wait_s if choice else 0.0)
 
     def _sources(self, stream: Stream) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily

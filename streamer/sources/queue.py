@@ -68,14 +68,23 @@ class FrameQueue:
         """The next frame: the oldest under `block`, the newest under `latest` (older ones are dropped
         and counted: a live source is always processed at its freshest). Frames older than the
         staleness budget are dropped (and counted as stale) on the way."""
+        frame = self.peek()
+        if frame is not None:
+            self._items.popleft()
+            self._wake_putters()
+        return frame
+
+    def peek(self) -> Frame | None:
+        """The frame `get_nowait` would return, left in the queue (what it drops on the way, it drops)."""
         while self.policy == "latest" and len(self._items) > 1:
             self._items.popleft()
             self.dropped += 1
         while self._items:
-            frame = self._items.popleft()
-            self._wake_putters()
+            frame = self._items[0]
             if self.staleness_s is None or time.time() - frame.wall_time <= self.staleness_s:
                 return frame
+            self._items.popleft()
+            self._wake_putters()
             self.stale += 1
         return None
 
