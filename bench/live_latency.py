@@ -2,10 +2,10 @@
 
 One run measures:
 
-frame_ms  the model's own processing time per frame at the configured batch size: the median over
-          `--runs` calls (after warm-up) of the wall time of `model.detect(batch) / len(batch)`, on
-          lavfi test-pattern frames of the sources' size, decoded as streamer's source decodes them.
-          The model's capacity is 1000 / frame_ms fps for all sources together.
+frame_ms  the model's own processing time per frame at batch 1: the median over `--runs` calls
+          (after warm-up) of the wall time of `model.detect([frame])`, on a lavfi test-pattern frame
+          of the sources' size, decoded as streamer's source decodes it. The model's capacity is
+          1000 / frame_ms fps for all sources together (one worker, batch 1).
 live      `--sources` lavfi `testsrc2` sources paced to real time (`realtime`, policy `latest`,
           queue_size 2 unless `--queue-size`), each at R = ceil(2 * capacity / sources) fps, so
           together they offer twice the capacity, through the real pipeline (`streamer.open`) for
@@ -27,7 +27,12 @@ is given), from the run's summary. The run passes when p99 < 2 * frame_ms (what 
 
     p50_ms=<a> p99_ms=<b> frame_ms=<c> growth_ms_per_min=<d> drops=<n>
 
+`--defaults` runs the pipeline on streamer's own defaults (the config's max_batch_size,
+max_wait_ms, workers and threads) instead of this script's flags; the sources then batch to their
+default `latency_budget_ms` (`--latency-budget-ms` sets another).
+
 Run from the project root:  python bench/live_latency.py [--sources 2] [--seconds 60] [--size 640x360]
+                            python bench/live_latency.py --sources 8 --defaults
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ import onnxruntime
 
 import streamer
 from streamer.config import Config, load_config
-from streamer.config.schema import LavfiSourceConfig
+from streamer.config.schema import BatchingConfig, LavfiSourceConfig, ModelConfig
 from streamer.engine import DetectionModel
 from streamer.frames import Detections, Frame, Result
 from streamer.pipeline.runner import load_model
@@ -58,7 +63,7 @@ OVERLOAD = 2.0  # offered rate / model capacity
 QUEUE_SIZE = 2  # per source, as the issue asks
 PASS_FACTOR = 2.0  # p99 must stay under this many frame_ms
 WINDOW_S = 5.0  # slices of the run whose p50 latencies are listed
-OPTIONAL_SOURCE_FIELDS = ("staleness_ms", "max_fps")  # used only when this streamer's schema has them
+OPTIONAL_SOURCE_FIELDS = ("staleness_ms", "max_fps", "latency_budget_ms")  # used only when this streamer's schema has them
 
 
 # ---- settings --------------------------------------------------------------------------------
@@ -76,7 +81,7 @@ class Settings:
     height: int
     batch: int
     max_wait_ms: float
-    workers: int
+    workers: int | None  # None: streamer's default
     threads: int
     runs: int
     queue_size: int = QUEUE_SIZE
@@ -93,7 +98,9 @@ def pattern_graph(settings: Settings, rate: int) -> str:
 
 def live_config(settings: Settings, rate: int) -> Config:
     """Config for `settings.sources` live test patterns at `rate` fps each, `latest` policy."""
-    model = {"id": settings.model, "workers": settings.workers, "threads": settings.threads}
+    model: dict[str, object] = {"id": settings.model, "threads": settings.threads}
+    if settings.workers is not None:
+        model["workers"] = settings.workers
     sources = [
         {
             "type": "lavfi",
@@ -395,7 +402,7 @@ def describe_load(outcome: Outcome) -> str:
     s, capacity = outcome.settings, 1000 / outcome.frame_ms
     offered = outcome.rate * s.sources
     return (
-        f"model {s.model}: frame_ms {outcome.frame_ms:.2f} at batch {s.batch} (capacity {capacity:.2f} fps); "
+        f"model {s.model}: frame_ms {outcome.frame_ms:.2f} at batch 1 (capacity {capacity:.2f} fps); "
         f"{s.sources} x testsrc2 {s.size} at {outcome.rate} fps = {offered} fps offered "
         f"({offered / capacity:.2f} x capacity)"
     )
@@ -407,7 +414,7 @@ def describe_pipeline(outcome: Outcome) -> str:
     extra = "".join(f", {key} {value:g}" for key, value in s.source_options.items())
     return (
         f"policy latest, queue_size {s.queue_size}{extra}; batch {s.batch}, max_wait_ms {s.max_wait_ms:g}, "
-        f"workers {s.workers}, threads {s.threads}; ran {summary.seconds:.1f} s, {summary.batches} batches "
+        f"workers {s.workers or 'default'}, threads {s.threads}; ran {summary.seconds:.1f} s, {summary.batches} batches "
         f"of {summary.frames / max(1, summary.batches):.2f} frames on average; "
         f"latency over results received from {s.warmup:g} s to {s.seconds:g} s"
     )
@@ -429,8 +436,8 @@ def say(message: str) -> None:
 
 def run(settings: Settings) -> Outcome:
     model = load_model(live_config(settings, rate=1))
-    say(f"measuring frame_ms ({settings.runs} runs of batch {settings.batch} at {settings.size})")
-    frame_ms = measure_frame_ms(model, pattern_frames(settings, settings.batch), settings.runs)
+    say(f"measuring frame_ms ({settings.runs} runs of batch 1 at {settings.size})")
+    frame_ms = measure_frame_ms(model, pattern_frames(settings, 1), settings.runs)
     rate = source_rate(frame_ms, settings.sources)
     say(f"frame_ms {frame_ms:.2f}; running {settings.sources} sources at {rate} fps for {settings.seconds:g} s")
     summary, samples = run_live(live_config(settings, rate), model, settings.seconds)
@@ -460,6 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1, help="streamer model.threads (ORT intra-op threads)")
     parser.add_argument("--runs", type=int, default=20, help="timed model.detect calls for frame_ms")
     parser.add_argument("--queue-size", type=int, default=QUEUE_SIZE, help="each source's queue_size")
+    parser.add_argument(
+        "--defaults", action="store_true", help="streamer's defaults for batch, max wait, workers and threads"
+    )
     for name in OPTIONAL_SOURCE_FIELDS:
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=None, help=f"sources' {name} (off)")
     return parser
@@ -468,7 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: Sequence[str] | None) -> Settings:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if min(args.sources, args.batch, args.workers, args.runs, args.queue_size) < 1:
+    if args.defaults:
+        use_streamer_defaults(args)
+    if min(args.sources, args.batch, args.workers or 1, args.runs, args.queue_size) < 1:
         parser.error("--sources, --batch, --workers, --runs and --queue-size must be >= 1")
     if not 0 <= args.warmup < args.seconds:
         parser.error("--warmup must be >= 0 and less than --seconds")
@@ -488,6 +500,13 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         queue_size=args.queue_size,
         source_options=source_options(parser, args),
     )
+
+
+def use_streamer_defaults(args: argparse.Namespace) -> None:
+    """Batch, max wait, workers and threads as a config that does not set them has them."""
+    batching, model = BatchingConfig(), ModelConfig()
+    args.batch, args.max_wait_ms = batching.max_batch_size, batching.max_wait_ms
+    args.workers, args.threads = model.workers, model.threads
 
 
 def source_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, float]:
