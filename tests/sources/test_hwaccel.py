@@ -134,3 +134,20 @@ def test_av_source_when_nvdec_decodes_at_16_threads_gives_nv12_frames_and_no_fal
     assert len(frames) == 30
     assert {frame.decoded.format.name for frame in frames} == {"nv12"}
     assert source.stats.hardware_fallbacks == 0 and source.hwaccel == "cuda"
+
+
+@no_cuda_here
+async def test_metrics_when_a_source_asked_for_unavailable_hardware_count_its_fallback(centerface, clip: Path):
+    import streamer
+    from streamer.service.metrics import PipelineMetrics
+    from tests.service.helpers import parse, value
+
+    metrics = PipelineMetrics()
+    config = {"sources": [{"type": "file", "id": "cam", "path": str(clip), "hwaccel": "cuda", "max_frames": 5}]}
+    async with streamer.open(config, model=centerface, results=False, observers=[metrics]) as stream:
+        metrics.attach(stream)
+        await stream.wait()
+
+    samples = parse(metrics.exposition()[0].decode())
+    assert value(samples, "streamer_source_hardware_fallbacks_total", source="cam") == 1
+    assert value(samples, "streamer_source_frames_processed_total", source="cam") == 5
