@@ -190,9 +190,11 @@ def _describe_model(args: argparse.Namespace) -> str:
 def _models_pull(args: argparse.Namespace) -> str:
     import anyio
 
+    from .console.display import pull_progress, shows_progress
     from .engine.auto_model import pull
 
-    document, package, files = anyio.run(pull, args.model_id, _load_options(args))
+    with pull_progress(enabled=shows_progress(sys.stderr, log_format=args.log_format)):
+        document, package, files = anyio.run(pull, args.model_id, _load_options(args))
     paths = "\n".join(f"  {path}" for path in files.values())
     return f"{document.model_id}: package {package.package_id} ({package.backend}, {package.quantization}) ready\n{paths}"
 

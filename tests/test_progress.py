@@ -147,18 +147,9 @@ def on_pty(config: Path, before: tuple[str, ...] = (), after: tuple[str, ...] = 
         stdout=subprocess.PIPE, stderr=other, text=True, env={**os.environ, "TERM": "xterm-256color"},
     )
     os.close(other)
-    screen = b""
-    while True:
-        try:
-            chunk = os.read(main, 65536)
-        except OSError:  # EIO: the child has closed the terminal
-            break
-        if not chunk:
-            break
-        screen += chunk
-    os.close(main)
+    screen = _read_all(main)
     stdout = process.communicate(timeout=60)[0]
-    return process.returncode, stdout, screen.decode(errors="replace")
+    return process.returncode, stdout, screen
 
 
 def test_run_when_stderr_is_a_terminal_shows_the_bar_and_whole_log_lines_then_the_summary(job):
@@ -192,3 +183,32 @@ def test_run_when_stderr_is_not_a_terminal_writes_nothing_but_the_summary(job):
 
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert "source job: 60 frames (60 read)" in done.stdout
+
+
+async def test_models_pull_when_stderr_is_a_terminal_shows_the_download_bytes_and_speed(tmp_path):
+    async with running_registry(delay_s=0.05) as registry:
+        publish(registry, "acme/tiny", {"model.onnx": payload(1_500_000, seed=4)})
+        main, other = pty.openpty()
+        process = await anyio.open_process(
+            [sys.executable, "-m", "streamer", "models", "pull", "acme/tiny", "--registry-url", registry.url,
+             "--cache-dir", str(tmp_path)], stderr=other, env={**os.environ, "TERM": "xterm-256color"})
+        os.close(other)
+        screen = await anyio.to_thread.run_sync(_read_all, main)
+        await process.wait()
+
+    assert process.returncode == 0, screen
+    assert "acme/tiny" in screen and "1.5/1.5 MB" in screen and re.search(r"[\d.]+ [kM]B/s", screen), screen[-2000:]
+
+
+def _read_all(main: int) -> str:
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the child has closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(main)
+    return screen.decode(errors="replace")

@@ -56,10 +56,7 @@ class RunDisplay:
         self.console = console
         self.model_id = model_id
         self.body: dict[str, Any] | None = None  # the latest status body, replaced whole (read by rich's thread)
-        self.downloads = Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-            TransferSpeedColumn(), TimeRemainingColumn(), console=console,
-        )
+        self.downloads = download_bars(console)
         self.files = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[fps]:>6.1f} fps  eta"), TimeRemainingColumn(elapsed_when_finished=True),
@@ -150,6 +147,23 @@ class RunDisplay:
                           state=source["state"] if source["state"] != "running" else "")
         if final or source["state"] in FINAL_STATES:
             self.files.stop_task(bar)
+
+
+def download_bars(console: Console) -> Progress:
+    """A Progress showing each package's download: bytes, speed, time left."""
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                    TransferSpeedColumn(), TimeRemainingColumn(), console=console)
+
+
+@contextmanager
+def pull_progress(*, enabled: bool) -> Iterator[None]:
+    """Around `streamer models pull`: its download as bars on stderr, or (not `enabled`) nothing at all."""
+    if not enabled:
+        with download_progress(None):
+            yield
+        return
+    with download_bars(Console(stderr=True)) as bars, download_progress(lambda label, total: _Download(bars, label, total)):
+        yield
 
 
 class _Download:
