@@ -85,6 +85,7 @@ Progress goes to stderr, results to stdout.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import threading
@@ -481,6 +482,19 @@ def step_streams(settings: Settings, model: DetectionModel, model_ref: str, clip
     return runs
 
 
+def memory_runs(settings: Settings, model: DetectionModel, model_ref: str, clip: Path, done: set[int]) -> list[StreamsRun]:
+    """Short runs at the MEMORY_STREAMS counts the stepping did not reach, for the memory table only
+    (on a GPU; their fps are not the streams figure)."""
+    if model_device(model) == "cpu":
+        return []
+    short = dataclasses.replace(settings, seconds=2.0, warmup=3.0)
+    runs = []
+    for count in (count for count in gpu_checks.MEMORY_STREAMS if count not in done):
+        say(f"{count} streams, for GPU memory only: {short.warmup:g} s, then {short.seconds:g} s")
+        runs.append(run_streams(short, model, streams_config(short, model_ref, clip, count)))
+    return runs
+
+
 def describe_run(run: StreamsRun) -> str:
     verdict = "every stream sustained 30 fps" if run.passed else f"{run.count - run.sustained} stream(s) fell short"
     return f"{run.fps:.1f} results/s, slowest stream {min(run.stream_fps):.2f} fps: {verdict}"
@@ -719,11 +733,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     checks = run_checks(model, decoded, clip, settings)
     baseline = gpu_checks.gpu_memory_meter(model_device(model))()
     runs = step_streams(settings, model, model_ref, clip)
+    extra = memory_runs(settings, model, model_ref, clip, {run.count for run in runs})
     print(describe_setup(settings, model, name, clip, cores))
     print(render(BREAKDOWN_COLUMNS, breakdown_rows(breakdown)))
     print(render_ceilings(breakdown, cores))
     print(render(STREAM_COLUMNS, [stream_row(run, cores) for run in runs]))
-    memory = gpu_checks.memory_rows(baseline, [(run.count, run.window.gpu_bytes) for run in runs])
+    memory = gpu_checks.memory_rows(baseline, [(run.count, run.window.gpu_bytes) for run in runs + extra])
     print(render([("streams", 7), ("GPU used MiB", 12), ("MiB per stream", 14)], memory))
     print(render_checks(checks))
     print(throughput_line(runs, breakdown))

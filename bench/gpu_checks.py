@@ -14,7 +14,8 @@ trt              a TensorRT plan built from the benchmark's ONNX file (fp32, dyn
                  like any plan) and run on a batch: "ok", "error" (the reason goes to stderr), or "n/a"
                  where TensorRT, CuPy or a GPU is missing.
 memory           the GPU's used memory (every context, pool and NVDEC surface: cudaMemGetInfo) after
-                 each streams run, less what it was before the first one, per stream.
+                 each streams run, less what it was before the first one, per stream; where the
+                 stepping stopped short of MEMORY_STREAMS, a short run at each of those measures it.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ RACE_ROUNDS = 3
 RACE_BATCH = 8
 BOX_TOLERANCE_PX = 1.0
 CONFIDENCE_TOLERANCE = 1e-2
-NVDEC_THREADS_OF = 16  # the cores whose default thread count used to overflow NVDEC's surfaces
+NVDEC_THREADS_OF = 16
+MEMORY_STREAMS = (32, 64)  # the cores whose default thread count used to overflow NVDEC's surfaces
 
 
 def say(message: str) -> None:
@@ -51,8 +53,8 @@ def say(message: str) -> None:
 def race_batches(decoded: list[Any], size: int = RACE_BATCH) -> list[list[Frame]]:
     """Fixed batches of fresh Frames over the decoded sample (the last one short, so fixed-batch models pad)."""
     frames = [Frame("race", i, None, 0.0, decoded=frame) for i, frame in enumerate(decoded)]
-    cut = len(frames) - size // 2  # a partial last batch
-    return [frames[i : i + size] for i in range(0, cut, size)]
+    frames = frames[: len(frames) - size // 2]  # a partial last batch
+    return [frames[i : i + size] for i in range(0, len(frames), size)]
 
 
 def same_detections(want: Detections, got: Detections) -> bool:
