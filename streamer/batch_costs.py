@@ -4,13 +4,14 @@
 exponentially weighted moving average of the seconds one batch of each size took. `choose` turns
 those costs into a `Choice` for a live batch: of the sizes whose cost is known, the one that gives
 the most frames per second while the oldest frame's age plus the batch's cost stays within the
-budget, a larger size winning only when it gives at least `MIN_GAIN` more frames per second (on a
+budget, a larger size winning only when it gives at least `MIN_GAIN` times the frames/s (on a
 CPU, where a batch of 4 costs 4 single frames, that is 1; on a GPU it is the largest that fits).
 The wait is what the budget has left after that, capped by `max_wait_ms`. A size is compared only
 after MIN_SAMPLES batches of it (the first, which pays the backend's warm-up, is replaced by the
 second): the next size up is tried that often once the chosen one is known and its cost leaves
 room for it (a larger batch is never cheaper per batch), and every `REFRESH_EVERY` batches a
-neighbour that fits is tried again, up and down in turn, so the costs follow the machine's load. docs/batching.md explains the rule.
+neighbour that fits is tried again, up and down in turn, so the costs follow the machine's load.
+docs/batching.md explains the rule.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ __all__ = [
 ]
 
 DEFAULT_ALPHA = 0.2  # the weight of the newest observation in the moving average
-MIN_GAIN = 1.1  # a larger batch must give 10% more frames/s to be worth its extra latency
+MIN_GAIN = 1.25  # a larger batch must give 25% more frames/s to be worth its extra latency (and beat noise)
 REFRESH_EVERY = 100  # batches between re-tries of a neighbouring size that fits the budget
 MIN_SAMPLES = 4  # batches of a size (its warm-up included) before it is compared with another
 AUTO_FACTOR = 2.0  # "auto" budget: the batch ahead of a frame (a busy worker's) plus its own batch

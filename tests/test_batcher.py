@@ -245,7 +245,7 @@ async def test_next_batch_when_batching_costs_linear_time_gives_live_sources_bat
 
 
 async def test_next_batch_when_batches_are_nearly_free_fills_a_live_batch_up_to_the_budget():
-    batcher = costed({1: 0.010, 2: 0.011, 3: 0.012, 4: 0.013})
+    batcher = costed({1: 0.010, 2: 0.0105, 3: 0.011, 4: 0.0115})
     for source_id in "abcd":
         live_queue(batcher, source_id, [0.0])
 
