@@ -1,7 +1,7 @@
 """Letterbox a batch on a device: upload each frame's 8-bit planes once, do the rest there.
 
 Per batch, frames of the same layout (YUV 4:2:0 from the decoder, planar or NV12 as hardware
-decoders give it, else RGB) and size are staged
+decoders give it, with their chroma siting (siting.py), else RGB) and size are staged
 side by side in one reusable host buffer (pinned on a GPU), uploaded in one copy, resampled with
 FFmpeg's bilinear filter, converted to RGB with the frame's own matrix and range, rounded to 8 bits,
 normalised and written into their slots of a reusable NCHW input on the device, all of it on the
@@ -23,7 +23,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -33,8 +33,10 @@ from .streams import hand_off, host_wait, record
 from .color import ColorMatrix
 from .geometry import InputSpec, Placement, place
 from .resample import DeviceTaps, resample_axis, triangle_taps
+from .siting import chroma_shift
 
 YUV420_FORMATS = ("yuv420p", "yuvj420p")
+MAX_SITINGS = 4096  # connections whose chroma siting is remembered (then the memory starts over)
 NV12 = "nv12"  # Y, then U and V interleaved: what NVDEC frames come down as
 
 
@@ -46,14 +48,15 @@ class _Layout:
     width: int
     height: int
     matrix: ColorMatrix | None
+    chroma_shift: tuple[float, float] = (0.0, 0.0)  # where its chroma sits (siting.py)
 
     @classmethod
-    def of(cls, frame: Frame) -> _Layout:
+    def of(cls, frame: Frame, chroma_shift: Callable[[Frame], tuple[float, float]]) -> _Layout:
         decoded = frame.decoded
         name = decoded.format.name if decoded is not None else None
         if name in YUV420_FORMATS or name == NV12:
             kind = NV12 if name == NV12 else "yuv420p"
-            return cls(kind, frame.width, frame.height, ColorMatrix.of_frame(decoded))
+            return cls(kind, frame.width, frame.height, ColorMatrix.of_frame(decoded), chroma_shift(frame))
         return cls("rgb24", frame.width, frame.height, None)
 
     @property
@@ -76,7 +79,8 @@ class DeviceInputBuffers:
         self.capacity = capacity
         self.device = device
         self._free: list[_DeviceBuffer] = []
-        self._taps: dict[tuple[int, int], DeviceTaps] = {}
+        self._taps: dict[tuple[int, int, float], DeviceTaps] = {}
+        self._sitings: dict[tuple[str, int, str, int, int], tuple[float, float]] = {}
         self._lock = threading.Lock()
 
     def acquire(self) -> _DeviceBuffer:
@@ -96,15 +100,31 @@ class DeviceInputBuffers:
         with self._lock:
             self._free.append(buffer)
 
-    def taps(self, n_in: int, n_out: int) -> DeviceTaps:
-        """The filter from `n_in` to `n_out` samples, on the device, made once per pool."""
+    def taps(self, n_in: int, n_out: int, shift: float = 0.0) -> DeviceTaps:
+        """The filter from `n_in` to `n_out` samples (centres moved by `shift`), on the device, made
+        once per pool."""
         with self._lock:
-            taps = self._taps.get((n_in, n_out))
+            taps = self._taps.get((n_in, n_out, shift))
             if taps is None:
                 # Shared by every buffer's stream: uploaded and waited for before it is cached.
-                taps = DeviceTaps(triangle_taps(n_in, n_out), self.device.shared_asarray)
-                self._taps[(n_in, n_out)] = taps
+                taps = DeviceTaps(triangle_taps(n_in, n_out, shift), self.device.shared_asarray)
+                self._taps[(n_in, n_out, shift)] = taps
             return taps
+
+    def chroma_shift(self, frame: Frame) -> tuple[float, float]:
+        """Where a 4:2:0 frame's chroma sits (siting.py), measured on the first frame of each
+        connection of each source and size, then taken as the connection's."""
+        decoded = frame.decoded
+        key = (frame.source_id, frame.session, decoded.format.name, frame.width, frame.height)  # type: ignore[union-attr]
+        with self._lock:
+            shift = self._sitings.get(key)
+        if shift is None:
+            shift = chroma_shift(decoded)
+            with self._lock:
+                if len(self._sitings) >= MAX_SITINGS:
+                    self._sitings.clear()
+                self._sitings[key] = shift
+        return shift
 
 
 class _DeviceBuffer:
@@ -135,7 +155,7 @@ class _DeviceBuffer:
                 groups: dict[_Layout, list[int]] = defaultdict(list)
                 for slot, frame in enumerate(frames):
                     placements.append(self._prepare_slot(slot, frame))
-                    groups[_Layout.of(frame)].append(slot)
+                    groups[_Layout.of(frame, self.pool.chroma_shift)].append(slot)
                 for layout, slots in groups.items():
                     self._fill_group(layout, slots, [frames[slot] for slot in slots], placements[slots[0]], clock)
                 clock.lap("preprocess")
@@ -199,16 +219,19 @@ class _DeviceBuffer:
             u = planes[:, luma_size : luma_size + chroma_size].reshape(count, chroma_height, chroma_width)
             v = planes[:, luma_size + chroma_size :].reshape(count, chroma_height, chroma_width)
         assert layout.matrix is not None
+        shift = layout.chroma_shift
         return list(
             layout.matrix.to_rgb(
-                self._resample(y, height, width), self._resample(u, height, width), self._resample(v, height, width)
+                self._resample(y, height, width),
+                self._resample(u, height, width, shift),
+                self._resample(v, height, width, shift),
             )
         )
 
-    def _resample(self, planes: Any, height: int, width: int) -> Any:
-        """(batch, H, W[, C]) float32 to (batch, height, width[, C])."""
-        rows = resample_axis(planes, self.pool.taps(planes.shape[1], height), axis=1)
-        return resample_axis(rows, self.pool.taps(planes.shape[2], width), axis=2)
+    def _resample(self, planes: Any, height: int, width: int, shift: tuple[float, float] = (0.0, 0.0)) -> Any:
+        """(batch, H, W[, C]) float32 to (batch, height, width[, C]), sampled `shift` (x, y) off centre."""
+        rows = resample_axis(planes, self.pool.taps(planes.shape[1], height, shift[1]), axis=1)
+        return resample_axis(rows, self.pool.taps(planes.shape[2], width, shift[0]), axis=2)
 
     def _write(self, slots: list[int], channels: list[Any], placement: Placement, width: int, height: int) -> None:
         """Round to 8 bits as the CPU path does, normalise, and place each channel in its slots."""

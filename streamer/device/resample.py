@@ -3,7 +3,8 @@
 Each output sample is a weighted sum of the input samples within one output pixel's width
 (`support` input pixels) of its centre, weighted by a triangle, so downscaling averages instead of
 skipping pixels; upscaling is plain bilinear interpolation. Centres follow FFmpeg: output pixel i
-sits at input position (i + 0.5) * n_in / n_out - 0.5, and samples past the edge repeat it.
+sits at input position (i + 0.5) * n_in / n_out - 0.5, and samples past the edge repeat it; a
+`shift` moves every centre by that many input samples (chroma that is not centre-sited, siting.py).
 """
 
 from __future__ import annotations
@@ -27,15 +28,15 @@ class Taps:
         return self.index.shape[1] == 1 and bool(np.all(self.index[:, 0] == np.arange(len(self.index))))
 
 
-def triangle_taps(n_in: int, n_out: int) -> Taps:
-    """The filter taking `n_in` samples to `n_out`."""
+def triangle_taps(n_in: int, n_out: int, shift: float = 0.0) -> Taps:
+    """The filter taking `n_in` samples to `n_out`, its centres moved by `shift` input samples."""
     if n_in < 1 or n_out < 1:
         raise ValueError(f"cannot resample {n_in} samples to {n_out}")
     scale = n_in / n_out
     support = max(scale, 1.0)
-    centres = (np.arange(n_out) + 0.5) * scale - 0.5
+    centres = (np.arange(n_out) + 0.5) * scale - 0.5 + shift
     first = np.floor(centres - support).astype(np.int64) + 1
-    index = first[:, None] + np.arange(2 * math.ceil(support) + 1)[None, :]
+    index = first[:, None] + np.arange(2 * math.ceil(support) + 2)[None, :]
     weight = np.maximum(0.0, 1.0 - np.abs(index - centres[:, None]) / support)
     used = weight.any(axis=0)
     index, weight = index[:, used], weight[:, used]
