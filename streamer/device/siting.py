@@ -13,6 +13,8 @@ source connection (streamer/device/letterbox.py).
 
 from __future__ import annotations
 
+import functools
+import operator
 from typing import Any
 
 import numpy as np
@@ -27,13 +29,15 @@ STRIP = 32  # output rows and columns compared around the middle of the frame (e
 def chroma_shift(decoded: Any) -> tuple[float, float]:
     """The (x, y) shift, in chroma samples, that makes a centre-sited resampler place this 4:2:0
     frame's (yuv420p, yuvj420p or nv12) chroma where FFmpeg's scaler does."""
-    from ..scaling import _model_input_flags
+    from av.video.reformatter import Interpolation
+
+    from ..scaling import MODEL_INPUT_FLAGS
 
     width, height = decoded.width, decoded.height
     # The same matrix and range on both sides: only the chroma is resampled, nothing converted.
     full = decoded.reformat(
         format="yuvj444p" if decoded.format.name == "yuvj420p" else "yuv444p",
-        interpolation=_model_input_flags(),
+        interpolation=functools.reduce(operator.or_, (Interpolation[name] for name in MODEL_INPUT_FLAGS)),
         dst_colorspace=decoded.colorspace,
         dst_color_range=decoded.color_range,
         threads=1,
