@@ -49,7 +49,9 @@ Opener = Callable[[Any], Any]  # opens the input with this HWAccel (None: withou
 
 def hardware_decode_threads(cpu_count: int | None = None) -> int:
     """Decode threads for a hardware decoder: one per core, at most HARDWARE_DECODE_THREADS."""
-    cores = cpu_count if cpu_count is not None else len(os.sched_getaffinity(0))
+    if cpu_count is None:  # the cores this process may use (Linux), else all of them (macOS: VideoToolbox)
+        cpu_count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = cpu_count
     return max(1, min(cores, HARDWARE_DECODE_THREADS))
 
 
