@@ -55,8 +55,10 @@ class DecodeSkipper:
         self.broken = False  # a reference frame was skipped: skip on to the next IDR
 
     def skip(self, packet: Any) -> bool:
-        if packet.pts is None or self.time_base is None:
-            return self.broken
+        if packet.pts is None or self.time_base is None:  # no time to decide by: only a broken chain skips
+            kind = _nal_kind(self.codec, bytes(packet), self.length_size)
+            self.broken = self.broken and kind != "idr"
+            return self.broken and kind is not None
         time = float(packet.pts * self.time_base)
         self.reorders |= self.last_time is not None and time < self.last_time  # B-frames the header did not tell
         self.last_time = time
