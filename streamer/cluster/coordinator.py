@@ -53,6 +53,7 @@ class Slot:
     node: str | None = None
     report: dict[str, Any] = field(default_factory=dict)
     lost: int = 0  # times it was lost
+    lost_at: float | None = None  # Unix time it was last lost
 
 
 @dataclass
@@ -78,6 +79,9 @@ class Coordinator:
         self.reassignments = 0
         self.reassign_seconds: list[float] = []
         self.closing = False
+        # One epoch counter for every placement, from the clock, so it also grows across restarts of
+        # the coordinator: a ping's `issued` says which placements its leases already know of.
+        self._epoch = time.time_ns() // 1000
         self._lock = anyio.Lock()
         self._listeners: list[Any] = []  # called with (source id, seconds) at each reassignment
 
@@ -103,7 +107,7 @@ class Coordinator:
 
     async def _first_answer(self, slot: Slot) -> None:
         try:
-            self._answered(slot, await slot.handle.ping.remote({}))
+            self._answered(slot, await slot.handle.ping.remote({}, self._epoch))
         except Exception as exc:  # the actor's __init__ failed: the model, a sink's folder ...
             raise ClusterError(f"worker {slot.index} did not start: {_cause(exc)}") from exc
 
@@ -136,7 +140,7 @@ class Coordinator:
             timeout = self.cluster.hang_timeout_s if slot.up else START_TIMEOUT_S
             try:
                 with anyio.fail_after(timeout):
-                    report = await slot.handle.ping.remote(leases)
+                    report = await slot.handle.ping.remote(leases, self._epoch)
             except TimeoutError:
                 if slot.up:
                     await self._lost(slot, f"no answer to pings for {timeout} s (hung)")
@@ -173,7 +177,7 @@ class Coordinator:
         """Take the slot's sources off it and place them on the survivors."""
         if not slot.up or self.closing:
             return
-        slot.up, slot.lost = False, slot.lost + 1
+        slot.up, slot.lost, slot.lost_at = False, slot.lost + 1, time.time()
         now = time.monotonic()
         moved = []
         for source_id, placement in self.placements.items():
@@ -208,7 +212,7 @@ class Coordinator:
     async def _place(self, placement: Placement, slot: Slot) -> dict[str, Any] | None:
         """Start the source on `slot` under a new epoch; None if the worker failed meanwhile."""
         source_id = placement.config.id
-        placement.epoch += 1
+        placement.epoch = self._next_epoch()
         await anyio.to_thread.run_sync(slots.write_owner, self.cluster.state_dir, source_id, placement.epoch, slot.index)
         try:
             with anyio.fail_after(CALL_TIMEOUT_S):
@@ -228,6 +232,10 @@ class Coordinator:
                 listener(source_id, seconds)
             log.warning("source %s moved to worker %d in %.2f s", source_id, slot.index, seconds)
         return answer
+
+    def _next_epoch(self) -> int:
+        self._epoch += 1
+        return self._epoch
 
     def on_reassign(self, listener: Any) -> None:
         self._listeners.append(listener)
@@ -255,7 +263,7 @@ class Coordinator:
     async def remove(self, source_id: str) -> None:
         async with self._lock:
             placement = self.placements.pop(source_id)
-            placement.epoch += 1  # a worker cut off from us stops it when it reads the owner file
+            placement.epoch = self._next_epoch()  # a worker cut off from us stops it when it reads the owner file
             await anyio.to_thread.run_sync(slots.write_owner, self.cluster.state_dir, source_id, placement.epoch, -1)
             if placement.slot is not None:
                 await self._call(self.slots[placement.slot], "remove_source", source_id)

@@ -33,12 +33,13 @@ def import_ray() -> ModuleType:
     return import_optional("ray", "cluster", "streamer cluster run")
 
 
-def start(config: ClusterConfig) -> ModuleType:
-    """Start a private Ray (`local`) or join `config.address`; returns the ray module."""
+def start(config: ClusterConfig, *, log_to_driver: bool = True) -> ModuleType:
+    """Start a private Ray (`local`) or join `config.address`; returns the ray module. With
+    `log_to_driver`, what the workers log shows on this process's stderr, prefixed with their pid."""
     ray = import_ray()
     if ray.is_initialized():
         return ray
-    options: dict[str, Any] = {"namespace": NAMESPACE, "include_dashboard": False, "log_to_driver": True}
+    options: dict[str, Any] = {"namespace": NAMESPACE, "include_dashboard": False, "log_to_driver": log_to_driver}
     if config.address == "local":
         options |= {
             "num_cpus": max(1, round(config.workers * config.cpus_per_worker + 0.49)),

@@ -82,6 +82,7 @@ class WorkerHost:
     # ---- sources ---------------------------------------------------------------------------------
 
     async def add(self, table: dict[str, Any], epoch: int) -> dict[str, Any]:
+        self.last_ping = time.monotonic()  # the coordinator speaks to us: the lease starts now
         running = set(self.stream.sources.readers) if self.stream is not None else set()
         source = source_config(table, taken=running)
         position = slots.load_position(self.state_dir, source)
@@ -130,11 +131,12 @@ class WorkerHost:
 
     # ---- leases and fencing -------------------------------------------------------------------
 
-    def ping(self, leases: dict[str, int]) -> dict[str, Any]:
-        """The coordinator's heartbeat: keep exactly the sources it leases to this worker."""
+    def ping(self, leases: dict[str, int], issued: int) -> dict[str, Any]:
+        """The coordinator's heartbeat: keep exactly the sources it leases to this worker, of those
+        placed by then (epochs up to `issued`; one placed since may not be in `leases` yet)."""
         self.last_ping = time.monotonic()
         for source_id, epoch in list(self.epochs.items()):
-            if leases.get(source_id) != epoch:
+            if epoch <= issued and leases.get(source_id) != epoch:
                 self._fence(source_id, "the coordinator placed it elsewhere")
         return self.report()
 
@@ -238,8 +240,8 @@ class Worker:
         self._served, _ = self._portal.start_task(self.host.serve)
         self._vigil = threading.Event()
 
-    def ping(self, leases: dict[str, int]) -> dict[str, Any]:
-        return self._portal.call(self.host.ping, leases)
+    def ping(self, leases: dict[str, int], issued: int) -> dict[str, Any]:
+        return self._portal.call(self.host.ping, leases, issued)
 
     def add_source(self, table: dict[str, Any], epoch: int) -> dict[str, Any]:
         return self._portal.call(self.host.add, table, epoch)

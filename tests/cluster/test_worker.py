@@ -61,7 +61,7 @@ async def test_worker_when_no_ping_comes_for_the_hang_timeout_stops_every_source
     async with anyio.create_task_group() as group:
         host = await running_host(tmp_path, group, hang_timeout_s=0.5)
         await add_cameras(host, tmp_path, "cam0")
-        host.ping({"cam0": 1})
+        host.ping({"cam0": 1}, issued=1)
         started = time.monotonic()
         await until(lambda: _now(not host.epochs), timeout=5)
         assert time.monotonic() - started >= 0.4 and host.fenced == 1
@@ -73,7 +73,17 @@ async def test_worker_when_a_ping_no_longer_leases_a_source_stops_it(tmp_path):
     async with anyio.create_task_group() as group:
         host = await running_host(tmp_path, group)
         await add_cameras(host, tmp_path, "cam0", "cam1")
-        report = host.ping({"cam1": 1})
+        report = host.ping({"cam1": 1}, issued=1)
         assert set(report["sources"]) == {"cam1"} and host.fenced == 1
         assert set(host.stream.sources.readers) == {"cam1"}
+        host.close()
+
+
+async def test_worker_when_a_ping_was_issued_before_a_placement_keeps_that_source(tmp_path):
+    async with anyio.create_task_group() as group:
+        host = await running_host(tmp_path, group)
+        slots.write_owner(tmp_path, "cam0", 5, host.slot)
+        await host.add(camera("cam0"), 5)
+        report = host.ping({}, issued=4)  # its leases were read before cam0 was placed here
+        assert set(report["sources"]) == {"cam0"} and host.fenced == 0
         host.close()

@@ -1,0 +1,222 @@
+"""Fleet failover and overhead, on a private Ray on loopback (`streamer cluster run`'s machinery).
+
+    python bench/cluster.py [--kills 4] [--cameras 6] [--repeats 6]
+
+1. Kills under load: `--cameras` lavfi cameras over 3 workers, results to a webhook receiver on
+   127.0.0.1 and to each slot's JSONL files. `--kills` times, the busiest worker's process is
+   SIGKILLed; reassign is kill -> the first result of each of its cameras captured after the kill
+   (so made by its new worker) reaching the receiver. After the run, lost = results in the workers'
+   JSONL files (what the fleet made) that never reached the receiver; duplicates = deliveries
+   beyond the first, by idempotency key (at-least-once: the receiver dedupes by it).
+2. Overhead: frames/s of `streamer run` on two file jobs vs the same jobs in a fleet of one worker
+   holding the same CPUs, run as interleaved pairs (S F, F S, ...) on this shared machine; the
+   overhead is the median of the pairs' (1 - fleet / single), in percent.
+
+Prints a table per part, and as its LAST line:
+    kills=<n> reassign_p50_s=<x> reassign_max_s=<y> lost=<n> duplicates=<n> overhead_pct=<z>
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `python bench/cluster.py` from the project root
+    sys.path.insert(0, str(ROOT))
+
+from streamer.cluster.runtime import import_ray  # noqa: E402  (sets Ray's loopback switch before ray loads)
+
+import anyio  # noqa: E402
+from aiohttp import web  # noqa: E402
+
+from streamer.cluster import runtime  # noqa: E402
+from streamer.cluster.run import open_fleet  # noqa: E402
+from streamer.config import load_config  # noqa: E402
+from streamer.config.schema import ClusterConfig  # noqa: E402
+from tests.media import write_clip  # noqa: E402
+
+WORKERS = 3
+GRAPH = "testsrc2=size=160x96:rate=5"
+JOB_FRAMES, JOB_SIZE = 120, (320, 240)
+MOVE_TIMEOUT_S = 30.0
+SETTLE_S = 3.0  # after a killed worker is back, before the next kill
+
+
+class Receiver:
+    """The webhook endpoint: every delivery, with when it arrived."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[tuple[float, dict[str, Any]]] = []
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def __aenter__(self) -> Receiver:
+        app = web.Application(client_max_size=64 << 20)
+        app.router.add_post("/hook", self._take)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+    async def _take(self, request: web.Request) -> web.Response:
+        now = time.time()
+        self.deliveries += [(now, result) for result in json.loads(await request.read())]
+        return web.Response(text="ok")
+
+    def first_after(self, source: str, captured_after: float) -> float | None:
+        return next((at for at, r in self.deliveries if r["source"] == source and r["wall_time"] > captured_after), None)
+
+
+def identity(result: dict[str, Any]) -> tuple[str, int, float]:
+    return result["source"], result["frame_index"], result["wall_time"]
+
+
+def fleet_config(state_dir: Path, sources: list[dict[str, Any]], sinks: list[dict[str, Any]], **cluster: Any) -> Any:
+    return load_config({
+        "sources": sources,
+        "sinks": sinks,
+        "batching": {"max_batch_size": 4, "max_wait_ms": 10},
+        "run": {"drain_timeout_s": 10},
+        "cluster": {"state_dir": str(state_dir), "ping_interval_s": 0.25, "hang_timeout_s": 2.0, **cluster},
+    })
+
+
+# ---- part 1: kills under load --------------------------------------------------------------------
+
+
+async def kills(work: Path, cameras: int, count: int) -> dict[str, Any]:
+    state = work / "kills"
+    rows, reassign = [], []
+    async with Receiver() as receiver:
+        sources = [{"type": "lavfi", "id": f"cam{i}", "graph": GRAPH} for i in range(cameras)]
+        sinks = [{"type": "webhook", "url": receiver.url, "batch_size": 8, "batch_ms": 20, "backoff_s": 0.05, "backoff_max_s": 0.5},
+                 {"type": "jsonl", "path": "results.jsonl"}]
+        config = fleet_config(state, sources, sinks, workers=WORKERS, cpus_per_worker=2 / WORKERS)
+        async with open_fleet(config) as fleet:
+            coordinator = fleet.coordinator
+            await _until(lambda: all(p.state == "running" for p in coordinator.placements.values()), 60)
+            await anyio.sleep(SETTLE_S)
+            for kill in range(count):
+                load = coordinator.load()
+                slot = coordinator.slots[max(load, key=lambda index: (load[index], -index))]
+                moved = [source_id for source_id, p in coordinator.placements.items() if p.slot == slot.index]
+                first_start = slot.start
+                os.kill(slot.report["pid"], signal.SIGKILL)
+                killed_at = time.time()
+                await _until(lambda: all(receiver.first_after(s, killed_at) for s in moved), MOVE_TIMEOUT_S)
+                seconds = [receiver.first_after(s, killed_at) - killed_at for s in moved]  # type: ignore[operator]
+                reassign += seconds
+                await _until(lambda: slot.up and slot.start != first_start, 60)
+                detected = (slot.lost_at or killed_at) - killed_at
+                rows.append((kill + 1, slot.index, len(moved), detected, coordinator.reassign_seconds[-1], max(seconds)))
+                await anyio.sleep(SETTLE_S)
+        await anyio.sleep(2.0)  # the restarted slots' spool replays
+    produced = {identity(json.loads(line)) for path in state.glob("slot-*/*.jsonl") for line in path.read_text().splitlines()}
+    keys = [result["idempotency_key"] for _, result in receiver.deliveries]
+    delivered = {identity(result) for _, result in receiver.deliveries}
+    print(f"{'kill':>4} {'worker':>6} {'cameras':>7} {'lost after s':>12} {'placed in s':>11} {'reassign s':>10}")
+    for kill, slot_index, moved_count, detected, placed, first in rows:
+        print(f"{kill:>4} {slot_index:>6} {moved_count:>7} {detected:>12.2f} {placed:>11.2f} {first:>10.2f}")
+    print(f"results made {len(produced)}, delivered {len(keys)} ({len(set(keys))} unique keys)\n")
+    return {"kills": len(rows), "reassign": reassign, "lost": len(produced - delivered), "duplicates": len(keys) - len(set(keys))}
+
+
+async def _until(condition: Any, timeout: float) -> None:
+    with anyio.fail_after(timeout):
+        while not condition():
+            await anyio.sleep(0.05)
+
+
+# ---- part 2: overhead ------------------------------------------------------------------------------
+
+
+def jobs(work: Path) -> list[dict[str, Any]]:
+    clips = []
+    for name in ("a", "b"):
+        path = work / f"{name}.mp4"
+        if not path.exists():
+            write_clip(path, frames=JOB_FRAMES, width=JOB_SIZE[0], height=JOB_SIZE[1])
+        clips.append({"type": "file", "id": name, "path": str(path)})
+    return clips
+
+
+def fps_of(paths: list[Path]) -> float:
+    """Frames over the span of their capture times (files read as fast as the model takes them)."""
+    times = [json.loads(line)["wall_time"] for path in paths for line in path.read_text().splitlines()]
+    return (len(times) - 1) / (max(times) - min(times))
+
+
+def single(work: Path, run: int) -> float:
+    out = work / f"single-{run}.jsonl"
+    config = work / f"single-{run}.toml"
+    tables = "".join(f'[[sources]]\ntype = "file"\nid = "{s["id"]}"\npath = "{s["path"]}"\n\n' for s in jobs(work))
+    config.write_text(tables + f'[batching]\nmax_batch_size = 4\nmax_wait_ms = 10\n\n[[sinks]]\ntype = "jsonl"\npath = "{out}"\n')
+    subprocess.run([sys.executable, "-m", "streamer", "run", str(config)], check=True, capture_output=True)
+    return fps_of([out])
+
+
+async def fleet_fps(work: Path, run: int) -> float:
+    state = work / f"fleet-{run}"
+    config = fleet_config(state, jobs(work), [{"type": "jsonl", "path": "results.jsonl"}],
+                          workers=1, cpus_per_worker=float(os.cpu_count() or 1))
+    async with open_fleet(config) as fleet:
+        await _until(lambda: all(p.state == "ended" for p in fleet.coordinator.placements.values()), 300)
+    return fps_of(list(state.glob("slot-0/*.jsonl")))
+
+
+async def overhead(work: Path, repeats: int) -> float:
+    print(f"{'pair':>4} {'streamer run fps':>16} {'fleet fps':>9} {'overhead %':>10}")
+    ratios = []
+    for run in range(repeats):
+        if run % 2 == 0:
+            alone = await anyio.to_thread.run_sync(single, work, run)
+            fleet = await fleet_fps(work, run)
+        else:
+            fleet = await fleet_fps(work, run)
+            alone = await anyio.to_thread.run_sync(single, work, run)
+        ratios.append(100 * (1 - fleet / alone))
+        print(f"{run + 1:>4} {alone:>16.1f} {fleet:>9.1f} {ratios[-1]:>10.1f}")
+    print()
+    return statistics.median(ratios)
+
+
+async def main(args: argparse.Namespace) -> None:
+    cpus = max(WORKERS, os.cpu_count() or 1)
+    runtime.start(ClusterConfig(workers=cpus, cpus_per_worker=1.0), log_to_driver=False)
+    with tempfile.TemporaryDirectory(prefix="bench-cluster-") as folder:
+        work = Path(folder)
+        started = time.monotonic()
+        killed = await kills(work, args.cameras, args.kills)
+        overhead_pct = await overhead(work, args.repeats)
+    import_ray().shutdown()
+    reassign = killed["reassign"]
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {time.monotonic() - started:.0f} s")
+    print(f"kills={killed['kills']} reassign_p50_s={statistics.median(reassign):.2f} reassign_max_s={max(reassign):.2f}"
+          f" lost={killed['lost']} duplicates={killed['duplicates']} overhead_pct={overhead_pct:.1f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kills", type=int, default=4)
+    parser.add_argument("--cameras", type=int, default=6)
+    parser.add_argument("--repeats", type=int, default=6, help="interleaved pairs for the overhead")
+    anyio.run(main, parser.parse_args())
