@@ -9,10 +9,11 @@ import av
 import numpy as np
 import pytest
 
-from streamer.device import DeviceInputBuffers, array_device
+from streamer.device import DeviceInputBuffers, array_device, to_host
 from streamer.device.siting import chroma_shift
 from streamer.engine.preprocess import InputBuffers, InputSpec
 from streamer.frames import Frame
+from tests.engine.gpu import requires_gpu
 from tests.media import write_image_clip
 
 from .helpers import decoded_frame, textured
@@ -67,3 +68,15 @@ def test_device_letterbox_when_frames_are_decoded_h264_matches_ffmpeg_within_one
     got, _ = DeviceInputBuffers(spec, 2, array_device("cpu")).acquire().fill(frames)
 
     assert np.abs(np.asarray(got) - np.asarray(expected)).max() <= ONE_LEVEL  # was 45 levels, centre-sited
+
+
+@requires_gpu()
+def test_gpu_letterbox_when_frames_are_decoded_h264_matches_ffmpeg_within_one_level(tmp_path):
+    decoded = decoded_clip_frame(tmp_path / "h264.mp4")
+    frames = [Frame("cam", 0, None, 0.0, decoded=decoded), Frame("nv12", 0, None, 0.0, decoded=decoded.reformat(format="nv12"))]
+    spec = InputSpec(320, 320, np.dtype(np.float32))
+
+    expected, _ = InputBuffers(spec, 2).acquire().fill(frames)
+    got, _ = DeviceInputBuffers(spec, 2, array_device("cuda")).acquire().fill(frames)
+
+    assert np.abs(to_host(got) - expected).max() <= ONE_LEVEL
