@@ -87,7 +87,7 @@ class Previews:
         self._watched_until: dict[str, float] = {}
         self._latest: dict[str, Result] = {}
         self._arrived: dict[str, anyio.Event] = {}
-        self._jpeg: dict[str, tuple[float, Result, bytes]] = {}  # source -> (when, result drawn, bytes)
+        self._jpeg: dict[str, tuple[float, tuple[int, int, float], bytes]] = {}  # source -> (when, frame drawn, bytes)
         self._locks: dict[str, anyio.Lock] = {}
         self._drawing = anyio.CapacityLimiter(1)  # one preview drawn at a time, whatever the viewers
         self._annotate: Callable[[Result], np.ndarray] | None = None
@@ -113,8 +113,15 @@ class Previews:
 
     async def jpeg(self, source_id: str) -> bytes | None:
         """The source's latest frame drawn as a JPEG; None when it has produced none yet (or none
-        within FIRST_FRAME_WAIT_S of being watched). Marks the source watched."""
-        self._watched_until[source_id] = self.clock() + WATCHED_S
+        within FIRST_FRAME_WAIT_S of being watched). Marks the source watched (again once answered:
+        a slow drawing must not let the source go unwatched meanwhile)."""
+        try:
+            self._watched_until[source_id] = self.clock() + WATCHED_S
+            return await self._drawn(source_id)
+        finally:
+            self._watched_until[source_id] = self.clock() + WATCHED_S
+
+    async def _drawn(self, source_id: str) -> bytes | None:
         async with self._locks.setdefault(source_id, anyio.Lock()):
             cached = self._jpeg.get(source_id)
             if cached is not None and self.clock() - cached[0] < MIN_INTERVAL_S:
@@ -122,10 +129,11 @@ class Previews:
             result = self._latest.get(source_id) or await self._first_frame(source_id, cached is None)
             if result is None:
                 return cached[2] if cached is not None else None
-            if cached is not None and cached[1] is result:  # no newer frame (a paused source)
+            drawn = _frame_key(result)
+            if cached is not None and cached[1] == drawn:  # no newer frame (a paused source)
                 return cached[2]
             data = await anyio.to_thread.run_sync(self._draw, result, limiter=self._drawing)
-            self._jpeg[source_id] = (self.clock(), result, data)
+            self._jpeg[source_id] = (self.clock(), drawn, data)
             self.encoded += 1
             return data
 
@@ -156,6 +164,12 @@ class Previews:
         out = io.BytesIO()
         image.save(out, "JPEG", quality=PREVIEW_QUALITY)
         return out.getvalue()
+
+
+def _frame_key(result: Result) -> tuple[int, int, float]:
+    """Which frame a result is (not the result itself: a kept JPEG must not keep its frame alive)."""
+    frame = result.frame
+    return frame.session, frame.index, frame.wall_time
 
 
 class History:
