@@ -82,8 +82,7 @@ class FleetServer(Server):
                 if placement is not None and placement.slot == slot.index:
                     sources.append({**source, "worker": slot.index, "node": slot.node, "epoch": placement.epoch})
         placed = {source["id"] for source in sources}
-        sources += [{**self._describe(source_id), "state": "waiting", "worker": None, "node": None}
-                    for source_id, p in coordinator.placements.items() if source_id not in placed and p.slot is None]
+        sources += [self._placed(source_id) for source_id in coordinator.placements if source_id not in placed]
         return web.json_response({
             "ready": self._not_ready_because() is None,
             "workers": workers,
@@ -93,11 +92,15 @@ class FleetServer(Server):
         })
 
     async def get_sources(self, request: web.Request) -> web.Response:
-        coordinator = self.coordinator
-        sources = [{**self._describe(source_id), "state": p.state, "worker": p.slot,
-                    "node": coordinator.slots[p.slot].node if p.slot is not None else None, "epoch": p.epoch}
-                   for source_id, p in coordinator.placements.items()]
-        return web.json_response({"sources": sources})
+        return web.json_response({"sources": [self._placed(source_id) for source_id in self.coordinator.placements]})
+
+    def _placed(self, source_id: str) -> dict[str, Any]:
+        """What the coordinator itself knows of a source: where it runs and its latest state."""
+        placement = self.coordinator.placements[source_id]
+        slot = self.coordinator.slots[placement.slot] if placement.slot is not None else None
+        state = placement.state if slot is not None else "waiting"
+        return {**self._describe(source_id), "state": state, "worker": placement.slot,
+                "node": slot.node if slot is not None else None, "epoch": placement.epoch}
 
     async def post_source(self, request: web.Request) -> web.Response:
         body = await _json_object(request)
