@@ -114,6 +114,7 @@ class StatusReport:
             "stale": stale,
             "paused_frames": report.paused,
             "over_max_fps": report.over_max_fps,
+            "skipped_before_decode": report.skipped_before_decode,
             "reconnects": report.reconnects,
             "attempts": report.attempts,
             "decode_errors": report.decode_errors,

@@ -15,6 +15,7 @@ import pytest
 from streamer.config.schema import FileSourceConfig
 from streamer.frames import Frame
 from streamer.sources import AvSource
+from tests.service.helpers import get_json, scrape, served, until, value
 
 FPS, MAX_FPS, SECONDS = 30, 5, 5
 SIZE = (320, 240)
@@ -78,9 +79,19 @@ def assert_unsmeared(path: Path, *, all_kept: bool = True) -> AvSource:
     return source
 
 
-@pytest.mark.parametrize("container", ["mp4", "ts"])  # length-prefixed NAL units, Annex B start codes (as RTSP)
-def test_decode_skip_when_ip_only_gop_skips_each_gop_tail_and_keeps_every_frame_exact(tmp_path: Path, container: str) -> None:
-    source = assert_unsmeared(write_clip(tmp_path / f"ip.{container}", "libx264", x264(gop=FPS, bframes=0)))
+X265_IP_ONLY = {"preset": "ultrafast", "x265-params": f"keyint={FPS}:min-keyint={FPS}:bframes=0:scenecut=0:open-gop=0:log-level=error"}
+
+
+# mp4: length-prefixed NAL units; ts: Annex B start codes (as RTSP gives them)
+@pytest.mark.parametrize(("container", "codec", "options"), [
+    ("mp4", "libx264", x264(gop=FPS, bframes=0)), ("ts", "libx264", x264(gop=FPS, bframes=0)), ("mp4", "libx265", X265_IP_ONLY),
+])
+def test_decode_skip_when_ip_only_gop_skips_each_gop_tail_and_keeps_every_frame_exact(
+    tmp_path: Path, container: str, codec: str, options: dict[str, str]
+) -> None:
+    if codec not in av.codecs_available:
+        pytest.skip(f"this PyAV build has no {codec} encoder")
+    source = assert_unsmeared(write_clip(tmp_path / f"ip.{container}", codec, options))
 
     # 1 s GOPs at 30 fps, max_fps 5: after the frame at +0.8 s of each GOP nothing is kept until the next
     # IDR, 5 frames; the first two GOPs are decoded whole while the GOP length is learnt.
@@ -144,3 +155,22 @@ def test_decode_skip_when_a_file_loops_keeps_skipping_in_each_pass(tmp_path: Pat
     assert all(b.pts - a.pts >= 1 / MAX_FPS - 1e-6 for a, b in zip(frames, frames[1:]))
     # The second pass starts where max_fps keeps frames off the IDRs' beat: they are moved onto it.
     assert source.stats.skipped_before_decode >= 5 * (SECONDS - 2) + 5 * (SECONDS - 3)
+
+
+async def test_decode_skip_when_a_pipeline_runs_shows_the_count_in_its_summary_status_and_metrics(centerface, tmp_path: Path) -> None:
+    path = write_clip(tmp_path / "cam.mp4", "libx264", x264(gop=FPS, bframes=0))
+    source = {"type": "file", "id": "cam", "path": str(path), "max_fps": MAX_FPS}
+    async with served(centerface, source) as (stream, _, http):
+        await until(lambda: _ended(stream))
+        samples = await scrape(http)
+        _, status = await get_json(http, "/status")
+    report = stream.summary.sources["cam"]
+
+    assert report.skipped_before_decode == 5 * (SECONDS - 2) and report.frames == SECONDS * MAX_FPS
+    assert value(samples, "streamer_source_frames_skipped_before_decode_total", source="cam") == report.skipped_before_decode
+    assert status["sources"][0]["skipped_before_decode"] == report.skipped_before_decode
+    assert f"over max_fps ({report.skipped_before_decode} skipped before decode)" in stream.summary.render()
+
+
+async def _ended(stream) -> bool:
+    return stream.summary.sources["cam"].state == "ended"
