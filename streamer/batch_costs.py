@@ -27,7 +27,7 @@ DEFAULT_ALPHA = 0.2  # the weight of the newest observation in the moving averag
 MIN_GAIN = 1.25  # a larger batch must give 25% more frames/s to be worth its extra latency (and beat noise)
 REFRESH_EVERY = 100  # batches between re-tries of a neighbouring size that fits the budget
 MIN_SAMPLES = 4  # batches of a size (its warm-up included) before it is compared with another
-AUTO_FACTOR = 2.0  # "auto" budget: the batch ahead of a frame (a busy worker's) plus its own batch
+AUTO_FACTOR = 1.5  # "auto" budget: a frame's own batch, plus half of one for a busy worker to come free
 AUTO_FLOOR_S = 0.05  # and never under 50 ms, so a fast model's frames are not late for jitter
 
 

@@ -174,7 +174,7 @@ def test_choose_when_a_larger_size_won_retries_the_smaller_one_in_its_turn():
 # --- the automatic budget ----------------------------------------------------------------------------
 
 
-def test_auto_budget_is_twice_a_batch_of_one_and_never_under_the_floor():
+def test_auto_budget_is_one_and_a_half_batches_of_one_and_never_under_the_floor():
     assert BatchCosts(4).auto_budget(KEY) is None
-    assert learnt({1: 0.040}).auto_budget(KEY) == pytest.approx(0.080)
+    assert learnt({1: 0.040}).auto_budget(KEY) == pytest.approx(0.060)
     assert learnt({1: 0.001}).auto_budget(KEY) == pytest.approx(AUTO_FLOOR_S)

@@ -310,10 +310,10 @@ async def test_next_batch_with_an_auto_budget_before_any_cost_is_known_runs_one_
         assert labels(await batcher.next_batch()) == ["a0"]
 
 
-async def test_next_batch_with_an_auto_budget_uses_twice_a_batch_of_one():
-    batcher = costed({1: 0.040})  # auto budget: 80 ms
-    live_queue(batcher, "late", [0.041], budget_ms="auto")  # 41 + 40 > 80
-    live_queue(batcher, "fresh", [0.039], budget_ms="auto")
+async def test_next_batch_with_an_auto_budget_uses_one_and_a_half_batches_of_one():
+    batcher = costed({1: 0.040})  # auto budget: 60 ms
+    live_queue(batcher, "late", [0.021], budget_ms="auto")  # 21 + 40 > 60
+    live_queue(batcher, "fresh", [0.019], budget_ms="auto")
 
     with anyio.fail_after(1):
         assert labels(await batcher.next_batch()) == ["fresh0"]

@@ -76,7 +76,7 @@ class SourceConfigBase(Base, tag_field="type", kw_only=True):
     staleness_ms: Annotated[float, msgspec.Meta(gt=0)] | None = None
     # Under `latest`: the capture -> result time each frame should keep within; batches are sized to
     # it from what the model is seen to cost, and frames too late for it are skipped for fresher ones.
-    # "auto": twice a batch of one's cost (the batch ahead of a frame and its own), at least 50 ms
+    # "auto": 1.5 x a batch of one's cost (its own, and half of one for a worker), at least 50 ms
     # (docs/batching.md). `block` queues batch for throughput ([batching]).
     latency_budget_ms: Annotated[float, msgspec.Meta(gt=0)] | Literal["auto"] = "auto"
     # Hardware decoding through FFmpeg (e.g. "cuda" for NVDEC); where the build or the machine
