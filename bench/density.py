@@ -24,10 +24,11 @@ inference  `InferencePipeline.init_with_custom_logic(video_reference=[N urls], m
            is set, as inference's CLI does: each source then drops to max_fps itself; without it the
            pipeline caps the multiplexed batches at max_fps / N, every camera getting 5 / N fps.
 
-Each run: results from `--warmup` s after the first one, for `--seconds`. fps per camera: results in
-that window / its length (the table shows the slowest camera's and the mean); latency: result time
-minus the frame's capture time on the stream's clock (the earliest handed-over time minus pts, plus
-pts), p50/p99 over every camera's results. N passes when every camera gets >= 95 % of its rate and
+Each run: the frames captured from `--warmup` s after the first result, for `--seconds` (by capture
+time on the stream's clock: the earliest handed-over time minus pts, plus pts; so a late result
+does not fall out of the window). fps per camera: their results / the window's length (the table
+shows the slowest camera's and the mean); latency: result time minus capture time, p50/p99 over
+every camera's results. N passes when every camera gets >= 95 % of its rate and
 p99 <= 1 s, the rate being 5 fps or less: what the contender gives with one camera (streamer gives
 5; inference's sources pick frames with a random stride around measured fps / max_fps and give
 4-4.5 when asked for 5, so it is held to that, not failed for it). One camera first, then N doubles
@@ -268,11 +269,15 @@ def live_latency(seconds: int) -> tuple[float, float]:
 # ---- main ------------------------------------------------------------------------------------
 
 
+def cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-cameras", type=int, default=32, help="the most cameras tried (and RTSP mounts served)")
     parser.add_argument("--warmup", type=float, default=4.0, help="seconds after the first result left out")
-    parser.add_argument("--seconds", type=float, default=10.0, help="the measured window of each run")
+    parser.add_argument("--seconds", type=float, default=15.0, help="the measured window of each run")
     parser.add_argument("--clip-seconds", type=int, default=30, help="length of the camera clip (longer than a run)")
     parser.add_argument("--skip-inference", action="store_true", help="streamer only (cameras_inference=0)")
     parser.add_argument("--live-latency-seconds", type=int, default=LIVE_LATENCY_SECONDS)
@@ -312,7 +317,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if skipped:
         print(f"streamer left {sum(s for s, _ in skipped)} of the {sum(o for _, o in skipped)} frames max_fps dropped undecoded "
               f"({sum(s for s, _ in skipped) / sum(o for _, o in skipped):.0%}; the GOP tails)")
-    print(f"machine: {os.cpu_count()} cores; load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+    singles = [run for run in all_runs if run.cameras == 1 and run.cpu_ms_per_s > 0]
+    if singles:
+        print("cameras the cores would hold at one camera's CPU cost (cores x 1000 / CPU ms/s per camera, a check on a "
+              "busy machine): " + ", ".join(f"{run.tool} {cores() * 1000 / run.cpu_ms_per_s:.1f}" for run in singles))
+    print(f"machine: {cores()} cores; load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
     n, m = found.get("streamer", 0), found.get("inference", 0)
     ratio = n / m if m else math.nan
     print(f"cameras_streamer={n} cameras_inference={m} ratio={ratio:.2f} p99_ms_at_8={p99_at_8:.1f} frame_ms={frame_ms:.1f}")

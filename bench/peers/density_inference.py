@@ -23,7 +23,6 @@ import argparse
 import os
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -67,7 +66,7 @@ class Window(ResultWindow):
         pts, source = frame.frame_id / FPS, frame.source_id or 0
         origin = min(self.origins.get(source, float("inf")), frame.frame_timestamp.timestamp() - pts)
         self.origins[source] = origin
-        if self.result(f"cam{source}", time.time() - (origin + pts)):
+        if self.result(f"cam{source}", origin + pts):
             self.grabbed.setdefault(source, [frame.frame_id, frame.frame_id])[1] = frame.frame_id
 
     def measured(self) -> dict[str, Any]:

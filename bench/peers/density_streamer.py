@@ -2,10 +2,11 @@
 
 Every source is `type = "rtsp"` with `max_fps` and nothing else set (streamer's defaults: a `latest`
 queue of 2, batching and workers as streamer picks them), the model is the ONNX file given. A
-callback sink takes, for every result, its latency: now minus the frame's capture time on the
-stream's clock (`StreamClock`: the earliest `wall_time - pts` seen, plus pts), as the inference
-runner takes it. The window opens `--warmup` s after the first result and lasts `--seconds`: per
-source the results in it, the latencies, and the process's CPU seconds over it. Before the run,
+callback sink takes, for every result, the frame's capture time on the stream's clock
+(`StreamClock`: the earliest `wall_time - pts` seen, plus pts), as the inference runner takes it;
+latency is now minus that. The window (density_window.py) opens `--warmup` s after the first result
+and lasts `--seconds`: per source the results of the frames captured in it, their latencies, and the
+process's CPU seconds over it. Before the run,
 the model's CPU time per frame (`infer_cpu_ms`: process CPU over batch-1 `detect` calls on frames of
 the clip) is measured, for the CPU split. `--decode-only` instead reads the sources for the window
 with no model (the frames are dropped as they come): the CPU a camera's decoding costs; with
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -61,7 +61,7 @@ class Window(ResultWindow):
 
     def frame(self, frame: Frame) -> None:
         clock = self.clocks.setdefault((frame.source_id, frame.session), StreamClock())
-        self.result(frame.source_id, time.time() - clock.captured(frame.wall_time, frame.pts))
+        self.result(frame.source_id, clock.captured(frame.wall_time, frame.pts))
 
 
 def infer_cpu_ms(model: Any, clip: str) -> float:
