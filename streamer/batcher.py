@@ -10,9 +10,10 @@ should reach its result within that time of its capture. Its batches are sized b
 (streamer/batch_costs.py), which learns what a batch of each size costs while the pipeline runs and
 picks the size and wait that give the most frames/s within the budget. A live frame is taken only
 while it can still make its budget (its age plus the batch's cost); a late one stays in its queue,
-where its source's next frame replaces it, and the worker takes a fresher one instead. When none
-comes within a batch of one's cost, the freshest late frame is taken (a loaded machine still gets
-results). Where not even a fresh frame could make the budget (a model slower than it), frames are
+where its source's next frame replaces it, and the worker takes a fresher one instead. When only
+late frames wait, the worker waits for a fresh one only if a source's next capture is due within
+half a batch of one (cameras whose frames come in bursts would otherwise leave it idle); else, or
+when none came, it takes the freshest late frame. Where not even a fresh frame could make the budget (a model slower than it), frames are
 taken as they come. Queues take turns, the one served least recently first, so no source starves.
 docs/batching.md explains the rule.
 Turning a batch into the model's input tensor (letterboxing) is the engine's:
@@ -33,6 +34,8 @@ from .sources.queue import FrameQueue
 from .wakeup import Wakeup
 
 __all__ = ["Batcher"]
+
+FRESH_FRAME_SLACK_S = 0.005  # beyond a due capture: the decode and the hop to the event loop
 
 
 def frame_size(frame: Frame) -> CostKey:
@@ -121,10 +124,11 @@ class Batcher:
         return _Plan(choice.size, now + choice.wait_s, self.costs.cost(key, choice.size))
 
     async def _first_frame(self) -> tuple[FrameQueue, Frame] | None:
-        """The first frame that fits a batch of one. A live frame too late for its budget waits for
-        a fresher one (its source's next replaces it under `latest`), for at most what a batch of one
-        costs; then the freshest late frame is taken, so a loaded machine still gets results."""
-        late_since: float | None = None
+        """The first frame that fits a batch of one. When only live frames too late for their
+        budget wait, the worker waits for a fresher one if a source's next frame is due within half
+        a batch of one (its source's next replaces a late frame under `latest`); else, or once that
+        wait is over, it takes the freshest late frame, so idle time buys latency only where it can."""
+        waited_for: float | None = None  # the deadline (anyio's clock) of the wait for a fresh frame
         while True:
             taken = self._take(1, None)
             if taken:
@@ -133,17 +137,28 @@ class Batcher:
                 return None
             late = self._freshest()
             if late is None:
-                late_since = None
+                waited_for = None
                 await self._ready.wait()
                 continue
-            late_since = anyio.current_time() if late_since is None else late_since
-            left = (self.costs.cost(self.cost_key(late[1]), 1) or 0.0) - (anyio.current_time() - late_since)
+            if waited_for is None:
+                waited_for = anyio.current_time() + self._wait_for_fresh_frame(late[1])
+            left = waited_for - anyio.current_time()
             if left <= 0:
                 late[0].get_nowait()
                 self._mark_served(late[0])
                 return late
             with anyio.move_on_after(left):
                 await self._ready.wait()
+
+    def _wait_for_fresh_frame(self, late: Frame) -> float:
+        """How long to wait for a fresh frame: until the next capture a live source is due, if that
+        is within half a batch of one (plus a little for the decode and the hop); else 0."""
+        now, one = self.clock(), self.costs.cost(self.cost_key(late), 1) or 0.0
+        due = [when for queue in self._queues if id(queue) in self._budgets and (when := queue.next_capture())]
+        soonest = min(due, default=None)
+        if soonest is None or soonest - now > one / 2:
+            return 0.0
+        return max(0.0, soonest - now) + FRESH_FRAME_SLACK_S
 
     def _take(self, limit: int, plan: _Plan | None) -> list[tuple[FrameQueue, Frame]]:
         """Up to `limit` frames that fit (see `_fits`): in rounds of one per queue, the queue served

@@ -262,9 +262,9 @@ async def test_next_batch_skips_a_live_frame_too_late_for_its_budget():
         assert labels(await batcher.next_batch()) == ["fresh0"]
 
 
-async def test_next_batch_when_only_a_late_frame_waits_for_its_sources_next_frame():
-    batcher = costed({1: 10.0, 2: 20.0})  # a slow model's cost: the wait for a fresher frame is long
-    queue = live_queue(batcher, "cam", [29.9], budget_ms=30_000)
+async def test_next_batch_when_only_a_late_frame_waits_for_its_sources_next_frame_when_it_is_due_soon():
+    batcher = costed({1: 0.600, 2: 1.2})  # a budget of 650 ms leaves a frame 50 ms to be taken
+    queue = live_queue(batcher, "cam", [0.250, 0.100], budget_ms=650)  # one each 150 ms: next due in 50
     batches: list[list[Frame] | None] = []
 
     async def take() -> None:
@@ -275,10 +275,10 @@ async def test_next_batch_when_only_a_late_frame_waits_for_its_sources_next_fram
             group.start_soon(take)
             await anyio.wait_all_tasks_blocked()
             assert batches == []  # the late frame is not taken
-            queue.try_put(frame("cam", 1, captured=NOW))
+            queue.try_put(frame("cam", 2, captured=NOW))
 
-    assert labels(batches[0]) == ["cam1"]
-    assert queue.dropped == 1  # the late frame, replaced
+    assert labels(batches[0]) == ["cam2"]
+    assert queue.dropped == 2  # the late frames, replaced
 
 
 async def test_next_batch_when_the_model_is_slower_than_the_budget_takes_frames_as_they_come():
@@ -319,14 +319,22 @@ async def test_next_batch_with_an_auto_budget_uses_one_and_a_half_batches_of_one
         assert labels(await batcher.next_batch()) == ["fresh0"]
 
 
-async def test_next_batch_when_no_fresher_frame_comes_takes_the_freshest_late_one_after_a_batchs_cost():
+async def test_next_batch_when_no_fresh_frame_is_due_soon_takes_the_freshest_late_one_at_once():
     batcher = costed({1: 0.040, 2: 0.080})
-    live_queue(batcher, "older", [0.090])
+    live_queue(batcher, "older", [0.090])  # one frame each: nothing says when the next comes
     live_queue(batcher, "newer", [0.080])
+
+    with anyio.fail_after(1):
+        assert labels(await batcher.next_batch()) == ["newer0"]
+
+
+async def test_next_batch_when_the_fresh_frame_due_does_not_come_takes_the_freshest_late_one():
+    batcher = costed({1: 0.600, 2: 1.2})
+    live_queue(batcher, "cam", [0.250, 0.100], budget_ms=650)  # next due in 50 ms; it never comes
 
     started = anyio.current_time()
     with anyio.fail_after(1):
         batch = await batcher.next_batch()
 
-    assert labels(batch) == ["newer0"]
-    assert anyio.current_time() - started >= 0.040 - 1e-3
+    assert labels(batch) == ["cam1"]
+    assert anyio.current_time() - started >= 0.050

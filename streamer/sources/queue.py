@@ -34,6 +34,8 @@ class FrameQueue:
         self.dropped = 0
         self.accepted = 0
         self.finished = False
+        self.interval_s: float | None = None  # between the captures of its frames, a moving average
+        self._last_capture: float | None = None
         self._items: deque[Frame] = deque()
         self._on_ready = on_ready
         self._room = Wakeup()
@@ -61,8 +63,22 @@ class FrameQueue:
             self.dropped += 1
         self._items.append(frame)
         self.accepted += 1
+        self._learn_interval(frame.wall_time)
         self._on_ready()
         return True
+
+    def _learn_interval(self, captured: float) -> None:
+        last, self._last_capture = self._last_capture, captured
+        if last is not None and captured > last:
+            gap = captured - last
+            self.interval_s = gap if self.interval_s is None else self.interval_s + 0.2 * (gap - self.interval_s)
+
+    def next_capture(self) -> float | None:
+        """When its next frame should be captured (wall clock), from the interval so far; None
+        while unknown or once finished."""
+        if self.finished or self.interval_s is None or self._last_capture is None:
+            return None
+        return self._last_capture + self.interval_s
 
     def get_nowait(self) -> Frame | None:
         """The next frame: the oldest under `block`, the newest under `latest` (older ones are dropped

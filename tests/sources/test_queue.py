@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import anyio
 import numpy as np
+import pytest
 
 from streamer.frames import Frame
 from streamer.sources.queue import FrameQueue
@@ -243,3 +244,15 @@ async def test_queue_with_a_staleness_budget_drops_and_counts_old_frames() -> No
 
     assert queue.get_nowait() is fresh
     assert queue.stale == 1 and queue.get_nowait() is None
+
+
+def test_next_capture_follows_the_interval_between_the_frames_captured():
+    queue = FrameQueue("s", 2, "latest")
+    assert queue.next_capture() is None
+    for captured in (10.0, 10.1, 10.2):
+        queue.try_put(Frame("s", 0, None, captured, image=np.zeros((2, 2, 3), np.uint8)))
+
+    assert queue.next_capture() == pytest.approx(10.3)
+    assert queue.peek() is not None and queue.peek() is queue.get_nowait()  # peek leaves what get takes
+    queue.finish()
+    assert queue.next_capture() is None
