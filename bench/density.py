@@ -131,6 +131,7 @@ class Run:
     error: str | None = None
     skipped: int = 0  # streamer: frames skipped before decode, whole run
     over: int = 0  # streamer: frames dropped by max_fps, whole run
+    queue_dropped: int = 0  # streamer: frames its queues dropped (replaced or stale), whole run
 
     @property
     def p50(self) -> float:
@@ -174,7 +175,8 @@ class Contender:
         failed = result.get("failed") or None
         return Run(self.tool, len(urls), fps, result["latencies_ms"], 1000 * result["cpu_s"] / window / len(urls),
                    result["infer_cpu_ms"], self.target, error="; ".join(failed) if failed else None,
-                   skipped=result.get("skipped_before_decode", 0), over=result.get("over_max_fps", 0))
+                   skipped=result.get("skipped_before_decode", 0), over=result.get("over_max_fps", 0),
+                   queue_dropped=result.get("queue_dropped", 0))
 
     def decode_cpu(self, urls: Sequence[str], *extra: str) -> float:
         """CPU ms per second per camera of reading `urls` with no model."""
@@ -223,7 +225,8 @@ def describe(run: Run) -> str:
         return f"FAILED: {run.error}"
     verdict = "pass" if run.passed else "fail"
     return (f"fps/camera min {min(run.fps, default=0):.2f} mean {np.mean(run.fps) if run.fps else 0:.2f}, "
-            f"p50 {run.p50:.0f} ms, p99 {run.p99:.0f} ms, {run.cpu_ms_per_s:.0f} CPU ms/s per camera: {verdict}")
+            f"p50 {run.p50:.0f} ms, p99 {run.p99:.0f} ms, {run.cpu_ms_per_s:.0f} CPU ms/s per camera"
+            + (f", {run.queue_dropped} dropped by the queues" if run.tool == "streamer" else "") + f": {verdict}")
 
 
 # ---- the table -------------------------------------------------------------------------------
