@@ -212,7 +212,8 @@ class Coordinator:
     async def _place(self, placement: Placement, slot: Slot) -> dict[str, Any] | None:
         """Start the source on `slot` under a new epoch; None if the worker failed meanwhile."""
         source_id = placement.config.id
-        placement.epoch = self._next_epoch()
+        # Leased from now on: a ping sent while the worker starts it must not take it away again.
+        placement.epoch, placement.slot = self._next_epoch(), slot.index
         await anyio.to_thread.run_sync(slots.write_owner, self.cluster.state_dir, source_id, placement.epoch, slot.index)
         try:
             with anyio.fail_after(CALL_TIMEOUT_S):
@@ -221,8 +222,9 @@ class Coordinator:
                     answer["state"] = await slot.handle.pause_source.remote(source_id, True)
         except Exception as exc:
             log.warning("worker %d could not start %s: %s", slot.index, source_id, _cause(exc))
+            placement.slot = None
             return None
-        placement.slot, placement.state = slot.index, answer["state"]
+        placement.state = answer["state"]
         if placement.waiting_since is not None:
             seconds = time.monotonic() - placement.waiting_since
             placement.waiting_since = None

@@ -22,13 +22,16 @@ from ..importing import import_optional
 log = logging.getLogger("streamer.cluster")
 
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+# A call on a worker whose connection broke fails after this long instead of Ray's default 1 s of
+# waiting for the actor's death to be confirmed: the coordinator moves the sources either way.
+FAILOVER_ENV = {"RAY_timeout_ms_task_wait_for_death_info": "100"}
 NAMESPACE = "streamer"
 
 
 def import_ray() -> ModuleType:
     """Ray, with the environment that keeps local nodes on loopback set first (Ray reads it when it
     is imported: where ray was imported before, set the variable before that yourself)."""
-    for name, value in LOOPBACK_ENV.items():
+    for name, value in {**LOOPBACK_ENV, **FAILOVER_ENV}.items():
         os.environ.setdefault(name, value)
     return import_optional("ray", "cluster", "streamer cluster run")
 
