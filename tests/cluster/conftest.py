@@ -13,7 +13,6 @@ from streamer.cluster.runtime import LOOPBACK_ENV, import_ray
 
 for _name, _value in LOOPBACK_ENV.items():
     os.environ.setdefault(_name, _value)  # Ray reads it when it is imported, so before that
-pytest.importorskip("ray", reason="needs ray: pip install 'streamer[cluster]'")
 
 OBJECT_STORE_BYTES = 80 << 20  # Ray's floor is 75 MiB; nothing big goes through it
 NODE_CPUS = 2
@@ -21,6 +20,7 @@ NODE_CPUS = 2
 
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[Any]:
+    pytest.importorskip("ray", reason="needs ray: pip install 'streamer[cluster]'")
     ray = import_ray()
     from ray.cluster_utils import Cluster
 
