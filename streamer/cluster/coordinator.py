@@ -65,6 +65,7 @@ class Placement:
     epoch: int = 0
     paused: bool = False
     waiting_since: float | None = None  # when it lost its worker (for the reassign time)
+    started_at: float | None = None  # when its worker said it started it
     state: str = "connecting"
 
 
@@ -138,6 +139,7 @@ class Coordinator:
         while not self.closing:
             leases = {source_id: p.epoch for source_id, p in self.placements.items() if p.slot == slot.index}
             timeout = self.cluster.hang_timeout_s if slot.up else START_TIMEOUT_S
+            sent = time.monotonic()
             try:
                 with anyio.fail_after(timeout):
                     report = await slot.handle.ping.remote(leases, self._epoch)
@@ -151,6 +153,7 @@ class Coordinator:
                 if slot.start is not None and report["start"] != slot.start:
                     await self._lost(slot, "it restarted")
                 self._answered(slot, report)
+                self._dropped_by(slot, report, sent)
                 await self._place_waiting()
             await anyio.sleep(self.cluster.ping_interval_s)
 
@@ -173,6 +176,16 @@ class Coordinator:
             if placement is not None and placement.slot == slot.index:
                 placement.state = seen["state"]
 
+    def _dropped_by(self, slot: Slot, report: dict[str, Any], sent: float) -> None:
+        """Sources the worker no longer runs though it had started them before this ping was sent
+        (it fenced itself: no ping reached it for hang_timeout_s): they wait to be placed again."""
+        for source_id, placement in self.placements.items():
+            started = placement.started_at
+            if placement.slot == slot.index and started is not None and started < sent and source_id not in report["sources"]:
+                if placement.state not in ENDED:
+                    log.warning("worker %d stopped %s on its own (it heard no ping): placing it again", slot.index, source_id)
+                    placement.slot, placement.started_at, placement.waiting_since = None, None, time.monotonic()
+
     async def _lost(self, slot: Slot, why: str) -> None:
         """Take the slot's sources off it and place them on the survivors."""
         if not slot.up or self.closing:
@@ -182,7 +195,7 @@ class Coordinator:
         moved = []
         for source_id, placement in self.placements.items():
             if placement.slot == slot.index:
-                placement.slot = None
+                placement.slot, placement.started_at = None, None
                 if placement.state not in ENDED:
                     placement.waiting_since = now
                     moved.append(source_id)
@@ -224,7 +237,7 @@ class Coordinator:
             log.warning("worker %d could not start %s: %s", slot.index, source_id, _cause(exc))
             placement.slot = None
             return None
-        placement.state = answer["state"]
+        placement.state, placement.started_at = answer["state"], time.monotonic()
         if placement.waiting_since is not None:
             seconds = time.monotonic() - placement.waiting_since
             placement.waiting_since = None
