@@ -19,9 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-__all__ = [
-    "AUTO_FACTOR", "AUTO_FLOOR_S", "BatchCosts", "Choice", "CostKey", "DEFAULT_ALPHA", "MIN_GAIN", "MIN_SAMPLES", "REFRESH_EVERY"
-]
+__all__ = ["AUTO_FACTOR", "AUTO_FLOOR_S", "BatchCosts", "Choice", "CostKey", "DEFAULT_ALPHA", "MIN_GAIN"]
+__all__ += ["MIN_SAMPLES", "REFRESH_EVERY"]
 
 DEFAULT_ALPHA = 0.2  # the weight of the newest observation in the moving average
 MIN_GAIN = 1.25  # a larger batch must give 25% more frames/s to be worth its extra latency (and beat noise)

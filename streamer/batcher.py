@@ -13,8 +13,9 @@ while it can still make its budget (its age plus the batch's cost); a late one s
 where its source's next frame replaces it, and the worker takes a fresher one instead. When only
 late frames wait, the worker waits for a fresh one only if a source's next capture is due within
 half a batch of one (cameras whose frames come in bursts would otherwise leave it idle); else, or
-when none came, it takes the freshest late frame. Where not even a fresh frame could make the budget (a model slower than it), frames are
-taken as they come. Queues take turns, the one served least recently first, so no source starves.
+when none came, it takes the freshest late frame. Where not even a fresh frame could make the
+budget (a model slower than it), frames are taken as they come. Queues take turns, the one served
+least recently first, so no source starves.
 docs/batching.md explains the rule.
 Turning a batch into the model's input tensor (letterboxing) is the engine's:
 `streamer.engine.preprocess`.
