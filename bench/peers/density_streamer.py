@@ -49,6 +49,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--decode-only", action="store_true")
     parser.add_argument("--no-skip", action="store_true", help="decode every packet (as before decode skipping)")
+    parser.add_argument("--latency-budget-ms", type=float, help="the sources' latency_budget_ms (streamer's default: auto)")
     return parser.parse_args()
 
 
@@ -76,7 +77,8 @@ def infer_cpu_ms(model: Any, clip: str) -> float:
 
 
 def run_pipeline(args: argparse.Namespace, ids: list[str]) -> dict[str, Any]:
-    sources = [{"type": "rtsp", "id": id, "url": url, "max_fps": args.max_fps} for id, url in zip(ids, args.urls)]
+    budget = {} if args.latency_budget_ms is None else {"latency_budget_ms": args.latency_budget_ms}
+    sources = [{"type": "rtsp", "id": id, "url": url, "max_fps": args.max_fps, **budget} for id, url in zip(ids, args.urls)]
     config = load_config({"model": {"id": args.model}, "sources": sources})
     model = load_model(config)
     cost = infer_cpu_ms(model, args.clip)
