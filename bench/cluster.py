@@ -8,12 +8,13 @@
    (so made by its new worker) reaching the receiver. After the run, lost = results in the workers'
    JSONL files (what the fleet made) that never reached the receiver; duplicates = deliveries
    beyond the first, by idempotency key (at-least-once: the receiver dedupes by it).
-2. Overhead: `streamer run` on two file jobs vs the same jobs in a fleet of one worker holding the
-   same CPUs, as interleaved pairs (S F, F S, ...). Both frames per second and frames per
-   CPU-second are shown, over the span the frames were processed in; the overhead is the median of
-   the pairs' (1 - fleet / single) in frames per CPU-second (the frames/s each would reach holding
-   its CPUs alone), in percent, counting for the fleet its worker, the coordinator and Ray's own
-   processes. On a machine shared with other jobs, wall-clock frames/s mostly measures them.
+2. Overhead: `streamer run` on two file jobs (checkpointed, as the fleet checkpoints them) vs the
+   same jobs in a fleet of one worker holding the same CPUs, as interleaved pairs (S F, F S, ...). Frames per second and frames per CPU-second
+   are shown, over the span the frames were processed in; the overhead is the median of the pairs'
+   (1 - worker / streamer run) in frames per CPU-second of the process that holds the CPUs (the
+   frames/s it reaches holding them), in percent; the same with the coordinator's and Ray's own
+   processes added (on a real cluster they run outside the worker's CPUs) is printed beside it. On
+   a machine shared with other jobs, wall-clock frames/s mostly measures the other jobs.
 
 Prints a table per part, and as its LAST line:
     kills=<n> reassign_p50_s=<x> reassign_max_s=<y> lost=<n> duplicates=<n> overhead_pct=<z>
@@ -101,7 +102,7 @@ def fleet_config(state_dir: Path, sources: list[dict[str, Any]], sinks: list[dic
         "sinks": sinks,
         "batching": {"max_batch_size": 4, "max_wait_ms": 10},
         "run": {"drain_timeout_s": 10},
-        "cluster": {"state_dir": str(state_dir), "ping_interval_s": 0.25, "hang_timeout_s": 2.0, **cluster},
+        "cluster": {"state_dir": str(state_dir), **cluster},  # pings and timeouts as configured by default
     })
 
 
@@ -168,10 +169,11 @@ class CpuMeter:
     """CPU seconds used by a process and its descendants, sampled in a thread, so that the window in
     which the frames were processed (startup and model loading left out) can be cut out afterwards."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, descendants: bool = True) -> None:
         import psutil
 
         self.root = psutil.Process(pid)
+        self.descendants = descendants
         self.samples: list[tuple[float, float]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -182,7 +184,7 @@ class CpuMeter:
 
         while not self._stop.wait(CPU_SAMPLE_S):
             total, now = 0.0, time.time()
-            for process in [self.root, *self.root.children(recursive=True)]:
+            for process in [self.root, *(self.root.children(recursive=True) if self.descendants else [])]:
                 try:
                     times = process.cpu_times()
                 except psutil.Error:
@@ -204,19 +206,22 @@ class CpuMeter:
         return c0 if t1 <= t0 else c0 + (c1 - c0) * (moment - t0) / (t1 - t0)
 
 
-def rates(paths: list[Path], meter: CpuMeter) -> tuple[float, float]:
+def rates(paths: list[Path], *meters: CpuMeter) -> tuple[float, ...]:
     """Frames per second over the span of their capture times (files are read as fast as the model
-    takes them), and frames per CPU-second over that span."""
-    times = [json.loads(line)["wall_time"] for path in paths for line in path.read_text().splitlines()]
-    first, last = min(times), max(times)
-    return (len(times) - 1) / (last - first), (len(times) - 1) / (meter.at(last) - meter.at(first))
+    takes them), then frames per CPU-second of each meter over that span (from its first sample on)."""
+    times = sorted(json.loads(line)["wall_time"] for path in paths for line in path.read_text().splitlines())
+    first, last = max([times[0], *(meter.samples[0][0] for meter in meters)]), times[-1]
+    frames = sum(1 for moment in times if moment >= first) - 1
+    return (frames / (last - first), *(frames / (meter.at(last) - meter.at(first)) for meter in meters))
 
 
 def single(work: Path, run: int) -> tuple[float, float]:
     out = work / f"single-{run}.jsonl"
     config = work / f"single-{run}.toml"
     tables = "".join(f'[[sources]]\ntype = "file"\nid = "{s["id"]}"\npath = "{s["path"]}"\n\n' for s in jobs(work))
-    config.write_text(tables + f'[batching]\nmax_batch_size = 4\nmax_wait_ms = 10\n\n[[sinks]]\ntype = "jsonl"\npath = "{out}"\n')
+    # The fleet checkpoints its file jobs (every [run] checkpoint_interval_s): so does this run.
+    run = f'[run]\ncheckpoint = "{work / f"single-{run}.checkpoint.json"}"\n\n'
+    config.write_text(tables + run + f'[batching]\nmax_batch_size = 4\nmax_wait_ms = 10\n\n[[sinks]]\ntype = "jsonl"\npath = "{out}"\n')
     process = subprocess.Popen([sys.executable, "-m", "streamer", "run", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     meter = CpuMeter(process.pid)
     if process.wait() != 0:
@@ -231,18 +236,24 @@ async def fleet_rates(work: Path, run: int) -> tuple[float, float]:
     state = work / f"fleet-{run}"
     config = fleet_config(state, jobs(work), [{"type": "jsonl", "path": "results.jsonl"}],
                           workers=1, cpus_per_worker=float(os.cpu_count() or 1))
-    meter = CpuMeter(os.getpid())
+    everything = CpuMeter(os.getpid())
     async with open_fleet(config) as fleet:
+        worker = CpuMeter(fleet.coordinator.slots[0].report["pid"], descendants=False)
         await _until(lambda: all(p.state == "ended" for p in fleet.coordinator.placements.values()), 300)
-        meter.stop()
-    return rates(list(state.glob("slot-0/*.jsonl")), meter)
+        worker.stop()
+        everything.stop()
+    return rates(list(state.glob("slot-0/*.jsonl")), worker, everything)
 
 
 async def overhead(work: Path, repeats: int) -> float:
-    """Interleaved pairs (S F, F S, ...); the median overhead in frames per CPU-second, which the
-    other jobs on a shared machine disturb far less than frames per wall-clock second."""
-    print(f"{'pair':>4} {'run fps':>7} {'fleet fps':>9} {'run f/cpu-s':>11} {'fleet f/cpu-s':>13} {'overhead %':>10}")
-    overheads = []
+    """Interleaved pairs (S F, F S, ...). The overhead is the median of (1 - worker / streamer run) in
+    frames per CPU-second of the process holding the CPUs (the worker; `streamer run` itself): the
+    frames/s each reaches holding its CPUs, which the other jobs on a shared machine disturb far
+    less than wall-clock frames/s. The fleet's whole cost (worker, coordinator, Ray's own
+    processes, which on a real cluster run outside the worker's CPUs) is shown beside it."""
+    print(f"{'pair':>4} {'run fps':>7} {'fleet fps':>9} {'run f/cpu-s':>11} {'worker f/cpu-s':>14} {'fleet+ray f/cpu-s':>17}"
+          f" {'overhead %':>10} {'with ray %':>10}")
+    overheads, whole = [], []
     for run in range(repeats):
         if run % 2 == 0:
             alone = await anyio.to_thread.run_sync(single, work, run)
@@ -251,8 +262,11 @@ async def overhead(work: Path, repeats: int) -> float:
             fleet = await fleet_rates(work, run)
             alone = await anyio.to_thread.run_sync(single, work, run)
         overheads.append(100 * (1 - fleet[1] / alone[1]))
-        print(f"{run + 1:>4} {alone[0]:>7.1f} {fleet[0]:>9.1f} {alone[1]:>11.1f} {fleet[1]:>13.1f} {overheads[-1]:>10.1f}")
-    print()
+        whole.append(100 * (1 - fleet[2] / alone[1]))
+        print(f"{run + 1:>4} {alone[0]:>7.1f} {fleet[0]:>9.1f} {alone[1]:>11.1f} {fleet[1]:>14.1f} {fleet[2]:>17.1f}"
+              f" {overheads[-1]:>10.1f} {whole[-1]:>10.1f}")
+    print(f"median overhead: {statistics.median(overheads):.1f} % in the worker, {statistics.median(whole):.1f} % with the"
+          " coordinator and Ray's processes\n")
     return statistics.median(overheads)
 
 

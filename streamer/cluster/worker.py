@@ -8,8 +8,9 @@ folder). Only small control messages cross processes; frames never do. No signal
 coordinator and Ray decide when a worker ends.
 
 The coordinator's ping carries the leases, `{source: epoch}`, this worker holds. A source not in
-them, or whose owner file (slots.py) names a higher epoch, is stopped at once; a worker that has
-heard no ping for `hang_timeout_s` stops every source (the coordinator has moved them by then).
+them is stopped at once; a worker that has heard no ping for `hang_timeout_s` stops every source
+(the coordinator has moved them by then); and a source whose owner file (slots.py) names a higher
+epoch is stopped at the next checkpoint interval, before a file's checkpoint would be written.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ class WorkerHost:
     def remove(self, source_id: str, why: str = "by request") -> None:
         if self.stream is None or source_id not in self.stream.sources.readers:
             raise ConfigError(f"worker {self.slot} runs no source {source_id!r}", "$")
-        self._save_checkpoint(source_id)
+        self._save_checkpoints(source_id)
         self.stream.remove_source(source_id)
         self.epochs.pop(source_id, None)
         log.info("worker %d: source %s stopped (%s)", self.slot, source_id, why)
@@ -156,26 +157,19 @@ class WorkerHost:
                 "frames": self.stream.summary.frames if self.stream is not None else 0}
 
     async def _watch(self) -> None:
-        """Every ping interval: give up sources whose lease lapsed or moved; checkpoint file sources."""
+        """Every ping interval: give up every source once the lease lapsed. Every checkpoint interval:
+        read the owner files, and checkpoint file sources."""
         interval = self.cluster.ping_interval_s
         saved_at = time.monotonic()
         with self._watching:
             while True:
                 await anyio.sleep(interval)
-                self._check_leases()
+                if self.epochs and time.monotonic() - self.last_ping > self.cluster.hang_timeout_s:
+                    for source_id in list(self.epochs):
+                        self._fence(source_id, f"no ping from the coordinator for {self.cluster.hang_timeout_s} s")
                 if time.monotonic() - saved_at >= self.config.run.checkpoint_interval_s:
                     saved_at = time.monotonic()
-                    for source_id in list(self.epochs):
-                        self._save_checkpoint(source_id)
-
-    def _check_leases(self) -> None:
-        """Stop every source once no ping came for `hang_timeout_s`, and any a newer owner holds."""
-        if self.epochs and time.monotonic() - self.last_ping > self.cluster.hang_timeout_s:
-            for source_id in list(self.epochs):
-                self._fence(source_id, f"no ping from the coordinator for {self.cluster.hang_timeout_s} s")
-        for source_id, epoch in list(self.epochs.items()):
-            if slots.owner_epoch(self.state_dir, source_id) > epoch:
-                self._fence(source_id, "a newer owner holds it")
+                    self._save_checkpoints()
 
     def _fence(self, source_id: str, why: str) -> None:
         if source_id in self.epochs:
@@ -185,19 +179,27 @@ class WorkerHost:
                 self.stream.remove_source(source_id)
             log.warning("worker %d: source %s stopped: %s", self.slot, source_id, why)
 
-    def _save_checkpoint(self, source_id: str) -> None:
-        """The file source's frontier (what every sink wrote), unless a newer owner holds it."""
-        stream, epoch = self.stream, self.epochs.get(source_id)
-        if stream is None or epoch is None:
+    def _save_checkpoints(self, *only: str) -> None:
+        """Each file source's frontier (what every sink wrote), after one flush of the sinks to disk.
+        A source whose owner file names a newer epoch was moved while this worker was cut off: it is
+        stopped, and a file's checkpoint, the new owner's now, is left alone."""
+        stream = self.stream
+        if stream is None:
             return
-        source = stream.sources.configs.get(source_id)
-        if source is None or not slots.resumable(source) or slots.owner_epoch(self.state_dir, source_id) > epoch:
-            return
-        position = self.progress.frontier(stream, source_id)
-        if position is not None:
+        frontiers = {}
+        for source_id in only or list(self.epochs):
+            source = stream.sources.configs.get(source_id)
+            if source is None or source_id not in self.epochs:
+                continue
+            if slots.owner_epoch(self.state_dir, source_id) > self.epochs[source_id]:
+                self._fence(source_id, "a newer owner holds it")
+            elif slots.resumable(source) and (position := self.progress.frontier(stream, source_id)) is not None:
+                frontiers[source_id] = (source, position)
+        if frontiers:
             for sink in stream.sinks:
                 sink.flush_to_disk()
-            slots.save_position(self.state_dir, source, position, epoch)  # type: ignore[arg-type]
+            for source_id, (source, position) in frontiers.items():
+                slots.save_position(self.state_dir, source, position, self.epochs[source_id])  # type: ignore[arg-type]
 
     async def _replay_spools(self) -> None:
         """Deliver what an earlier start of this slot left in its spools, before any source runs."""
