@@ -1,6 +1,6 @@
 """Fleet failover and overhead, on a private Ray on loopback (`streamer cluster run`'s machinery).
 
-    python bench/cluster.py [--kills 4] [--cameras 6] [--repeats 6]
+    python bench/cluster.py [--kills 4] [--cameras 6] [--repeats 8]
 
 1. Kills under load: `--cameras` lavfi cameras over 3 workers, results to a webhook receiver on
    127.0.0.1 and to each slot's JSONL files. `--kills` times, the busiest worker's process is
@@ -52,7 +52,7 @@ from tests.media import write_clip  # noqa: E402
 
 WORKERS = 3
 GRAPH = "testsrc2=size=160x96:rate=5"
-JOB_FRAMES, JOB_SIZE = 200, (320, 240)
+JOB_FRAMES, JOB_SIZE = 300, (320, 240)
 MOVE_TIMEOUT_S = 30.0
 SETTLE_S = 3.0  # after a killed worker is back, before the next kill
 CPU_SAMPLE_S = 0.25
@@ -289,5 +289,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=4)
     parser.add_argument("--cameras", type=int, default=6)
-    parser.add_argument("--repeats", type=int, default=6, help="interleaved pairs for the overhead")
+    parser.add_argument("--repeats", type=int, default=8, help="interleaved pairs for the overhead")
     anyio.run(main, parser.parse_args())

@@ -278,10 +278,11 @@ class Coordinator:
     async def remove(self, source_id: str) -> None:
         async with self._lock:
             placement = self.placements.pop(source_id)
-            placement.epoch = self._next_epoch()  # a worker cut off from us stops it when it reads the owner file
-            await anyio.to_thread.run_sync(slots.write_owner, self.cluster.state_dir, source_id, placement.epoch, -1)
-            if placement.slot is not None:
-                await self._call(self.slots[placement.slot], "remove_source", source_id)
+            try:
+                if placement.slot is not None:
+                    await self._call(self.slots[placement.slot], "remove_source", source_id)
+            finally:  # a worker cut off from us stops it when it reads the owner file
+                await anyio.to_thread.run_sync(slots.write_owner, self.cluster.state_dir, source_id, self._next_epoch(), -1)
 
     async def pause(self, source_id: str, paused: bool) -> str:
         placement = self.placements[source_id]

@@ -118,8 +118,9 @@ class WorkerHost:
     def remove(self, source_id: str, why: str = "by request") -> None:
         if self.stream is None or source_id not in self.stream.sources.readers:
             raise ConfigError(f"worker {self.slot} runs no source {source_id!r}", "$")
-        self._save_checkpoints(source_id)
-        self.stream.remove_source(source_id)
+        self._save_checkpoints(source_id)  # fences it instead if the coordinator has moved it on already
+        if source_id in self.stream.sources.readers:
+            self.stream.remove_source(source_id)
         self.epochs.pop(source_id, None)
         log.info("worker %d: source %s stopped (%s)", self.slot, source_id, why)
 
