@@ -27,10 +27,9 @@ from aiohttp import web
 
 from ..config.schema import ServerConfig
 from ..errors import ConfigError, ServerError
-from ..redact import redact_url
 from ..service.server import LOOPBACK_NAMES, Server, _error, _json_object, _refused, _token
 from ..service.source_policy import check_api_source
-from ..service.status import LOCATION_KEYS
+from ..service.status import described_source
 from .coordinator import Coordinator, FleetFull
 from .federation import federated_exposition
 
@@ -142,13 +141,7 @@ class FleetServer(Server):
 
     def _describe(self, source_id: str) -> dict[str, Any]:
         """Id, type and where it reads (URLs without passwords or query strings), as on one node."""
-        config = self.coordinator.placements[source_id].config
-        described: dict[str, Any] = {"id": source_id, "type": type(config).__struct_config__.tag}
-        for key in LOCATION_KEYS:
-            value = getattr(config, key, None)
-            if value is not None:
-                described[key] = redact_url(value) if key == "url" else value
-        return described
+        return described_source(source_id, self.coordinator.placements[source_id].config)
 
     async def _each_worker(self, ask: Any) -> list[Any]:
         """`ask(slot)` for every slot at once, in slot order."""

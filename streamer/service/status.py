@@ -152,12 +152,16 @@ class StatusReport:
 
     def describe_source(self, source_id: str) -> dict[str, Any]:
         """Id, type and where it reads (URLs without passwords or query strings)."""
-        config = self.config_of(source_id)
-        if config is None:
-            return {"id": source_id, "type": None}
-        described: dict[str, Any] = {"id": source_id, "type": type(config).__struct_config__.tag}
-        for key in LOCATION_KEYS:
-            value = getattr(config, key, None)
-            if value is not None:
-                described[key] = redact_url(value) if key == "url" else value
-        return described
+        return described_source(source_id, self.config_of(source_id))
+
+
+def described_source(source_id: str, config: SourceConfig | None) -> dict[str, Any]:
+    """Id, type and where a source reads (URLs without passwords or query strings)."""
+    if config is None:
+        return {"id": source_id, "type": None}
+    described: dict[str, Any] = {"id": source_id, "type": type(config).__struct_config__.tag}
+    for key in LOCATION_KEYS:
+        value = getattr(config, key, None)
+        if value is not None:
+            described[key] = redact_url(value) if key == "url" else value
+    return described
