@@ -107,8 +107,11 @@ _MODEL_KEYS = {  # the keys of each stage table that name a model to load
 
 def input_size(model: DetectionModel, frame: Frame) -> tuple[int, int]:
     """The input (width, height) the model runs `frame` at: fitted to the frame's shape when the
-    model fits its input to frames (320 x 192 for 16:9 at 320), else its own."""
-    if model.fit_to_frames and model.stride is not None:
+    model fits its input to frames (320 x 192 for 16:9 at 320), else its own. A model of the
+    caller's own that says nothing of its input (only `info` and `detect`) runs frames as they come."""
+    if getattr(model, "spec", None) is None:
+        return frame.width, frame.height
+    if getattr(model, "fit_to_frames", False) and model.stride is not None:
         return fitted_size(frame.width, frame.height, model.spec, model.stride)
     return model.spec.width_height
 

@@ -27,7 +27,9 @@ def decoded_clip_frame(path: Path, codec: str = "libx264", options: dict[str, st
     if codec == "libx264":
         write_image_clip(path, textured(640, 360), frames=2)
     else:
-        with av.open(str(path), "w") as container:
+        # A raw Annex B stream: its parameter sets travel in the packets, with no MP4 box to write
+        # (on a CI machine the MP4 muxer answered "not yet implemented" to x265's headers).
+        with av.open(str(path), "w", format="hevc") as container:
             stream = container.add_stream(codec, rate=25)
             stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
             stream.options = options or {}
@@ -47,7 +49,7 @@ def test_chroma_shift_when_h264_decodes_a_frame_is_left_sited_planar_or_nv12(tmp
 
 
 def test_chroma_shift_when_hevc_says_top_left_is_top_left(tmp_path):
-    decoded = decoded_clip_frame(tmp_path / "hevc.mp4", "libx265", {"x265-params": "chromaloc=2:log-level=error"})
+    decoded = decoded_clip_frame(tmp_path / "clip.hevc", "libx265", {"x265-params": "chromaloc=2:log-level=error"})
 
     assert chroma_shift(decoded) == TOP_LEFT
 
