@@ -11,10 +11,11 @@ should reach its result within that time of its capture. Its batches are sized b
 picks the size and wait that give the most frames/s within the budget. A live frame is taken only
 while it can still make its budget (its age plus the batch's cost); a late one stays in its queue,
 where its source's next frame replaces it, and the worker takes a fresher one instead. When only
-late frames wait, the worker waits for a fresh one only if a source's next capture is due within
-half a batch of one (cameras whose frames come in bursts would otherwise leave it idle); else, or
-when none came, it takes the freshest late frame. Where not even a fresh frame could make the
-budget (a model slower than it), frames are taken as they come. Queues take turns, the one served
+late frames wait, the worker waits for the next capture a source is due (so a frame is processed
+within its budget or not at all, even when cameras send in bursts); only when that frame does not
+come, or comes late too (a machine too loaded to hand frames over in time), or no source's next
+capture can be told, does it take the freshest late frame. Where not even a fresh frame could make
+the budget (a model slower than it), frames are taken as they come. Queues take turns, the one served
 least recently first, so no source starves.
 docs/batching.md explains the rule.
 Turning a batch into the model's input tensor (letterboxing) is the engine's:
@@ -126,9 +127,9 @@ class Batcher:
 
     async def _first_frame(self) -> tuple[FrameQueue, Frame] | None:
         """The first frame that fits a batch of one. When only live frames too late for their
-        budget wait, the worker waits for a fresher one if a source's next frame is due within half
-        a batch of one (its source's next replaces a late frame under `latest`); else, or once that
-        wait is over, it takes the freshest late frame, so idle time buys latency only where it can."""
+        budget wait, the worker waits for the next frame a source is due (its source's next replaces
+        a late frame under `latest`); once that wait is over with no frame that fits, or when no
+        source's next capture can be told, it takes the freshest late frame."""
         waited_for: float | None = None  # the deadline (anyio's clock) of the wait for a fresh frame
         while True:
             taken = self._take(1, None)
@@ -142,7 +143,7 @@ class Batcher:
                 await self._ready.wait()
                 continue
             if waited_for is None:
-                waited_for = anyio.current_time() + self._wait_for_fresh_frame(late[1])
+                waited_for = anyio.current_time() + self._wait_for_fresh_frame()
             left = waited_for - anyio.current_time()
             if left <= 0:
                 late[0].get_nowait()
@@ -151,15 +152,13 @@ class Batcher:
             with anyio.move_on_after(left):
                 await self._ready.wait()
 
-    def _wait_for_fresh_frame(self, late: Frame) -> float:
-        """How long to wait for a fresh frame: until the next capture a live source is due, if that
-        is within half a batch of one (plus a little for the decode and the hop); else 0."""
-        now, one = self.clock(), self.costs.cost(self.cost_key(late), 1) or 0.0
+    def _wait_for_fresh_frame(self) -> float:
+        """How long to wait for a fresh frame: until the next capture a live source is due (plus a
+        little for the decode and the hop); 0 when no source can tell."""
         due = [when for queue in self._queues if id(queue) in self._budgets and (when := queue.next_capture())]
-        soonest = min(due, default=None)
-        if soonest is None or soonest - now > one / 2:
+        if not due:
             return 0.0
-        return max(0.0, soonest - now) + FRESH_FRAME_SLACK_S
+        return max(0.0, min(due) - self.clock()) + FRESH_FRAME_SLACK_S
 
     def _take(self, limit: int, plan: _Plan | None) -> list[tuple[FrameQueue, Frame]]:
         """Up to `limit` frames that fit (see `_fits`): in rounds of one per queue, the queue served

@@ -262,7 +262,7 @@ async def test_next_batch_skips_a_live_frame_too_late_for_its_budget():
         assert labels(await batcher.next_batch()) == ["fresh0"]
 
 
-async def test_next_batch_when_only_a_late_frame_waits_for_its_sources_next_frame_when_it_is_due_soon():
+async def test_next_batch_when_only_a_late_frame_waits_for_its_sources_next_frame():
     batcher = costed({1: 0.600, 2: 1.2})  # a budget of 650 ms leaves a frame 50 ms to be taken
     queue = live_queue(batcher, "cam", [0.250, 0.100], budget_ms=650)  # one each 150 ms: next due in 50
     batches: list[list[Frame] | None] = []
@@ -279,6 +279,24 @@ async def test_next_batch_when_only_a_late_frame_waits_for_its_sources_next_fram
 
     assert labels(batches[0]) == ["cam2"]
     assert queue.dropped == 2  # the late frames, replaced
+
+
+async def test_next_batch_when_only_late_frames_wait_holds_out_for_the_next_capture_even_when_it_is_far():
+    batcher = costed({1: 0.040})  # 100 ms budget: a frame over 60 ms old is late
+    queue = live_queue(batcher, "cam", [0.250, 0.070])  # one each 180 ms: next due in 110, over half a batch
+    batches: list[list[Frame] | None] = []
+
+    async def take() -> None:
+        batches.append(await batcher.next_batch())
+
+    with anyio.fail_after(1):
+        async with anyio.create_task_group() as group:
+            group.start_soon(take)
+            await anyio.wait_all_tasks_blocked()
+            assert batches == []  # a burst's late frame would make its result 110 ms late
+            queue.try_put(frame("cam", 2, captured=NOW))
+
+    assert labels(batches[0]) == ["cam2"]
 
 
 async def test_next_batch_when_the_model_is_slower_than_the_budget_takes_frames_as_they_come():
