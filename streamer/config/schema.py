@@ -79,6 +79,10 @@ class SourceConfigBase(Base, tag_field="type", kw_only=True):
     # "auto": 1.5 x a batch of one's cost (its own, and half of one for a worker), at least 50 ms
     # (docs/batching.md). `block` queues batch for throughput ([batching]).
     latency_budget_ms: Annotated[float, msgspec.Meta(gt=0)] | Literal["auto"] = "auto"
+    # CPU decode threads. "auto": one under `latest` (a camera comes at its own rate, which one core
+    # decodes 1080p several times over; frame threads cost ~12% more CPU and hold back a frame each),
+    # FFmpeg's own (one per core) under `block`, where a file decodes as fast as the model takes it.
+    decode_threads: Positive | Literal["auto"] = "auto"
     # Hardware decoding through FFmpeg (e.g. "cuda" for NVDEC); where the build or the machine
     # cannot, the source logs it once and decodes on the CPU.
     hwaccel: Literal["cuda", "vaapi", "qsv", "videotoolbox", "d3d11va", "vulkan", "drm"] | None = None

@@ -271,6 +271,8 @@ class AvSource:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         _check_decoder(stream, self.describe())
+        if (threads := decode_threads(self.config)) is not None and not stream.codec_context.is_hwaccel:
+            stream.codec_context.thread_count = threads  # before the codec opens, at the first packet
         skipper = DecodeSkipper(stream, timeline) if timeline.min_gap else None
         failures, last_frame = 0, time.monotonic()
         try:
@@ -314,6 +316,15 @@ def _format_hint(format: str | None) -> str:
             " (pip install av --no-binary av)"
         )
     return ""
+
+
+def decode_threads(config: SourceConfig) -> int | None:
+    """The CPU decode threads the source's config asks for; None: FFmpeg's own (one per core).
+    "auto" gives a `latest` source one and leaves a `block` one to FFmpeg (see `decode_threads`
+    in the config schema)."""
+    if config.decode_threads != "auto":
+        return config.decode_threads
+    return 1 if config.policy == "latest" else None
 
 
 def _check_decoder(stream: Any, what: str) -> None:

@@ -17,6 +17,7 @@ from streamer.config.schema import (
 from streamer.errors import ConfigError, SourceDecodeError, SourceError, SourceOpenError, SourceRefusedError
 from streamer.frames import Frame
 from streamer.sources import AvSource, SourceState, StateChange, build_source
+from streamer.sources.av_source import decode_threads
 from streamer.sources.base import only_frames
 from tests.engine.gpu import has_cuda, requires_gpu
 from tests.media import concatenate, cut, pattern, write_clip, write_ts_clip
@@ -93,6 +94,21 @@ def test_av_source_stops_at_max_frames(clip: Path) -> None:
 
 def test_av_source_when_max_frames_exceeds_clip_yields_the_whole_clip(clip: Path) -> None:
     assert len(collect(AvSource(FileSourceConfig(id="cam", path=str(clip), max_frames=1000)))) == 30
+
+
+def test_decode_threads_when_auto_is_one_for_latest_sources_and_ffmpegs_own_for_block() -> None:
+    assert decode_threads(RtspSourceConfig(id="cam", url="rtsp://camera/stream")) == 1
+    assert decode_threads(FileSourceConfig(id="cam", path="a.mp4", policy="latest")) == 1
+    assert decode_threads(FileSourceConfig(id="cam", path="a.mp4")) is None  # FFmpeg: one per core
+    assert decode_threads(RtspSourceConfig(id="cam", url="rtsp://camera/stream", decode_threads=3)) == 3
+
+
+def test_av_source_when_decoding_on_one_thread_yields_the_frames_ffmpegs_threads_do(clip: Path) -> None:
+    threaded = collect(AvSource(FileSourceConfig(id="cam", path=str(clip))))
+    single = collect(AvSource(FileSourceConfig(id="cam", path=str(clip), decode_threads=1)))
+
+    assert [f.pts for f in single] == [f.pts for f in threaded]
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(single, threaded))
 
 
 def test_av_source_loop_keeps_pts_increasing_across_the_boundary(clip: Path) -> None:
