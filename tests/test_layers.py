@@ -15,8 +15,11 @@ ABOVE = {
     "device": {"engine", "batcher", "sources", "pipeline", "sinks", "service", "cli"},
     "config": {"engine", "device", "batcher", "sources", "pipeline", "sinks", "service", "cli"},
     "sources": {"engine", "batcher", "pipeline", "sinks", "service", "cli"},
-    "sinks": {"pipeline", "service", "cli"},
-    "pipeline": {"service", "cli"},
+    "sinks": {"pipeline", "service", "cluster", "console", "cli"},
+    "pipeline": {"service", "cluster", "console", "cli"},
+    "service": {"cluster", "console", "cli"},
+    "console": {"cluster", "cli"},  # the terminal's display: a daemon's report, drawn
+    "cluster": {"console", "cli"},  # the fleet: pipelines and their servers, on Ray
 }
 
 
