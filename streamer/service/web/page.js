@@ -10,7 +10,10 @@ const CHART_SECONDS = 300;  // the most the charts show; less while the history 
 const CHART_MIN_SECONDS = 60;
 const MAX_EVENTS = 100;
 const COLORS = ["#4fc3f7", "#ffb74d", "#81c784", "#e57373", "#ba68c8", "#fff176", "#4db6ac", "#f06292"];
-const previewUrl = (id) => `/sources/${encodeURIComponent(id)}/preview.jpg`;  // a JPEG of its latest frame
+const previewUrl = (id) => {  // a JPEG of its latest frame
+  const source = encodeURIComponent(id);
+  return `/sources/${source}/preview.jpg`;
+};
 const WHERE = { lavfi: "graph", rtsp: "url", hls: "url", file: "path", webcam: "device" };
 const PLACEHOLDER = {
   lavfi: "testsrc2=size=640x360:rate=15", rtsp: "rtsp://camera/stream", hls: "https://host/live.m3u8",
