@@ -26,7 +26,7 @@ async def test_page_when_fetched_is_html_that_may_not_be_framed_and_its_files_ar
         assert scripts == ["/web/page.js"]
         async with http.get(scripts[0]) as response:
             assert response.status == 200 and response.content_type == "text/javascript"
-            assert "/sources/${encodeURIComponent(id)}/preview.jpg" in await response.text()
+            assert "/sources/${source}/preview.jpg" in await response.text()  # the address the page fetches
         async with http.get("/web/secrets.txt") as response:
             assert response.status == 404 and (await response.json())["status"] == 404
 
