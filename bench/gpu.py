@@ -111,6 +111,7 @@ from streamer.config import Config, FileSourceConfig, load_config  # noqa: E402
 from streamer.device import DeviceInputBuffers, to_host  # noqa: E402
 from streamer.engine import DetectionModel  # noqa: E402
 from streamer.frames import Frame, Result  # noqa: E402
+from streamer.errors import StreamerError  # noqa: E402
 from streamer.pipeline.observer import IgnoringObserver  # noqa: E402
 from streamer.pipeline.runner import load_model  # noqa: E402
 from streamer.sources import AvSource  # noqa: E402
@@ -725,7 +726,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = parse_args(argv)
     clip, cores = clip_path(CASES[HEADLINE], settings.frames), usable_cores()
     model_ref = model_id(settings)
-    model = load_model(streams_config(settings, model_ref, clip, 1))
+    try:
+        model = load_model(streams_config(settings, model_ref, clip, 1))
+    except StreamerError as exc:  # no GPU here, most often: say so in a line, not a traceback
+        sys.exit(f"bench/gpu.py: {exc}\n(on a machine without a CUDA GPU, `--device cpu` runs the same measures on the CPU)")
     name = device_name(model)
     say(f"breakdown: {settings.runs} batches of {settings.batch} on {name}")
     decoded = decode_sample(clip, settings.sample, settings.hwaccel)
