@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import anyio
 import numpy as np
@@ -29,6 +30,23 @@ async def filled_queue(batcher: Batcher, source_id: str, count: int, maxsize: in
 def labels(batch: list[Frame] | None) -> list[str]:
     assert batch is not None
     return [f"{f.source_id}{f.index}" for f in batch]
+
+
+async def batch_once_blocked(batcher: Batcher, *actions: Callable[[], object]) -> list[Frame] | None:
+    """The batch `next_batch` returns when `actions` run, in order, once it waits (it returned none before)."""
+    batches: list[list[Frame] | None] = []
+
+    async def take() -> None:
+        batches.append(await batcher.next_batch())
+
+    with anyio.fail_after(1):
+        async with anyio.create_task_group() as group:
+            group.start_soon(take)
+            await anyio.wait_all_tasks_blocked()
+            assert batches == []  # nothing handed over before the actions
+            for action in actions:
+                action()
+    return batches[0]
 
 
 # --- Batcher: size ----------------------------------------------------------------------------------
@@ -135,20 +153,12 @@ async def test_next_batch_when_all_queues_are_empty_waits_for_a_first_frame() ->
     batcher = Batcher(max_batch_size=2, max_wait_ms=10_000)
     queue_a = await filled_queue(batcher, "a", 0)
     queue_b = await filled_queue(batcher, "b", 0)
-    batches: list[list[Frame] | None] = []
 
-    async def take() -> None:
-        batches.append(await batcher.next_batch())
+    batch = await batch_once_blocked(
+        batcher, lambda: queue_b.try_put(frame("b", 0)), lambda: queue_a.try_put(frame("a", 0))
+    )
 
-    async with anyio.create_task_group() as group:
-        group.start_soon(take)
-        await anyio.wait_all_tasks_blocked()
-        assert batches == []
-
-        await queue_b.put(frame("b", 0))
-        await queue_a.put(frame("a", 0))
-
-    assert sorted(labels(batches[0])) == ["a0", "b0"]
+    assert sorted(labels(batch)) == ["a0", "b0"]
 
 
 # --- Batcher: the end -------------------------------------------------------------------------------
@@ -176,38 +186,18 @@ async def test_next_batch_drains_finished_queues_before_returning_none() -> None
 async def test_next_batch_returns_none_when_the_last_queue_finishes_while_waiting() -> None:
     batcher = Batcher(max_batch_size=2, max_wait_ms=10_000)
     queue = await filled_queue(batcher, "a", 0)
-    batches: list[list[Frame] | None] = []
 
-    async def take() -> None:
-        batches.append(await batcher.next_batch())
-
-    with anyio.fail_after(1):
-        async with anyio.create_task_group() as group:
-            group.start_soon(take)
-            await anyio.wait_all_tasks_blocked()
-            queue.finish()
-
-    assert batches == [None]
+    assert await batch_once_blocked(batcher, queue.finish) is None
 
 
 async def test_next_batch_keeps_waiting_while_one_queue_is_still_open() -> None:
     batcher = Batcher(max_batch_size=2, max_wait_ms=10_000)
     (await filled_queue(batcher, "a", 0)).finish()
     open_queue = await filled_queue(batcher, "b", 0)
-    batches: list[list[Frame] | None] = []
 
-    async def take() -> None:
-        batches.append(await batcher.next_batch())
+    batch = await batch_once_blocked(batcher, lambda: open_queue.try_put(frame("b", 0)), open_queue.finish)
 
-    async with anyio.create_task_group() as group:
-        group.start_soon(take)
-        await anyio.wait_all_tasks_blocked()
-        assert batches == []
-
-        await open_queue.put(frame("b", 0))
-        open_queue.finish()
-
-    assert labels(batches[0]) == ["b0"]
+    assert labels(batch) == ["b0"]
 
 
 # --- Batcher: live queues and their latency budget --------------------------------------------------
@@ -265,38 +255,22 @@ async def test_next_batch_skips_a_live_frame_too_late_for_its_budget():
 async def test_next_batch_when_only_a_late_frame_waits_for_its_sources_next_frame():
     batcher = costed({1: 0.600, 2: 1.2})  # a budget of 650 ms leaves a frame 50 ms to be taken
     queue = live_queue(batcher, "cam", [0.250, 0.100], budget_ms=650)  # one each 150 ms: next due in 50
-    batches: list[list[Frame] | None] = []
 
-    async def take() -> None:
-        batches.append(await batcher.next_batch())
+    # The late frame is not taken: the next one is.
+    batch = await batch_once_blocked(batcher, lambda: queue.try_put(frame("cam", 2, captured=NOW)))
 
-    with anyio.fail_after(1):
-        async with anyio.create_task_group() as group:
-            group.start_soon(take)
-            await anyio.wait_all_tasks_blocked()
-            assert batches == []  # the late frame is not taken
-            queue.try_put(frame("cam", 2, captured=NOW))
-
-    assert labels(batches[0]) == ["cam2"]
+    assert labels(batch) == ["cam2"]
     assert queue.dropped == 2  # the late frames, replaced
 
 
 async def test_next_batch_when_only_late_frames_wait_holds_out_for_the_next_capture_even_when_it_is_far():
     batcher = costed({1: 0.040})  # 100 ms budget: a frame over 60 ms old is late
     queue = live_queue(batcher, "cam", [0.250, 0.070])  # one each 180 ms: next due in 110, over half a batch
-    batches: list[list[Frame] | None] = []
 
-    async def take() -> None:
-        batches.append(await batcher.next_batch())
+    # Not the late frame, whose result would be 110 ms late: the next capture.
+    batch = await batch_once_blocked(batcher, lambda: queue.try_put(frame("cam", 2, captured=NOW)))
 
-    with anyio.fail_after(1):
-        async with anyio.create_task_group() as group:
-            group.start_soon(take)
-            await anyio.wait_all_tasks_blocked()
-            assert batches == []  # a burst's late frame would make its result 110 ms late
-            queue.try_put(frame("cam", 2, captured=NOW))
-
-    assert labels(batches[0]) == ["cam2"]
+    assert labels(batch) == ["cam2"]
 
 
 async def test_next_batch_when_the_model_is_slower_than_the_budget_takes_frames_as_they_come():
