@@ -51,7 +51,8 @@ def camera(id: str) -> dict:
 
 async def test_live_sources_end_at_batches_of_one_when_batching_costs_linear_time(linear_centerface):
     metrics = PipelineMetrics()
-    config = {
+    config = {  # one worker, so a second frame waits while a batch runs (two would each take one at once)
+        "model": {"id": "centerface", "workers": 1},
         "sources": [camera("a"), camera("b")],
         "batching": {"max_batch_size": 4, "max_wait_ms": 50},
     }
