@@ -80,7 +80,8 @@ class SourceConfigBase(Base, tag_field="type", kw_only=True):
     # (docs/batching.md). `block` queues batch for throughput ([batching]).
     latency_budget_ms: Annotated[float, msgspec.Meta(gt=0)] | Literal["auto"] = "auto"
     # CPU decode threads. "auto": one under `latest` (a camera comes at its own rate, which one core
-    # decodes 1080p several times over; frame threads cost ~12% more CPU and hold back a frame each),
+    # decodes 1080p several times over; frame threads took ~12% more CPU a frame decoding a 1080p
+    # file, within the noise on paced cameras, and each holds back a frame),
     # FFmpeg's own (one per core) under `block`, where a file decodes as fast as the model takes it.
     decode_threads: Positive | Literal["auto"] = "auto"
     # Hardware decoding through FFmpeg (e.g. "cuda" for NVDEC); where the build or the machine
