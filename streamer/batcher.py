@@ -9,8 +9,9 @@ A live source's queue (policy `latest`) has a latency budget (`latency_budget_ms
 should reach its result within that time of its capture. Its batches are sized by `BatchCosts`
 (streamer/batch_costs.py), which learns what a batch of each size costs while the pipeline runs and
 picks the size and wait that give the most frames/s within the budget. A live frame is taken only
-while it can still make its budget (its age plus the batch's cost); a late one stays in its queue,
-where its source's next frame replaces it, and the worker takes a fresher one instead. When only
+while it can still make its budget (its age plus the batch's cost), a queue's frames in capture
+order while they can; a late one stays in its queue, where its source's next frame replaces it,
+and the worker takes a fresher one instead. When only
 late frames wait, the worker waits for the next capture a source is due (so a frame is processed
 within its budget or not at all, even when cameras send in bursts); only when that frame does not
 come, or comes late too (a machine too loaded to hand frames over in time), or no source's next
@@ -165,15 +166,21 @@ class Batcher:
         least recently first, so no source starves."""
         taken: list[tuple[FrameQueue, Frame]] = []
         while len(taken) < limit:
-            ready = [(queue, frame) for queue in self._by_last_served() if (frame := queue.peek())]
-            fitting = [(queue, frame) for queue, frame in ready if self._fits(queue, frame, plan)]
+            queues = self._by_last_served()
+            ready = [(queue, frame) for queue in queues if (frame := queue.peek(self._in_time(queue, plan)))]
+            fitting = [queue for queue, frame in ready if self._fits(queue, frame, plan)]
             if not fitting:
                 return taken
-            for queue, frame in fitting[: limit - len(taken)]:
-                queue.get_nowait()
-                self._mark_served(queue)
-                taken.append((queue, frame))
+            for queue in fitting[: limit - len(taken)]:
+                if (frame := queue.get_nowait(self._in_time(queue, plan))) is not None:
+                    self._mark_served(queue)
+                    taken.append((queue, frame))
         return taken
+
+    def _in_time(self, queue: FrameQueue, plan: _Plan | None) -> Callable[[Frame], bool]:
+        """For a `latest` queue: whether a frame older than its newest still makes its budget, and
+        so is taken first (`FrameQueue.get_nowait`)."""
+        return lambda frame: self._makes_budget(queue, frame, plan) is True
 
     def _mark_served(self, queue: FrameQueue) -> None:
         self._served += 1
@@ -195,13 +202,18 @@ class Batcher:
 
         Frames without a budget always fit; so do those of a finished queue (they are drained) and
         those whose budget not even a fresh frame could make (the model is slower than it)."""
+        return queue.finished or self._makes_budget(queue, frame, plan) is not False
+
+    def _makes_budget(self, queue: FrameQueue, frame: Frame, plan: _Plan | None) -> bool | None:
+        """Whether `frame`'s age plus the batch's cost keeps within its budget; None when that cannot
+        be told (no budget, no cost known yet, or a budget not even a fresh frame could make)."""
         budget = self._budget(queue, frame)
-        if budget is None or queue.finished:
-            return True
+        if budget is None:
+            return None
         one = self.costs.cost(self.cost_key(frame), 1)
         cost = one if plan is None or plan.cost_s is None else plan.cost_s
         if cost is None or (one is not None and one > budget):
-            return True
+            return None
         return self.clock() - frame.wall_time + cost <= budget
 
     def _budget(self, queue: FrameQueue, frame: Frame) -> float | None:

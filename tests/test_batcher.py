@@ -252,6 +252,26 @@ async def test_next_batch_skips_a_live_frame_too_late_for_its_budget():
         assert labels(await batcher.next_batch()) == ["fresh0"]
 
 
+async def test_next_batch_takes_a_live_queues_frames_in_capture_order_while_they_make_the_budget():
+    batcher = costed({1: 0.040, 2: 0.080})  # 100 ms budget: a frame up to 60 ms old makes it
+    queue = live_queue(batcher, "cam", [0.050, 0.010])  # both in time
+
+    with anyio.fail_after(1):
+        batches = [labels(await batcher.next_batch()) for _ in range(2)]
+
+    assert batches == [["cam0"], ["cam1"]]  # the older first, and neither lost
+    assert queue.dropped == 0
+
+
+async def test_next_batch_drops_an_older_live_frame_too_late_for_the_newer_one_behind_it():
+    batcher = costed({1: 0.040, 2: 0.080})
+    queue = live_queue(batcher, "cam", [0.070, 0.010])  # the older one would be 110 ms late
+
+    with anyio.fail_after(1):
+        assert labels(await batcher.next_batch()) == ["cam1"]
+    assert queue.dropped == 1
+
+
 async def test_next_batch_when_only_a_late_frame_waits_for_its_sources_next_frame():
     batcher = costed({1: 0.600, 2: 1.2})  # a budget of 650 ms leaves a frame 50 ms to be taken
     queue = live_queue(batcher, "cam", [0.250, 0.100], budget_ms=650)  # one each 150 ms: next due in 50

@@ -68,7 +68,8 @@ class BatchingConfig(Base, kw_only=True):
 class SourceConfigBase(Base, tag_field="type", kw_only=True):
     id: Identifier | None = None  # 1-64 letters, digits, `.`, `_` or `-`, starting with a letter or digit
     # Frames waiting for the model, and what happens when they are full (sources/queue.py): live
-    # sources keep two and only the newest (`latest`, they never fall behind); files override it.
+    # sources keep two, the oldest dropped (`latest`, they never fall behind; the older one is taken
+    # only while it can make the budget, else the newest); files override it.
     queue_size: Positive = 2
     policy: QueuePolicy = "latest"
     max_frames: Positive | None = None

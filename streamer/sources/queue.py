@@ -1,7 +1,9 @@
 """A bounded per-source frame queue with a policy for when it is full.
 
 `block`: the producer waits for room, so nothing is lost (files). `latest`: the oldest frame is
-dropped and counted, so a live camera never falls behind. The queue lives on the event loop; decode
+dropped and counted, so a live camera never falls behind; the consumer takes the newest frame, or,
+when it says which frames are still in time, the oldest of those (frames then go in capture order
+while they can make their budget, and only late ones give way to newer ones). The queue lives on the event loop; decode
 threads reach it through `anyio.from_thread.run`.
 """
 
@@ -80,19 +82,21 @@ class FrameQueue:
             return None
         return self._last_capture + self.interval_s
 
-    def get_nowait(self) -> Frame | None:
-        """The next frame: the oldest under `block`, the newest under `latest` (older ones are dropped
-        and counted: a live source is always processed at its freshest). Frames older than the
-        staleness budget are dropped (and counted as stale) on the way."""
-        frame = self.peek()
+    def get_nowait(self, in_time: Callable[[Frame], bool] | None = None) -> Frame | None:
+        """The next frame: the oldest under `block`; under `latest`, the oldest for which `in_time`
+        holds, else the newest (older ones are dropped and counted: a live source is processed in
+        capture order while its frames can make their budget, at its freshest once they cannot).
+        Frames older than the staleness budget are dropped (and counted as stale) on the way."""
+        frame = self.peek(in_time)
         if frame is not None:
             self._items.popleft()
             self._wake_putters()
         return frame
 
-    def peek(self) -> Frame | None:
-        """The frame `get_nowait` would return, left in the queue (what it drops on the way, it drops)."""
-        while self.policy == "latest" and len(self._items) > 1:
+    def peek(self, in_time: Callable[[Frame], bool] | None = None) -> Frame | None:
+        """The frame `get_nowait(in_time)` would return, left in the queue (what it drops on the way,
+        it drops)."""
+        while self.policy == "latest" and len(self._items) > 1 and not (in_time and in_time(self._items[0])):
             self._items.popleft()
             self.dropped += 1
         while self._items:

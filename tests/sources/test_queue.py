@@ -1,4 +1,4 @@
-"""FrameQueue: `block` never loses a frame, `latest` keeps the newest, finish() ends the stream."""
+"""FrameQueue: `block` never loses a frame, `latest` keeps the newest (or the oldest still in time), finish() ends the stream."""
 
 from __future__ import annotations
 
@@ -147,6 +147,29 @@ async def test_latest_queue_hands_out_the_newest_frame_and_counts_the_older_ones
     assert queue.dropped == 0  # nothing lost while there was room
     assert drain(queue) == [1]
     assert queue.dropped == 1
+
+
+async def test_latest_queue_when_told_which_frames_are_in_time_hands_out_the_oldest_of_them() -> None:
+    queue = FrameQueue("s", maxsize=4, policy="latest")
+    for i in range(4):
+        await queue.put(frame(i))
+
+    def in_time(item: Frame) -> bool:
+        return item.index >= 1  # frame 0 is too late for its budget
+
+    taken = [queue.get_nowait(in_time).index for _ in range(3)]  # type: ignore[union-attr]
+
+    assert taken == [1, 2, 3]  # in capture order, from the oldest still in time
+    assert queue.dropped == 1 and queue.get_nowait(in_time) is None
+
+
+async def test_latest_queue_when_no_older_frame_is_in_time_hands_out_the_newest() -> None:
+    queue = FrameQueue("s", maxsize=3, policy="latest")
+    for i in range(3):
+        await queue.put(frame(i))
+
+    assert queue.get_nowait(lambda item: False).index == 2  # type: ignore[union-attr]
+    assert queue.dropped == 2
 
 
 async def test_block_queue_hands_out_frames_oldest_first() -> None:
