@@ -102,6 +102,7 @@ def run_pipeline(args: argparse.Namespace, ids: list[str]) -> dict[str, Any]:
         "infer_cpu_ms": cost,
         "skipped_before_decode": sum(report.skipped_before_decode for report in reports),
         "over_max_fps": sum(report.over_max_fps for report in reports),
+        "behind_live": sum(report.behind_live for report in reports),
         "queue_dropped": sum(report.dropped + report.stale for report in reports),
         "stale": sum(report.stale for report in reports),
         "read": sum(report.read for report in reports),

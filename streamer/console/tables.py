@@ -21,7 +21,8 @@ from ..service.status import RESULTS_SINK
 STATE_STYLES = {"running": "bright_green", "connecting": "yellow", "reconnecting": "yellow", "paused": "cyan",
                 "ended": "dim", "failed": "bold red"}
 # reason -> the status key that counts it (the reasons are the metrics' labels)
-DROP_KEYS = (("queue_full", "dropped"), ("stale", "stale"), ("max_fps", "over_max_fps"), ("paused", "paused_frames"))
+DROP_KEYS = (("queue_full", "dropped"), ("stale", "stale"), ("max_fps", "over_max_fps"), ("paused", "paused_frames"),
+             ("behind_live", "behind_live"))
 NONE = "-"
 _OWN_NAME = re.compile(r"\Asource '[^']*' \([^)]*\): ")
 

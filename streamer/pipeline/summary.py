@@ -21,6 +21,7 @@ class SourceReport:
     stale: int = 0  # by its queue: older than staleness_ms
     over_max_fps: int = 0  # skipped by the source to keep at most max_fps a second
     skipped_before_decode: int = 0  # of those, the ones the source did not even decode
+    behind_live: int = 0  # left undecoded by a live source catching up with its stream
     reconnects: int = 0  # outages: times it lost its stream (or never had it) and began reconnecting
     attempts: int = 0  # times it opened or tried to open its input (the first, each retry, each loop)
     decode_errors: int = 0  # packets that failed to decode, frames the decoder marked corrupt
@@ -35,7 +36,7 @@ class SourceReport:
     def take_counts(self, stats: SourceStats) -> None:
         """Copy what the source counted itself."""
         self.over_max_fps, self.reconnects, self.attempts = stats.over_max_fps, stats.reconnects, stats.attempts
-        self.skipped_before_decode = stats.skipped_before_decode
+        self.skipped_before_decode, self.behind_live = stats.skipped_before_decode, stats.behind_live
         self.decode_errors, self.discontinuities, self.damage = stats.decode_errors, stats.discontinuities, stats.damage
 
     @property
@@ -46,6 +47,7 @@ class SourceReport:
     def counts(self) -> str:
         undecoded = f" ({self.skipped_before_decode} skipped before decode)" if self.skipped_before_decode else ""
         over = f", {self.over_max_fps} over max_fps{undecoded}" if self.over_max_fps else ""
+        over += f", {self.behind_live} skipped behind live" if self.behind_live else ""
         attempts = f" ({self.attempts} attempts)" if self.reconnects else ""
         return (
             f"{self.frames} frames ({self.read} read), {self.dropped} dropped, {self.stale} stale{over}, "

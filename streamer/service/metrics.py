@@ -111,7 +111,7 @@ SINK_COUNTERS: dict[str, tuple[str, str, str]] = {
     "snapshots": ("snapshots", "counter", "Snapshots saved (snapshot)."),
 }  # "dropped" goes to streamer_sink_dropped_total{reason="sink"}
 
-DROP_REASONS = ("queue_full", "stale", "paused", "max_fps")
+DROP_REASONS = ("queue_full", "stale", "paused", "max_fps", "behind_live")
 
 
 class PipelineMetrics:
@@ -326,7 +326,7 @@ class StreamCollector:
             current = stream.source_state(source_id) or SourceState(report.state)  # connecting until it says
             read.add_metric([source_id], report.read)
             processed.add_metric([source_id], report.frames)
-            for reason, count in zip(DROP_REASONS, (full, stale, report.paused, report.over_max_fps)):
+            for reason, count in zip(DROP_REASONS, (full, stale, report.paused, report.over_max_fps, report.behind_live)):
                 dropped.add_metric([source_id, reason], count)
             reconnects.add_metric([source_id], report.reconnects)
             attempts.add_metric([source_id], report.attempts)

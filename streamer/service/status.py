@@ -115,6 +115,7 @@ class StatusReport:
             "paused_frames": report.paused,
             "over_max_fps": report.over_max_fps,
             "skipped_before_decode": report.skipped_before_decode,
+            "behind_live": report.behind_live,
             "reconnects": report.reconnects,
             "attempts": report.attempts,
             "decode_errors": report.decode_errors,

@@ -40,11 +40,20 @@ from typing import Any, Generator, Iterator, NamedTuple
 
 from ..backoff import Backoff
 from ..config.loader import checked_struct
-from ..config.schema import FileSourceConfig, HlsSourceConfig, LavfiSourceConfig, LiveSourceConfigBase, SourceConfig
+from ..config.schema import (
+    FileSourceConfig,
+    HlsSourceConfig,
+    LavfiSourceConfig,
+    LiveSourceConfigBase,
+    RtspSourceConfig,
+    SourceConfig,
+    WebcamSourceConfig,
+)
 from ..errors import ConfigError, SourceDecodeError, SourceError, SourceOpenError, SourceRefusedError
 from ..frames import Frame
 from ..redact import redact, redact_url
 from .address import address
+from .catch_up import CatchUp
 from .decode_skip import DecodeSkipper
 from .failures import open_failure, read_failure, stalled
 from .hwaccel import HardwareDecoding
@@ -195,7 +204,8 @@ class AvSource:
             self.stats.sessions += 1
             timeline.new_session(_frame_step(container))
             tally = _FileTally(container.streams.video[0], self.stats)
-            decoded_frames = tally.count(self._decode(container, stop, timeline))
+            catch_up = self._catch_up(container, timeline)
+            decoded_frames = tally.count(self._decode(container, stop, timeline, catch_up))
             if self.start_after is not None and self.stats.sessions == 1:
                 decoded_frames = _after(decoded_frames, container, *self.start_after)
             running = False
@@ -208,17 +218,29 @@ class AvSource:
                     yield StateChange(SourceState.RUNNING)
                 if not timeline.pace(pts):
                     return
-                yield self._frame(decoded, pts)
+                yield self._frame(decoded, pts, catch_up)
                 if self._reached_max_frames():
                     return
             if not (self.live or stop.is_set()):
                 self._note_damage(tally.damage(self.stats))
 
-    def _frame(self, decoded: Any, pts: float) -> Frame:
+    def _catch_up(self, container: Any, timeline: Timeline) -> CatchUp | None:
+        """The clock and catch-up (catch_up.py) of a camera that sends in real time (RTSP, a
+        webcam) under `latest`; None for the rest, which take every frame: files, generated
+        patterns, and HLS, whose segments come whole, each frame of one as late as its length."""
+        if not (isinstance(self.config, (RtspSourceConfig, WebcamSourceConfig)) and self.config.policy == "latest"):
+            return None
+        return CatchUp(container.streams.video[0], timeline, self.stats)
+
+    def _frame(self, decoded: Any, pts: float, catch_up: CatchUp | None) -> Frame:
+        """The frame, stamped with its capture time: a live source's as its stream's clock tells
+        (catch_up.py), so time spent behind live counts against its latency budget; else now."""
         self.hardware.check(decoded)  # a connection's first frame tells whether FFmpeg fell back
         index = self._next_index()
         self.stats.frames += 1
-        return Frame(self.id, index, pts, time.time(), decoded=decoded, session=self.stats.sessions - 1)
+        now = time.time()
+        captured = now if catch_up is None else catch_up.captured(pts, now)
+        return Frame(self.id, index, pts, captured, decoded=decoded, session=self.stats.sessions - 1)
 
     def _next_index(self) -> int:
         """Frames are numbered on from a checkpoint's frame, across loops and reconnects."""
@@ -262,7 +284,9 @@ class AvSource:
             lambda accel: av.open(self.url, format=self.format, options=self.options, timeout=timeouts, hwaccel=accel)
         )
 
-    def _decode(self, container: Any, stop: threading.Event, timeline: Timeline) -> Iterator[Any]:
+    def _decode(
+        self, container: Any, stop: threading.Event, timeline: Timeline, catch_up: CatchUp | None
+    ) -> Iterator[Any]:
         """Decode the first video stream, counting damaged packets (skipped until too many come in a
         row) and the frames the decoder marks corrupt; packets whose frames max_fps would drop, and
         that no kept frame needs, are not decoded (decode_skip.py)."""
@@ -279,6 +303,9 @@ class AvSource:
             for packet in container.demux(stream):
                 if stop.is_set():
                     return
+                if catch_up is not None and catch_up.skip(packet):
+                    last_frame = time.monotonic()  # the stream is flowing
+                    continue
                 if skipper is not None and packet.size and skipper.skip(packet):
                     self.stats.over_max_fps += 1  # dropped by max_fps as the timeline would, undecoded
                     self.stats.skipped_before_decode += 1
@@ -297,6 +324,8 @@ class AvSource:
                 self.stats.decode_errors += sum(frame.is_corrupt for frame in decoded)  # concealed, still shown
                 if decoded:
                     last_frame = time.monotonic()
+                    if catch_up is not None:
+                        catch_up.decoded(decoded[-1].time, time.time())
                 elif time.monotonic() - last_frame > self.read_timeout_s:
                     raise stalled(self, time.monotonic() - last_frame)
                 yield from decoded

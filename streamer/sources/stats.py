@@ -21,4 +21,5 @@ class SourceStats:
     hardware_fallbacks: int = 0  # connections that asked for hwaccel and decode on the CPU (hwaccel.py)
     over_max_fps: int = 0  # frames skipped to keep at most max_fps a second
     skipped_before_decode: int = 0  # of those, the ones not even decoded (decode_skip.py)
+    behind_live: int = 0  # frames a live source left undecoded to catch up with its stream (catch_up.py)
     damage: str | None = None  # why a file that ended is incomplete (decode errors, frames missing)

@@ -1,0 +1,117 @@
+"""Catching up with a camera decoded too slowly (streamer/sources/catch_up.py): a real RTSP camera
+read more slowly than it sends is live again within a GOP or two, with no frame decoded against a
+missing reference; a clock that only moved against the wall clock is no backlog."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import av
+import pytest
+
+from streamer.config.schema import RtspSourceConfig
+from streamer.frames import Frame
+from streamer.sources import AvSource
+from streamer.sources.catch_up import BEHIND_LIVE_S, CatchUp
+from streamer.sources.stats import SourceStats
+from streamer.sources.timeline import Timeline
+from tests.rtsp import RtspServer
+from tests.sources.test_decode_skip import write_clip, x264
+
+SLOW_S, FAST_S = 3.0, 2.5  # reading at a third of the camera's rate, then as fast as it comes
+
+
+def read_slowly_then_fast(server: RtspServer, policy: str) -> tuple[list[float], AvSource]:
+    """Each frame's lag behind the stream (seconds later than the first frame, by pts) while the
+    reader takes 200 ms a frame of a 15 fps camera for SLOW_S, then none; and the source."""
+    source = AvSource(RtspSourceConfig(id="cam", url=server.url(), policy=policy))  # type: ignore[arg-type]
+    stop, lags = threading.Event(), []
+    start = first_pts = None
+    for item in source.frames(stop):
+        if not isinstance(item, Frame):
+            continue
+        assert not item.decoded.is_corrupt
+        now = time.time()
+        if start is None:
+            start, first_pts = now, item.pts
+        lags.append(now - start - (item.pts - first_pts))
+        if now - start > SLOW_S + FAST_S:
+            break
+        time.sleep(0.2 if now - start < SLOW_S else 0)
+    stop.set()
+    return lags, source
+
+
+def test_catch_up_when_a_camera_is_read_too_slowly_skips_to_keyframes_and_stays_near_live(make_rtsp_server):
+    lags, source = read_slowly_then_fast(make_rtsp_server(width=320, height=240, fps=15), "latest")
+
+    assert source.stats.behind_live > 0 and source.stats.decode_errors == 0
+    assert max(lags) < BEHIND_LIVE_S + 0.6  # what one GOP and the measure's own start can add
+    assert lags[-1] < 0.5  # live again once the reader keeps up
+
+
+def test_catch_up_when_the_policy_is_block_takes_every_frame_however_late(make_rtsp_server):
+    lags, source = read_slowly_then_fast(make_rtsp_server(width=320, height=240, fps=15), "block")
+
+    assert source.stats.behind_live == 0
+    assert max(lags) > BEHIND_LIVE_S + 0.6  # it fell behind and nothing was skipped to catch up
+
+
+# --- the measure, packet by packet (real packets, the real Timeline, the wall clock injected) ----
+
+FPS, GOP = 30, 30  # write_clip's rate; an IDR each second
+
+
+@pytest.fixture(scope="module")
+def packets(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[av.Packet], object]:
+    path = write_clip(tmp_path_factory.mktemp("catch_up") / "gop.mp4", "libx264", x264(GOP, 0))
+    container = av.open(str(path))
+    stream = container.streams.video[0]
+    return [packet for packet in container.demux(stream) if packet.size], stream
+
+
+def replay(packets: tuple[list[av.Packet], object], arrival: Callable[[float], float]) -> tuple[CatchUp, list[float], list[float]]:
+    """Feed CatchUp the clip's packets as a reader would, each packet's frame decoded at
+    `arrival(pts)`; (the CatchUp, the pts decoded, the capture times it gave them)."""
+    items, stream = packets
+    stats = SourceStats()
+    timeline = Timeline("cam", stats, None, None)
+    timeline.new_session(1 / FPS)
+    catch_up = CatchUp(stream, timeline, stats)
+    decoded, captured = [], []
+    for packet in items:
+        stream_time = float(packet.pts * packet.time_base)
+        if catch_up.skip(packet):
+            continue
+        now = arrival(stream_time)
+        catch_up.decoded(stream_time, now)
+        pts = timeline.stamp(stream_time)
+        decoded.append(pts)
+        captured.append(catch_up.captured(pts, now))
+    return catch_up, decoded, captured
+
+
+def test_catch_up_when_frames_pile_up_skips_to_the_next_idr_and_keeps_the_clock(packets):
+    # Live for 1 s, then 1.5 s behind, and the backlog reads at once: the rest of the second
+    # GOP is skipped and the IDR at 2 s comes almost live.
+    def arrival(pts: float) -> float:
+        return pts if pts < 1.0 else pts + 1.5 if pts < 2.0 else pts + 0.1
+
+    catch_up, decoded, captured = replay(packets, arrival)
+
+    assert catch_up.stats.behind_live == GOP - 1  # the frames after the one found behind, up to the IDR
+    assert not any(1.0 + 1e-6 < pts < 2.0 - 1e-6 for pts in decoded) and any(abs(pts - 2.0) < 1e-6 for pts in decoded)
+    assert captured[-1] == pytest.approx(decoded[-1])  # the capture clock kept: stamped on the stream's time
+
+
+def test_catch_up_when_the_clock_only_shifted_starts_the_measure_afresh(packets):
+    # From 1 s on, every frame comes 1.5 s later than before and as fast as the stream goes: no
+    # backlog, so the skip to the IDR wins nothing, and from there the new clock is the clock.
+    catch_up, decoded, captured = replay(packets, lambda pts: pts if pts < 1.0 else pts + 1.5)
+
+    assert catch_up.stats.behind_live == GOP - 1  # one skip, not one per GOP
+    assert not catch_up.behind
+    assert captured[-1] == pytest.approx(decoded[-1] + 1.5)
