@@ -19,6 +19,7 @@ from streamer.sources.catch_up import BEHIND_LIVE_S, CatchUp
 from streamer.sources.stats import SourceStats
 from streamer.sources.timeline import Timeline
 from tests.rtsp import RtspServer
+from tests.service.helpers import get_json, scrape, served, until, value
 from tests.sources.test_decode_skip import write_clip, x264
 
 SLOW_S, FAST_S = 3.0, 2.5  # reading at a third of the camera's rate, then as fast as it comes
@@ -115,3 +116,29 @@ def test_catch_up_when_the_clock_only_shifted_starts_the_measure_afresh(packets)
     assert catch_up.stats.behind_live == GOP - 1  # one skip, not one per GOP
     assert not catch_up.behind
     assert captured[-1] == pytest.approx(decoded[-1] + 1.5)
+
+
+async def test_catch_up_in_a_pipeline_shows_its_count_in_the_summary_status_and_metrics(centerface, make_rtsp_server):
+    server = make_rtsp_server(width=320, height=240, fps=15)
+    source = {"type": "rtsp", "id": "cam", "url": server.url()}
+    async with served(centerface, source) as (stream, _, http):
+        await until(lambda: _processed(stream))
+        time.sleep(2.5)  # the event loop blocked: the decoder cannot hand frames over and falls behind
+        await until(lambda: _caught_up(stream))
+        samples = await scrape(http)
+        _, status = await get_json(http, "/status")
+    report = stream.summary.sources["cam"]
+
+    assert report.behind_live > 0 and report.decode_errors == 0
+    assert value(samples, "streamer_source_frames_dropped_total", source="cam", reason="behind_live") == report.behind_live
+    assert status["sources"][0]["behind_live"] == report.behind_live
+    assert f"{report.behind_live} skipped behind live" in stream.summary.render()
+
+
+async def _processed(stream) -> bool:
+    return stream.summary.sources["cam"].frames > 0
+
+
+async def _caught_up(stream) -> bool:
+    report = stream.summary.sources["cam"]
+    return report.behind_live > 0 and report.frames > 0
