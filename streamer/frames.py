@@ -47,7 +47,7 @@ class Frame:
         self.source_id = source_id
         self.index = index
         self.pts = pts
-        self.wall_time = wall_time
+        self.wall_time = wall_time  # capture time (Unix s): a camera's by its stream's clock, else decode time
         self.session = session  # which connection (or loop) of the source: state keyed on it resets
         self._image = image
         self._decoded = decoded
