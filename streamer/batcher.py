@@ -224,7 +224,8 @@ class Batcher:
         return budget
 
     def _waiting(self) -> int:
-        """Frames the queues could hand over now (a `latest` queue hands over only its newest)."""
+        """Frames the queues could hand over now (a `latest` queue counted as one: its older frames
+        go only while in time, which the batch's size decides)."""
         return sum(min(1, len(queue)) if queue.policy == "latest" else len(queue) for queue in self._queues)
 
     def _all_exhausted(self) -> bool:
