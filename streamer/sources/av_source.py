@@ -304,7 +304,10 @@ class AvSource:
                 if stop.is_set():
                     return
                 if catch_up is not None and catch_up.skip(packet):
-                    last_frame = time.monotonic()  # the stream is flowing
+                    if not catch_up.overdue(packet):
+                        last_frame = time.monotonic()  # the stream is flowing
+                    elif time.monotonic() - last_frame > self.read_timeout_s:
+                        raise stalled(self, time.monotonic() - last_frame)
                     continue
                 if skipper is not None and packet.size and skipper.skip(packet):
                     self.stats.over_max_fps += 1  # dropped by max_fps as the timeline would, undecoded

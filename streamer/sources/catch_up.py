@@ -9,7 +9,9 @@ decoding up to the next keyframe (an IDR for H.264 and HEVC), where decoding sta
 is ever decoded against a missing reference. Reading a packet costs next to nothing beside decoding
 it, so each skip wins back most of a GOP, and the source is live again within a few. The frames not
 decoded are counted in `stats.behind_live`. Intra-only codecs (MJPEG) have no GOP to skip and are
-left to their queue.
+left to their queue; a stream that has shown no keyframe is never skipped, and when the keyframe a
+skip waits for is overdue (`overdue`), the source stops counting the stream as flowing, so its read
+timeout reconnects (a new connection starts at a keyframe) rather than skipping for ever.
 
 The lag is how much later a frame is decoded than the frame of the connection that came soonest,
 by their timestamps (on the source's Timeline, which carries pts on over a jump back): wall time
@@ -29,6 +31,7 @@ from .stats import SourceStats
 from .timeline import Timeline
 
 BEHIND_LIVE_S = 1.0  # decoded frames this far behind the stream: read on to the next keyframe
+OVERDUE_S = 5.0  # a keyframe this much later than the last, the GOP still unknown, is overdue
 
 
 class CatchUp:
@@ -48,6 +51,9 @@ class CatchUp:
         self.fell_behind_at = (0.0, 0.0)  # (pts, wall time) of the frame it last fell behind at
         self.skipped = 0  # packets left undecoded since the last decoded frame
         self.discontinuities = stats.discontinuities
+        self.keyframes = 0  # read this connection
+        self.last_keyframe: float | None = None  # timeline time of the last keyframe read
+        self.gop: float | None = None  # seconds between the last two keyframes
 
     def decoded(self, stream_time: float | None, now: float) -> None:
         """A frame at `stream_time` (its pts in seconds) came out of the decoder at wall time `now`."""
@@ -76,20 +82,45 @@ class CatchUp:
         return now if self.offset is None else min(now, self.offset + pts)
 
     def skip(self, packet: Any) -> bool:
-        """Whether to leave `packet` undecoded: while behind, every one before the next keyframe.
-        Packets with no slice (parameter sets, SEI) are decoded, and so is every packet of an
-        intra-only codec (each is a keyframe: there is no GOP to win back at once)."""
-        if not self.behind or not packet.size or self.intra_only:
+        """Whether to leave `packet` undecoded: while behind, every one before the next keyframe,
+        once a keyframe has come (a stream with none, such as one refreshed by intra slices, is
+        never skipped). Packets with no slice (parameter sets, SEI) are decoded, and so is every
+        packet of an intra-only codec (each is a keyframe: there is no GOP to win back at once)."""
+        if not packet.size or self.intra_only:
             return False
         kind = self._kind(packet)
         if kind == "idr":
+            self._keyframe_at(self._time(packet))
             self.behind = False
             return False
-        if kind is None:
+        if not self.behind or kind is None or not self.keyframes:
             return False
         self.stats.behind_live += 1
         self.skipped += 1
         return True
+
+    def overdue(self, packet: Any) -> bool:
+        """Whether the keyframe a skip waits for is later than two GOPs after the last one
+        (OVERDUE_S while the GOP is unknown): the source then no longer counts the stream as
+        flowing, so its read timeout ends a stream that stopped sending keyframes (a reconnect
+        starts at one) instead of skipping it for ever."""
+        at = self._time(packet)
+        since = self.last_keyframe if self.last_keyframe is not None else self.fell_behind_at[0]
+        if at is None:
+            return False
+        return at - since > (OVERDUE_S if self.gop is None else 2 * self.gop) + self.limit_s
+
+    def _keyframe_at(self, at: float | None) -> None:
+        self.keyframes += 1
+        if at is not None and self.last_keyframe is not None:
+            self.gop = at - self.last_keyframe
+        self.last_keyframe = at if at is not None else self.last_keyframe
+
+    def _time(self, packet: Any) -> float | None:
+        """The packet's time on the timeline (None without a timestamp or before the first frame)."""
+        if packet.pts is None or packet.time_base is None:
+            return None
+        return self.timeline.peek(float(packet.pts * packet.time_base))
 
     def _kind(self, packet: Any) -> str | None:
         if self.codec in ("h264", "hevc"):

@@ -15,7 +15,7 @@ import pytest
 from streamer.config.schema import RtspSourceConfig
 from streamer.frames import Frame
 from streamer.sources import AvSource
-from streamer.sources.catch_up import BEHIND_LIVE_S, CatchUp
+from streamer.sources.catch_up import BEHIND_LIVE_S, OVERDUE_S, CatchUp
 from streamer.sources.stats import SourceStats
 from streamer.sources.timeline import Timeline
 from tests.rtsp import RtspServer
@@ -142,3 +142,20 @@ async def _processed(stream) -> bool:
 async def _caught_up(stream) -> bool:
     report = stream.summary.sources["cam"]
     return report.behind_live > 0 and report.frames > 0
+
+
+def test_catch_up_when_no_keyframe_follows_says_the_skip_is_overdue(tmp_path):
+    # One IDR, then P-frames for ever (an encoder that stopped sending keyframes): the skip waits
+    # for one, and past OVERDUE_S the source's read timeout may end the connection.
+    path = write_clip(tmp_path / "one_idr.mp4", "libx264", x264(1000, 0))
+    container = av.open(str(path))
+    stream = container.streams.video[0]
+    items = [packet for packet in container.demux(stream) if packet.size]
+
+    catch_up, decoded, _ = replay((items, stream), lambda pts: pts if pts < 1.0 else pts + 1.5)
+    late = av.Packet(bytes(items[-1]))
+    # Overdue counted from where it fell behind (1 s): the one keyframe came before any frame had a time.
+    late.pts, late.time_base = round((1.0 + OVERDUE_S + BEHIND_LIVE_S + 0.5) / items[-1].time_base), items[-1].time_base
+
+    assert catch_up.behind and catch_up.stats.behind_live == len(items) - len(decoded)
+    assert not any(catch_up.overdue(packet) for packet in items) and catch_up.overdue(late)
