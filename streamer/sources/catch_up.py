@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .decode_skip import nal_length_size, nal_kind
+from .decode_skip import PacketKinds
 from .stats import SourceStats
 from .timeline import Timeline
 
@@ -39,10 +39,7 @@ class CatchUp:
     undecoded (those before the next keyframe, while behind)."""
 
     def __init__(self, stream: Any, timeline: Timeline, stats: SourceStats, limit_s: float = BEHIND_LIVE_S) -> None:
-        context = stream.codec_context
-        self.codec = context.codec.name
-        self.intra_only = bool(context.codec.intra_only)
-        self.length_size = nal_length_size(self.codec, bytes(context.extradata or b""))
+        self.kinds = PacketKinds(stream)
         self.timeline = timeline
         self.stats = stats
         self.limit_s = limit_s
@@ -86,7 +83,7 @@ class CatchUp:
         once a keyframe has come (a stream with none, such as one refreshed by intra slices, is
         never skipped). Packets with no slice (parameter sets, SEI) are decoded, and so is every
         packet of an intra-only codec (each is a keyframe: there is no GOP to win back at once)."""
-        if not packet.size or self.intra_only:
+        if not packet.size or self.kinds.intra_only:
             return False
         kind = self._kind(packet)
         if kind == "idr":
@@ -105,16 +102,18 @@ class CatchUp:
         flowing, so its read timeout ends a stream that stopped sending keyframes (a reconnect
         starts at one) instead of skipping it for ever."""
         at = self._time(packet)
-        since = self.last_keyframe if self.last_keyframe is not None else self.fell_behind_at[0]
         if at is None:
             return False
+        since = self.last_keyframe if self.last_keyframe is not None else self.fell_behind_at[0]
         return at - since > (OVERDUE_S if self.gop is None else 2 * self.gop) + self.limit_s
 
     def _keyframe_at(self, at: float | None) -> None:
         self.keyframes += 1
-        if at is not None and self.last_keyframe is not None:
+        if at is None:
+            return
+        if self.last_keyframe is not None:
             self.gop = at - self.last_keyframe
-        self.last_keyframe = at if at is not None else self.last_keyframe
+        self.last_keyframe = at
 
     def _time(self, packet: Any) -> float | None:
         """The packet's time on the timeline (None without a timestamp or before the first frame)."""
@@ -123,6 +122,6 @@ class CatchUp:
         return self.timeline.peek(float(packet.pts * packet.time_base))
 
     def _kind(self, packet: Any) -> str | None:
-        if self.codec in ("h264", "hevc"):
-            return nal_kind(self.codec, bytes(packet), self.length_size)
+        if self.kinds.codec in ("h264", "hevc"):
+            return self.kinds(packet)
         return "idr" if packet.is_keyframe else "ref"

@@ -42,10 +42,8 @@ class DecodeSkipper:
     def __init__(self, stream: Any, timeline: Timeline) -> None:
         context = stream.codec_context
         self.timeline = timeline
-        self.codec = context.codec.name
-        self.intra_only = bool(context.codec.intra_only)
+        self.kinds = PacketKinds(stream)
         self.reorders = bool(getattr(context, "has_b_frames", 0))
-        self.length_size = nal_length_size(self.codec, bytes(context.extradata or b""))
         self.time_base = stream.time_base
         self.step = timeline.step
         self.last_time: float | None = None
@@ -56,7 +54,7 @@ class DecodeSkipper:
 
     def skip(self, packet: Any) -> bool:
         if packet.pts is None or self.time_base is None:  # no time to decide by: only a broken chain skips
-            kind = nal_kind(self.codec, bytes(packet), self.length_size)
+            kind = self.kinds(packet)
             self.broken = self.broken and kind != "idr"
             return self.broken and kind is not None
         time = float(packet.pts * self.time_base)
@@ -77,9 +75,9 @@ class DecodeSkipper:
             self.timeline.passed(self.last_skipped)
 
     def _skippable(self, time: float, at: float | None, packet: Any) -> bool:
-        if self.intra_only:
+        if self.kinds.intra_only:
             return self._dropped(at)
-        kind = nal_kind(self.codec, bytes(packet), self.length_size)
+        kind = self.kinds(packet)
         if kind == "idr":
             self._idr_at(time)
         elif self.broken and kind is not None:  # parameter sets alone are never skipped
@@ -150,7 +148,21 @@ class DecodeSkipper:
         return times[-1] + gaps[-1]
 
 
-def nal_length_size(codec: str, extradata: bytes) -> int | None:
+class PacketKinds:
+    """What a stream's packets hold, read from the bitstream: `kinds(packet)` is 'idr', 'nonref'
+    (H.264 only), 'ref', or None when unknown (another codec, no slice, not NAL units)."""
+
+    def __init__(self, stream: Any) -> None:
+        context = stream.codec_context
+        self.codec = context.codec.name
+        self.intra_only = bool(context.codec.intra_only)
+        self.length_size = _length_size(self.codec, bytes(context.extradata or b""))
+
+    def __call__(self, packet: Any) -> str | None:
+        return _nal_kind(self.codec, bytes(packet), self.length_size)
+
+
+def _length_size(codec: str, extradata: bytes) -> int | None:
     """Bytes of each NAL's length prefix (avcC/hvcC), or None for Annex B start codes."""
     if codec == "h264" and len(extradata) > 4 and extradata[0] == 1:
         return (extradata[4] & 3) + 1
@@ -159,7 +171,7 @@ def nal_length_size(codec: str, extradata: bytes) -> int | None:
     return None
 
 
-def nal_kind(codec: str, data: bytes, length_size: int | None) -> str | None:
+def _nal_kind(codec: str, data: bytes, length_size: int | None) -> str | None:
     """'idr', 'nonref' (H.264 only), 'ref' for the packet's slices, or None when unknown."""
     if codec not in ("h264", "hevc"):
         return None
