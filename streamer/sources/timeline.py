@@ -4,8 +4,11 @@ frames over max_fps) goes into the source's SourceStats, with every other count 
 
 A frame is never discarded for its timestamp: when a stream's time goes back (two MPEG-TS segments
 back to back, a camera whose clock resets, a PTS wrap FFmpeg did not correct), a new segment starts
-one frame step after the last timestamp given out, the jump is counted and logged once. Only
-max_fps skips frames, and counts each one it skips.
+one frame step after the last timestamp given out, the jump is counted and logged once. A frame
+with no timestamp is placed one step after the last one (the session's first, by the time since
+connecting); when the next stamped frame comes earlier than that guess (FFmpeg's RTSP reader gives
+a stream's first keyframe no time), the guess was wrong, not the stream, and the timeline goes on
+from it without counting a jump. Only max_fps skips frames, and counts each one it skips.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class Timeline:
         self._session_start = time.monotonic()
         self._segment_first: float | None = None  # stream time where the current segment starts
         self._last_raw: float | None = None  # this session's latest stream time
+        self._last_guessed = False  # whether that time was guessed (its frame had none)
 
     def new_session(self, step: float) -> None:
         """A new connection (or loop) whose frames are `step` seconds apart."""
@@ -46,19 +50,22 @@ class Timeline:
             self._offset = self._last_pts + step  # type: ignore[operator]
         # The first connection keeps the stream's own timestamps; later ones continue after them.
         self._segment_first = 0.0 if first_session else None
-        self._last_raw = None
+        self._last_raw, self._last_guessed = None, False
         self._session_start = time.monotonic()
         if self.pacer is not None:
             self.pacer.reset()
 
     def stamp(self, stream_time: float | None) -> float:
         """Seconds on the source's timeline: stream time from the segment's first frame, plus the offset."""
-        raw = time.monotonic() - self._session_start if stream_time is None else stream_time
+        raw = self._guess() if stream_time is None else stream_time
         if self._segment_first is None:
             self._segment_first = raw
         elif self._last_raw is not None and raw < self._last_raw - BACKWARDS_TOLERANCE_S:
-            self._new_segment(raw)
-        self._last_raw = raw
+            if self._last_guessed:
+                self._go_on_from(raw)
+            else:
+                self._new_segment(raw)
+        self._last_raw, self._last_guessed = raw, stream_time is None
         self._last_pts = self._offset + raw - self._segment_first
         return self._last_pts
 
@@ -104,9 +111,21 @@ class Timeline:
     def pace(self, pts: float) -> bool:
         return self.pacer is None or self.pacer.wait_until(pts)
 
-    def _new_segment(self, raw: float) -> None:
-        assert self._last_pts is not None and self._last_raw is not None
+    def _guess(self) -> float:
+        """A stream time for a frame that has none: one step after the session's latest, or the
+        time since connecting for its first."""
+        if self._last_raw is None:
+            return time.monotonic() - self._session_start
+        return self._last_raw + self._step
+
+    def _go_on_from(self, raw: float) -> None:
+        """A segment starting at stream time `raw`, one step after the last timestamp given out."""
+        assert self._last_pts is not None
         self._offset, self._segment_first = self._last_pts + self._step, raw
+
+    def _new_segment(self, raw: float) -> None:
+        assert self._last_raw is not None
+        self._go_on_from(raw)
         self.stats.discontinuities += 1
         log.warning(
             "%s: its timestamps jumped back from %.3f s to %.3f s; its frames go on at %.3f s",

@@ -186,6 +186,7 @@ async def test_rtsp_eight_cameras_at_once_all_deliver(centerface, make_rtsp_serv
     for i in range(8):
         report = summary.sources[f"cam{i}"]
         assert report.error is None and report.frames > 0 and report.frames + report.dropped == 10
+        assert report.discontinuities == 0  # a first keyframe without a time is no jump back
 
 
 async def test_rtsp_over_udp_delivers_frames(centerface, rtsp_server):

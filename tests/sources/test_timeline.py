@@ -39,6 +39,28 @@ def test_timeline_when_stream_time_goes_back_twice_logs_each_jump_once(caplog: p
     ]
 
 
+def test_timeline_when_the_first_frame_has_no_timestamp_goes_on_without_counting_a_jump(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    line = timeline()  # FFmpeg's RTSP reader gives a stream's first keyframe no time
+
+    with caplog.at_level("WARNING", logger="streamer.sources.timeline"):
+        first = line.stamp(None)  # guessed by the time since connecting: some ms
+        rest = [line.stamp(t) for t in (0.0, 0.1, 0.2)]  # earlier than the guess
+
+    assert rest == pytest.approx([first + STEP, first + 2 * STEP, first + 3 * STEP])
+    assert line.stats.discontinuities == 0 and not caplog.records
+
+
+def test_timeline_when_a_frame_in_the_stream_has_no_timestamp_puts_it_one_step_on() -> None:
+    line = timeline()
+
+    stamped = [line.stamp(t) for t in (40.0, 40.1, None, 40.3)]
+
+    assert stamped == pytest.approx([40.0, 40.1, 40.2, 40.3])
+    assert line.stats.discontinuities == 0
+
+
 def test_timeline_when_a_reconnect_restarts_the_clock_goes_on_without_counting_a_jump() -> None:
     line = timeline()
     first = [line.stamp(t) for t in (0.0, 0.1)]
