@@ -1,4 +1,5 @@
-"""The running sources: a reader task and a decode thread each, their states, and their events.
+"""The running sources: a reader task and a decode thread of its own each (threads.py), their states,
+and their events.
 
 Sources can be added and removed while the pipeline runs. A stopped source's thread normally ends at
 once (it checks its stop event between frames and in every wait). One stuck in FFmpeg (a camera that
@@ -15,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
+from anyio.lowlevel import EventLoopToken
 
 from ..batcher import Batcher
 from ..config.schema import SourceConfig
@@ -23,6 +26,7 @@ from ..errors import SourceError
 from ..sources import FrameQueue, Source, SourceEvent, SourceState, StateChange, build_source, tolerates_damage
 from ..wakeup import Wakeup
 from .summary import SourceReport, Summary
+from .threads import run_in_own_thread, yield_cpu
 
 log = logging.getLogger("streamer.sources")
 
@@ -61,7 +65,6 @@ class SourceSet:
         self.events: deque[SourceEvent] = deque(maxlen=EVENT_HISTORY)
         self._listeners: list[Callable[[SourceEvent], None]] = []
         self._changed = Wakeup()
-        self._threads = anyio.CapacityLimiter(10_000)  # one per source; the default limiter is shared
         self._group: TaskGroup | None = None
 
     def start(
@@ -143,7 +146,8 @@ class SourceSet:
         source, report = reader.source, self.summary.sources[reader.source.id]
         try:
             with reader.scope:
-                await anyio.to_thread.run_sync(self._pump, reader, abandon_on_cancel=True, limiter=self._threads)
+                token = anyio.lowlevel.current_token()
+                await run_in_own_thread(lambda: self._pump(reader, token), f"streamer source {source.id}")
         except Exception as exc:  # one broken source must never stop the others
             error = exc if isinstance(exc, SourceError) else SourceError(f"{source.describe()} failed: {exc!r}")
             report.error = str(error)
@@ -161,15 +165,18 @@ class SourceSet:
         """Whether `reader` still owns its id's state (a removed source's id may have been reused)."""
         return self.readers.get(reader.source.id, reader) is reader
 
-    def _pump(self, reader: Reader) -> None:
-        """Runs in the source's thread: decode and queue until the source ends or is stopped."""
+    def _pump(self, reader: Reader, token: EventLoopToken) -> None:
+        """Runs in the source's thread: decode and queue until the source ends or is stopped. A camera
+        that catches up decodes at a lower priority than the model (threads.py)."""
         report = self.summary.sources[reader.source.id]
+        if reader.source.catches_up:
+            yield_cpu(reader.source.describe())
         for item in reader.source.frames(reader.stop):
             report.take_counts(reader.source.stats)  # the source counts between items; _read takes the last
             if reader.stop.is_set():
                 return  # stopped: the task records the end itself, and the loop may be closing
             if isinstance(item, StateChange):
-                anyio.from_thread.run_sync(self._record, reader.source.id, item)
+                anyio.from_thread.run_sync(self._record, reader.source.id, item, token=token)
                 continue
             if not reader.resumed.is_set():
                 if reader.source.live:
@@ -177,9 +184,9 @@ class SourceSet:
                     continue
                 if not reader.wait_while_paused():
                     return
-            queued = anyio.from_thread.run_sync(reader.queue.try_put, item)  # cheap: no task per frame
+            queued = anyio.from_thread.run_sync(reader.queue.try_put, item, token=token)  # cheap: no task per frame
             if queued is None:
-                queued = anyio.from_thread.run(reader.queue.put, item)  # full: wait for room
+                queued = anyio.from_thread.run(reader.queue.put, item, token=token)  # full: wait for room
             if not queued:
                 return  # stopped while this frame was in hand: it was never handed over
             report.read += 1

@@ -104,6 +104,9 @@ class AvSource:
         self.id: str = config.id
         self.url, self.kind, self.format, self.options = address(config)
         self.live = not isinstance(config, FileSourceConfig)
+        # A camera that sends in real time (RTSP, a webcam) under `latest`: files, generated patterns
+        # and HLS (whose segments come whole, each frame of one as late as its length) take every frame.
+        self.catches_up = isinstance(config, (RtspSourceConfig, WebcamSourceConfig)) and config.policy == "latest"
         live = config if isinstance(config, LiveSourceConfigBase) else None
         self.backoff = Backoff(live.backoff_initial_s, live.backoff_max_s, live.max_attempts) if live else None
         self.open_timeout_s = live.open_timeout_s if live else LOCAL_TIMEOUT_S
@@ -225,10 +228,8 @@ class AvSource:
                 self._note_damage(tally.damage(self.stats))
 
     def _catch_up(self, container: Any, timeline: Timeline) -> CatchUp | None:
-        """The clock and catch-up (catch_up.py) of a camera that sends in real time (RTSP, a
-        webcam) under `latest`; None for the rest, which take every frame: files, generated
-        patterns, and HLS, whose segments come whole, each frame of one as late as its length."""
-        if not (isinstance(self.config, (RtspSourceConfig, WebcamSourceConfig)) and self.config.policy == "latest"):
+        """The clock and catch-up (catch_up.py) of a source that `catches_up`; None for the rest."""
+        if not self.catches_up:
             return None
         return CatchUp(container.streams.video[0], timeline, self.stats)
 

@@ -22,6 +22,9 @@ class Source(Protocol):
 
     id: str
     live: bool
+    catches_up: bool
+    """A live camera that, once its decoding falls behind its stream, reads on to its next keyframe
+    (catch_up.py): its thread may yield the CPU to the model, since it cannot fall behind for good."""
     stats: SourceStats
     """What it counted so far (attempts, outages, decode errors, timestamp jumps, frames over
     max_fps, a damaged file): its thread writes it, the pipeline copies it into the summary."""
