@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import anyio
-import anyio.lowlevel
 from anyio.abc import TaskGroup
-from anyio.lowlevel import EventLoopToken
+from anyio.lowlevel import EventLoopToken, current_token
 
 from ..batcher import Batcher
 from ..config.schema import SourceConfig
@@ -146,7 +145,7 @@ class SourceSet:
         source, report = reader.source, self.summary.sources[reader.source.id]
         try:
             with reader.scope:
-                token = anyio.lowlevel.current_token()
+                token = current_token()
                 await run_in_own_thread(lambda: self._pump(reader, token), f"streamer source {source.id}")
         except Exception as exc:  # one broken source must never stop the others
             error = exc if isinstance(exc, SourceError) else SourceError(f"{source.describe()} failed: {exc!r}")

@@ -59,7 +59,7 @@ async def run_in_own_thread(function: Callable[[], T], name: str) -> T:
 
 def yield_cpu(what: str, niceness: int = DECODE_NICENESS) -> bool:
     """Lower the calling thread's CPU priority by `niceness` (Linux, where a thread has its own);
-    False where it cannot, which is logged once at debug level and otherwise harmless."""
+    False where it cannot (logged at debug level; the thread then just keeps its priority)."""
     if sys.platform != "linux":
         return False
     try:
