@@ -17,7 +17,7 @@ from typing import Callable
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.lowlevel import EventLoopToken, current_token
+from anyio.lowlevel import EventLoopToken
 
 from ..batcher import Batcher
 from ..config.schema import SourceConfig
@@ -145,8 +145,7 @@ class SourceSet:
         source, report = reader.source, self.summary.sources[reader.source.id]
         try:
             with reader.scope:
-                token = current_token()
-                await run_in_own_thread(lambda: self._pump(reader, token), f"streamer source {source.id}")
+                await run_in_own_thread(lambda token: self._pump(reader, token), f"streamer source {source.id}")
         except Exception as exc:  # one broken source must never stop the others
             error = exc if isinstance(exc, SourceError) else SourceError(f"{source.describe()} failed: {exc!r}")
             report.error = str(error)

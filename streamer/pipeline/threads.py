@@ -24,7 +24,7 @@ import threading
 from typing import Callable, TypeVar
 
 import anyio
-import anyio.lowlevel
+from anyio.lowlevel import EventLoopToken, current_token
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +33,17 @@ T = TypeVar("T")
 DECODE_NICENESS = 10  # added to a catching-up camera's decode thread: ~1/9 of a normal thread's weight
 
 
-async def run_in_own_thread(function: Callable[[], T], name: str) -> T:
-    """`function()` in a new daemon thread, awaited. Cancelling the wait abandons the thread, which
-    must then end on its own (it may no longer reach the event loop)."""
-    token = anyio.lowlevel.current_token()
+async def run_in_own_thread(function: Callable[[EventLoopToken], T], name: str) -> T:
+    """`function(token)` in a new daemon thread, awaited; `token` is what its calls back into the
+    event loop (`anyio.from_thread`) pass. Cancelling the wait abandons the thread, which must then
+    end on its own (it may no longer reach the event loop)."""
+    token = current_token()
     done = anyio.Event()
     outcome: list[tuple[bool, object]] = []
 
     def target() -> None:
         try:
-            outcome.append((True, function()))
+            outcome.append((True, function(token)))
         except BaseException as exc:  # handed to the awaiting task, which raises it
             outcome.append((False, exc))
         finally:

@@ -7,7 +7,9 @@ import sys
 import threading
 
 import anyio
+import anyio.from_thread
 import pytest
+from anyio.lowlevel import EventLoopToken
 
 import streamer
 from streamer.pipeline.threads import DECODE_NICENESS, run_in_own_thread, yield_cpu
@@ -23,14 +25,15 @@ def _niceness(thread: threading.Thread) -> int:
 async def test_run_in_own_thread_when_the_function_returns_gives_its_value_from_a_new_named_thread():
     loop_thread = threading.current_thread()
 
-    def work() -> tuple[str, bool]:
-        return threading.current_thread().name, threading.current_thread() is loop_thread
+    def work(token: EventLoopToken) -> tuple[str, bool, str]:
+        here = threading.current_thread()
+        return here.name, here is loop_thread, anyio.from_thread.run_sync(lambda: "back on the loop", token=token)
 
-    assert await run_in_own_thread(work, "streamer source cam") == ("streamer source cam", False)
+    assert await run_in_own_thread(work, "streamer source cam") == ("streamer source cam", False, "back on the loop")
 
 
 async def test_run_in_own_thread_when_the_function_raises_raises_it_in_the_awaiting_task():
-    def work() -> None:
+    def work(token: EventLoopToken) -> None:
         raise ValueError("broken camera")
 
     with pytest.raises(ValueError, match="broken camera"):
@@ -40,7 +43,7 @@ async def test_run_in_own_thread_when_the_function_raises_raises_it_in_the_await
 async def test_run_in_own_thread_when_the_wait_is_cancelled_leaves_the_thread_to_end_on_its_own():
     release, ended = threading.Event(), threading.Event()
 
-    def work() -> None:
+    def work(token: EventLoopToken) -> None:
         release.wait(5)
         ended.set()
 
