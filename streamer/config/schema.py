@@ -78,7 +78,9 @@ class SourceConfigBase(Base, tag_field="type", kw_only=True):
     # Under `latest`: the capture -> result time each frame should keep within; batches are sized to
     # it from what the model is seen to cost, and frames too late for it are skipped for fresher ones.
     # "auto": 1.5 x a batch of one's cost (its own, and half of one for a worker), at least 50 ms
-    # (docs/batching.md). `block` queues batch for throughput ([batching]).
+    # (docs/batching.md). A camera (RTSP, webcam) whose decoding runs behind its stream by half the
+    # budget, at least 0.5 s (0.5 s under "auto"), reads on to its next keyframe (sources/catch_up.py).
+    # `block` queues batch for throughput ([batching]).
     latency_budget_ms: Annotated[float, msgspec.Meta(gt=0)] | Literal["auto"] = "auto"
     # CPU decode threads. "auto": one under `latest` (a camera comes at its own rate, which one core
     # decodes 1080p several times over; frame threads took ~12% more CPU a frame decoding a 1080p

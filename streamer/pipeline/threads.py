@@ -1,7 +1,7 @@
 """The source readers' threads, and the lower CPU priority a camera's decoding runs at.
 
-A camera that catches up (an RTSP or webcam source under `latest`: once its decoded frames run a
-second late it reads on to its next keyframe, sources/catch_up.py) decodes at a lower priority
+A camera that catches up (an RTSP or webcam source under `latest`: once its decoded frames run
+half its latency budget late, at least 0.5 s, it reads on to its next keyframe, sources/catch_up.py) decodes at a lower priority
 than the rest of the process. On cores that cannot serve every camera, the model then gets the CPU
 it needs to turn the frames already decoded into results, and the decoders take what is left,
 skipping to their next keyframe when they fall behind. At equal priority, decoding (most of what a

@@ -53,7 +53,7 @@ from ..errors import ConfigError, SourceDecodeError, SourceError, SourceOpenErro
 from ..frames import Frame
 from ..redact import redact, redact_url
 from .address import address
-from .catch_up import CatchUp
+from .catch_up import CatchUp, behind_live_limit
 from .decode_skip import DecodeSkipper
 from .failures import open_failure, read_failure, stalled
 from .hwaccel import HardwareDecoding
@@ -231,7 +231,8 @@ class AvSource:
         """The clock and catch-up (catch_up.py) of a source that `catches_up`; None for the rest."""
         if not self.catches_up:
             return None
-        return CatchUp(container.streams.video[0], timeline, self.stats)
+        limit_s = behind_live_limit(self.config.latency_budget_ms)
+        return CatchUp(container.streams.video[0], timeline, self.stats, limit_s)
 
     def _frame(self, decoded: Any, pts: float, catch_up: CatchUp | None) -> Frame:
         """The frame, stamped with its capture time: a live source's as its stream's clock tells

@@ -4,8 +4,8 @@ A camera sends in real time whatever the reader does. When decoding falls behind
 the cores can decode, a burst of load), the packets wait in the socket and the server's buffers and
 every frame after them comes later: the lag grows without bound and no queue policy can help, since
 the frames are late before they reach one. `CatchUp` measures how far the decoded frames run behind
-the stream's own clock, and once that is over `BEHIND_LIVE_S` it has the source read on without
-decoding up to the next keyframe (an IDR for H.264 and HEVC), where decoding starts afresh: no frame
+the stream's own clock, and once that is over its limit (`behind_live_limit`) it has the source
+read on without decoding up to the next keyframe (an IDR for H.264 and HEVC), where decoding starts afresh: no frame
 is ever decoded against a missing reference. Reading a packet costs next to nothing beside decoding
 it, so each skip wins back most of a GOP, and the source is live again within a few. The frames not
 decoded are counted in `stats.behind_live`. Intra-only codecs (MJPEG) have no GOP to skip and are
@@ -20,25 +20,38 @@ came no sooner than the frames before it) was no backlog but the stream's clock 
 wall clock (a camera that paused its clock with its sending): the measure then starts afresh there.
 The same clock stamps each frame's capture time (`captured`), so the time a frame spent behind
 live counts against its latency budget like the time it waits for a worker.
+
+The limit is half the source's latency budget, leaving the other half for the queue and the
+model, and never under `BEHIND_LIVE_FLOOR_S` (the jitter of a network and of a decoder waiting its
+turn for a core), which is also the limit under budget "auto" (tens of milliseconds: far less than
+such jitter). docs/batching.md gives the figures against the fixed 1 s limit it replaced.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from .decode_skip import PacketKinds
 from .stats import SourceStats
 from .timeline import Timeline
 
-BEHIND_LIVE_S = 1.0  # decoded frames this far behind the stream: read on to the next keyframe
+BEHIND_LIVE_FLOOR_S = 0.5  # the least lag that reads on to the next keyframe
 OVERDUE_S = 5.0  # a keyframe this much later than the last, the GOP still unknown, is overdue
+
+
+def behind_live_limit(latency_budget_ms: float | Literal["auto"]) -> float:
+    """How far behind its stream, in seconds, a camera's decoded frames may run before it reads on
+    to the next keyframe: half its latency budget, at least BEHIND_LIVE_FLOOR_S."""
+    if latency_budget_ms == "auto":
+        return BEHIND_LIVE_FLOOR_S
+    return max(BEHIND_LIVE_FLOOR_S, latency_budget_ms / 2000)
 
 
 class CatchUp:
     """For one connection: `decoded` hears of each decoded frame, `skip` says which packets to leave
     undecoded (those before the next keyframe, while behind)."""
 
-    def __init__(self, stream: Any, timeline: Timeline, stats: SourceStats, limit_s: float = BEHIND_LIVE_S) -> None:
+    def __init__(self, stream: Any, timeline: Timeline, stats: SourceStats, limit_s: float = BEHIND_LIVE_FLOOR_S) -> None:
         self.kinds = PacketKinds(stream)
         self.timeline = timeline
         self.stats = stats

@@ -15,7 +15,7 @@ import pytest
 from streamer.config.schema import RtspSourceConfig
 from streamer.frames import Frame
 from streamer.sources import AvSource
-from streamer.sources.catch_up import BEHIND_LIVE_S, OVERDUE_S, CatchUp
+from streamer.sources.catch_up import BEHIND_LIVE_FLOOR_S, OVERDUE_S, CatchUp, behind_live_limit
 from streamer.sources.stats import SourceStats
 from streamer.sources.timeline import Timeline
 from tests.rtsp import RtspServer
@@ -25,10 +25,11 @@ from tests.sources.test_decode_skip import write_clip, x264
 SLOW_S, FAST_S = 3.0, 2.5  # reading at a third of the camera's rate, then as fast as it comes
 
 
-def read_slowly_then_fast(server: RtspServer, policy: str) -> tuple[list[float], AvSource]:
+def read_slowly_then_fast(server: RtspServer, policy: str, **config: object) -> tuple[list[float], AvSource]:
     """Each frame's lag behind the stream (seconds later than the first frame, by pts) while the
-    reader takes 200 ms a frame of a 15 fps camera for SLOW_S, then none; and the source."""
-    source = AvSource(RtspSourceConfig(id="cam", url=server.url(), policy=policy))  # type: ignore[arg-type]
+    reader takes 200 ms a frame of a 15 fps camera for SLOW_S (2 s behind by then, nothing
+    skipped), then none; and the source."""
+    source = AvSource(RtspSourceConfig(id="cam", url=server.url(), policy=policy, **config))  # type: ignore[arg-type]
     stop, lags = threading.Event(), []
     start = first_pts = None
     for item in source.frames(stop):
@@ -50,15 +51,27 @@ def test_catch_up_when_a_camera_is_read_too_slowly_skips_to_keyframes_and_stays_
     lags, source = read_slowly_then_fast(make_rtsp_server(width=320, height=240, fps=15), "latest")
 
     assert source.stats.behind_live > 0 and source.stats.decode_errors == 0
-    assert max(lags) < BEHIND_LIVE_S + 0.6  # what one GOP and the measure's own start can add
+    assert max(lags) < BEHIND_LIVE_FLOOR_S + 0.6  # what one GOP and the measure's own start can add
     assert lags[-1] < 0.5  # live again once the reader keeps up
+
+
+def test_catch_up_when_the_latency_budget_is_long_lets_the_camera_run_up_to_half_of_it_behind(make_rtsp_server):
+    lags, source = read_slowly_then_fast(make_rtsp_server(width=320, height=240, fps=15), "latest", latency_budget_ms=6000)
+
+    assert source.stats.behind_live == 0  # 2 s behind is within 3 s
+    assert max(lags) > BEHIND_LIVE_FLOOR_S + 0.6
 
 
 def test_catch_up_when_the_policy_is_block_takes_every_frame_however_late(make_rtsp_server):
     lags, source = read_slowly_then_fast(make_rtsp_server(width=320, height=240, fps=15), "block")
 
     assert source.stats.behind_live == 0
-    assert max(lags) > BEHIND_LIVE_S + 0.6  # it fell behind and nothing was skipped to catch up
+    assert max(lags) > BEHIND_LIVE_FLOOR_S + 0.6  # it fell behind and nothing was skipped to catch up
+
+
+@pytest.mark.parametrize(("budget_ms", "limit_s"), [("auto", BEHIND_LIVE_FLOOR_S), (100, BEHIND_LIVE_FLOOR_S), (1000, 0.5), (3000, 1.5)])
+def test_behind_live_limit_when_a_budget_is_given_is_half_of_it_never_under_the_floor(budget_ms, limit_s) -> None:
+    assert behind_live_limit(budget_ms) == pytest.approx(limit_s)
 
 
 # --- the measure, packet by packet (real packets, the real Timeline, the wall clock injected) ----
@@ -155,7 +168,7 @@ def test_catch_up_when_no_keyframe_follows_says_the_skip_is_overdue(tmp_path):
     catch_up, decoded, _ = replay((items, stream), lambda pts: pts if pts < 1.0 else pts + 1.5)
     late = av.Packet(bytes(items[-1]))
     # Overdue counted from where it fell behind (1 s): the one keyframe came before any frame had a time.
-    late.pts, late.time_base = round((1.0 + OVERDUE_S + BEHIND_LIVE_S + 0.5) / items[-1].time_base), items[-1].time_base
+    late.pts, late.time_base = round((1.0 + OVERDUE_S + BEHIND_LIVE_FLOOR_S + 0.5) / items[-1].time_base), items[-1].time_base
 
     assert catch_up.behind and catch_up.stats.behind_live == len(items) - len(decoded)
     assert not any(catch_up.overdue(packet) for packet in items) and catch_up.overdue(late)
