@@ -66,12 +66,15 @@ class RtspServer:
         user: str | None = None,
         password: str | None = None,
         source: str | Path = "pattern",
+        gop: int | None = None,
+        own_playback: bool = False,
     ) -> None:
         self.port = port or free_port()
         self.paths = paths
         self.width, self.height, self.fps = width, height, fps
         self.user, self.password = user, password
         self.source = str(source)
+        self.gop, self.own_playback = gop, own_playback  # keyframe interval (None: fps); an encoder per client
         self._process: subprocess.Popen[bytes] | None = None
         self._stderr: Any = None
 
@@ -160,6 +163,10 @@ class RtspServer:
             arguments += ["--path", path]
         if self.user is not None:
             arguments += ["--user", self.user, "--password", self.password or ""]
+        if self.gop is not None:
+            arguments += ["--gop", str(self.gop)]
+        if self.own_playback:
+            arguments.append("--own-playback")
         return arguments
 
     def _read_line(self, timeout: float) -> str:

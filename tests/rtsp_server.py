@@ -25,8 +25,8 @@ gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtspServer
 
 ENCODERS = {  # the first one installed wins
-    "x264enc": "x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps}",
-    "openh264enc": "openh264enc complexity=low gop-size={fps}",
+    "x264enc": "x264enc tune=zerolatency speed-preset=ultrafast key-int-max={gop}",
+    "openh264enc": "openh264enc complexity=low gop-size={gop}",
 }
 
 
@@ -37,6 +37,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=240)
     parser.add_argument("--fps", type=int, default=15)
+    parser.add_argument("--gop", type=int, help="frames from one keyframe to the next (default: --fps, one a second)")
+    parser.add_argument("--own-playback", action="store_true",
+                        help="each client its own encoder, starting at a keyframe (default: clients of a mount share one)")
     parser.add_argument("--user", help="require RTSP basic auth with this user and --password")
     parser.add_argument("--password", default="")
     parser.add_argument("--source", default="pattern", help="'pattern' (live test pattern) or an MP4 file")
@@ -53,10 +56,10 @@ def missing_elements() -> list[str]:
     return [names for names in needed if not any(map(Gst.ElementFactory.find, names.split("|")))]
 
 
-def encoder(fps: int) -> str:
+def encoder(gop: int) -> str:
     for name, description in ENCODERS.items():
         if Gst.ElementFactory.find(name) is not None:
-            return description.format(fps=fps)
+            return description.format(gop=gop)
     sys.exit("no H.264 encoder: install gstreamer1.0-plugins-ugly (x264enc) or -bad (openh264enc)")
 
 
@@ -66,7 +69,7 @@ def launch_line(args: argparse.Namespace) -> str:
         raw = f"videotestsrc is-live=true pattern=ball ! {caps} ! videoconvert"
     else:  # a file plays once at its own pace, scaled to the requested size and rate
         raw = f"filesrc location=\"{args.source}\" ! decodebin ! videoconvert ! videoscale ! videorate ! {caps}"
-    return f"( {raw} ! {encoder(args.fps)} ! rtph264pay name=pay0 pt=96 config-interval=1 )"
+    return f"( {raw} ! {encoder(args.gop or args.fps)} ! rtph264pay name=pay0 pt=96 config-interval=1 )"
 
 
 def require_login(server: GstRtspServer.RTSPServer, user: str, password: str) -> GstRtspServer.RTSPPermissions:
@@ -94,7 +97,7 @@ def main(argv: list[str]) -> None:
     for path in args.path:
         factory = GstRtspServer.RTSPMediaFactory()
         factory.set_launch(launch_line(args))
-        factory.set_shared(True)  # one encoder per mount, however many clients watch
+        factory.set_shared(not args.own_playback)  # shared: one encoder per mount, however many clients watch
         if permissions is not None:
             factory.set_permissions(permissions)
         mounts.add_factory(path, factory)

@@ -16,6 +16,7 @@ from streamer.config.schema import RtspSourceConfig
 from streamer.frames import Frame
 from streamer.sources import AvSource
 from streamer.sources.catch_up import BEHIND_LIVE_FLOOR_S, OVERDUE_S, CatchUp, behind_live_limit
+from streamer.sources.state import SourceState, StateChange
 from streamer.sources.stats import SourceStats
 from streamer.sources.timeline import Timeline
 from tests.rtsp import RtspServer
@@ -67,6 +68,33 @@ def test_catch_up_when_the_policy_is_block_takes_every_frame_however_late(make_r
 
     assert source.stats.behind_live == 0
     assert max(lags) > BEHIND_LIVE_FLOOR_S + 0.6  # it fell behind and nothing was skipped to catch up
+
+
+def test_catch_up_when_the_keyframe_it_waits_for_never_comes_reconnects_at_one(make_rtsp_server):
+    # An encoder that gives each connection one keyframe and no other: a reader behind live skips
+    # towards a keyframe that never comes; once it is overdue the read timeout ends the connection,
+    # and the next one starts at a keyframe, decoded with nothing missing.
+    server = make_rtsp_server(width=160, height=120, fps=15, gop=100_000, own_playback=True)
+    config = RtspSourceConfig(id="cam", url=server.url(), read_timeout_s=1.0, backoff_initial_s=0.1)
+    source, stop = AvSource(config), threading.Event()
+    give_up = threading.Timer(30, stop.set)  # a skip that waited for ever would yield nothing more
+    give_up.start()
+    states, after_reconnect = [], 0
+    for item in source.frames(stop):
+        if isinstance(item, StateChange):
+            states.append(item.state)
+        elif SourceState.RECONNECTING in states:
+            assert not item.decoded.is_corrupt
+            after_reconnect += 1
+        else:
+            time.sleep(0.2)  # a third of the camera's rate: it falls behind
+        if after_reconnect == 5:
+            break
+    stop.set()
+    give_up.cancel()
+
+    assert source.stats.behind_live > 0 and after_reconnect == 5
+    assert source.stats.reconnects == 1 and source.stats.decode_errors == 0
 
 
 @pytest.mark.parametrize(("budget_ms", "limit_s"), [("auto", BEHIND_LIVE_FLOOR_S), (100, BEHIND_LIVE_FLOOR_S), (1000, 0.5), (3000, 1.5)])
