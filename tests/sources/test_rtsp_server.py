@@ -70,13 +70,15 @@ def test_eight_cameras_stream_at_once(make_rtsp_server: Factory) -> None:
     assert [len(frames) for frames in received] == [10] * 8
 
 
-def read_frames_after_teardown(url: str, tries: int = 3) -> list[av.VideoFrame]:
-    """`read_frames`, again after a moment when the server answers EPERM: a shared mount that the
-    previous test's client just left is still being torn down, and GStreamer refuses it meanwhile."""
+def read_frames_on_a_shared_mount(url: str, tries: int = 3) -> list[av.VideoFrame]:
+    """`read_frames`, again after a moment when the server answers EPERM (a shared mount that the
+    previous test's client just left is still being torn down, and GStreamer refuses it meanwhile)
+    or the open finds nothing to probe (InvalidDataError: seen once in a few runs with three clients
+    opening one mount together while both cores were busy; the next open succeeds)."""
     for attempt in range(1, tries + 1):
         try:
             return read_frames(url)
-        except av.error.PermissionError:
+        except (av.error.PermissionError, av.error.InvalidDataError):
             if attempt == tries:
                 raise
             time.sleep(0.3)
@@ -85,7 +87,7 @@ def read_frames_after_teardown(url: str, tries: int = 3) -> list[av.VideoFrame]:
 
 def test_several_clients_share_one_mount(rtsp_server: RtspServer) -> None:
     with ThreadPoolExecutor(3) as pool:
-        received = list(pool.map(lambda _: read_frames_after_teardown(rtsp_server.url()), range(3)))
+        received = list(pool.map(lambda _: read_frames_on_a_shared_mount(rtsp_server.url()), range(3)))
 
     assert [len(frames) for frames in received] == [5] * 3
 
