@@ -18,8 +18,9 @@ stages    each stage alone, in CPU-seconds per frame (all threads counted, via g
           ceiling streamer beats is a wrong measurement: the script says so on stderr and exits 1
           when of_max > 1.05 (after printing the table and the last line).
 
-Naive and streamer runs alternate (ABAB...) and the medians are reported. The last line printed
-is the YOLOv8n/1080p case (when it ran), in this exact form:
+Each attempt measures the stages, then a naive run, then a streamer run; every figure reported is
+the median over the attempts (per stage for the stages). The last line printed is the YOLOv8n/1080p
+case (when it ran), in this exact form:
 
     naive_fps=<x> streamer_fps=<y> fps_max=<z> speedup=<y/x> of_max=<y/z>
 
@@ -298,6 +299,14 @@ class StageCosts:
     def fps_max(self, cores: int) -> float:
         return cores / self.total
 
+    @classmethod
+    def median(cls, measured: Sequence[StageCosts]) -> StageCosts:
+        """Each stage's median over measurements taken between the runs, so the ceiling samples the
+        machine over the same minutes as the runs it bounds (one measurement up front let a slow
+        minute put streamer above its ceiling)."""
+        fields = (field.name for field in dataclasses.fields(cls))
+        return cls(**{name: statistics.median(getattr(costs, name) for costs in measured) for name in fields})
+
 
 def decoded_frames(clip: Path) -> Iterator[av.VideoFrame]:
     """Decode as streamer's file source does: FFmpeg picks frame or slice threads."""
@@ -379,15 +388,17 @@ def run_case(case: Case, frames: int, repeat: int, knobs: Knobs, sample: int) ->
         jsonl = Path(scratch) / "results.jsonl"
         config = streamer_config(clip, model_id, knobs, jsonl)
         model = load_model(config)
-        say(f"{case.name}: stages alone")
-        stages = measure_stages(clip, model, knobs.batch, sample)
-        onnx, naive, piped = model_bytes(model_id), [], []
+        onnx, naive, piped, stages = model_bytes(model_id), [], [], []
         for attempt in range(1, repeat + 1):
+            stages.append(measure_stages(clip, model, knobs.batch, sample))
             naive.append(run_naive(clip, onnx, model))
             piped.append(run_streamer(config, model, jsonl))
-            say(f"{case.name}: run {attempt}/{repeat}: naive {naive[-1].fps:.1f} fps, streamer {piped[-1].fps:.1f} fps")
+            say(
+                f"{case.name}: run {attempt}/{repeat}: stages {stages[-1].total * 1000:.2f} ms, "
+                f"naive {naive[-1].fps:.1f} fps, streamer {piped[-1].fps:.1f} fps"
+            )
     check_same_frames(case, naive + piped)
-    return CaseResult(case, naive, piped, stages, usable_cores())
+    return CaseResult(case, naive, piped, StageCosts.median(stages), usable_cores())
 
 
 def check_same_frames(case: Case, runs: list[Run]) -> None:
