@@ -41,8 +41,11 @@ every camera's results. N passes when every camera gets >= 95 % of its rate and
 p99 <= 1 s, the rate being 5 fps or less: what the contender gives with one camera (streamer gives
 5; inference's sources pick frames with a random stride around measured fps / max_fps and give
 4-4.5 when asked for 5, so it is held to that, not failed for it). One camera first, then N doubles
-from 2 until a run fails, then is bisected. CPU per camera (ms of CPU per
-second): the process's CPU over the window / N, split as decode (measured apart: the same streams
+from 2 until a run fails, then is bisected. The two searches take turns, a run of one then a run of
+the other, so the runs compared (streamer at 2N against inference at N) are minutes apart, not a
+whole search apart: on this shared virtual machine the same work ran up to a quarter slower from
+one run to the next (bench/throughput.py's naive loop: 19-26 fps in one afternoon). CPU per
+camera (ms of CPU per second): the process's CPU over the window / N, split as decode (measured apart: the same streams
 read with no model by each contender's own reader, 2 cameras, `--decode-only`), infer (fps x the
 model's CPU per frame, measured in the process before its run: letterbox + ONNX Runtime + decoding
 the output, batch 1) and rest (what is left: queues, threads, conversion, the pipeline itself).
@@ -68,7 +71,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Generator, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python bench/density.py` from the project root
@@ -197,9 +200,10 @@ class Contender:
         return 1000 * result["cpu_s"] / result["window_s"] / len(urls)
 
 
-def search(contender: Contender, urls: Sequence[str]) -> tuple[int, list[Run]]:
+def search(contender: Contender, urls: Sequence[str]) -> Generator[None, None, tuple[int, list[Run]]]:
     """The most cameras that pass: one camera first, whose fps (at most MAX_FPS) becomes the rate
-    every camera must keep 95 % of; then doubling, then bisecting (a failure at 1 gives 0)."""
+    every camera must keep 95 % of; then doubling, then bisecting (a failure at 1 gives 0). Pauses
+    after every run (see `search_in_turn`)."""
     runs: list[Run] = []
 
     def attempt(n: int) -> bool:
@@ -214,11 +218,14 @@ def search(contender: Contender, urls: Sequence[str]) -> tuple[int, list[Run]]:
         first = replace(first, target=contender.target)
     runs.append(first)
     say(f"{first.tool} x1: {describe(first)} (the rate to keep: {contender.target:.2f} fps)")
+    yield
     if not first.passed:
         return 0, runs
     passing, failing, n = 1, None, 2
     while n <= len(urls):
-        if not attempt(n):
+        passed = attempt(n)
+        yield
+        if not passed:
             failing = n
             break
         passing, n = n, n * 2
@@ -226,11 +233,28 @@ def search(contender: Contender, urls: Sequence[str]) -> tuple[int, list[Run]]:
         return passing, runs
     while failing - passing > 1:
         middle = (passing + failing) // 2
-        if attempt(middle):
+        passed = attempt(middle)
+        yield
+        if passed:
             passing = middle
         else:
             failing = middle
     return passing, runs
+
+
+def search_in_turn(contenders: Sequence[Contender], urls: Sequence[str]) -> dict[str, tuple[int, list[Run]]]:
+    """Every contender's search, one run of each in turn, so that the runs compared meet the machine
+    in the same minutes: on a shared virtual machine a core's speed drifts between runs."""
+    pending = {contender.tool: search(contender, urls) for contender in contenders}
+    found: dict[str, tuple[int, list[Run]]] = {}
+    while pending:
+        for tool, steps in list(pending.items()):
+            try:
+                next(steps)
+            except StopIteration as done:
+                found[tool] = done.value
+                del pending[tool]
+    return found
 
 
 def describe(run: Run) -> str:
@@ -322,9 +346,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         decode["streamer, no skipping"] = streamer.decode_cpu(urls[:DECODE_CAMERAS], "--no-skip")
         for contender in contenders:
             decode[contender.tool] = contender.decode_cpu(urls[:DECODE_CAMERAS])
-            found[contender.tool], runs = search(contender, urls)
-            all_runs += runs
-            rows += [row(run, decode[contender.tool]) for run in sorted(runs, key=lambda run: run.cameras)]
+        searched = search_in_turn(contenders, urls)
+    for contender in contenders:
+        found[contender.tool], runs = searched[contender.tool]
+        all_runs += runs
+        rows += [row(run, decode[contender.tool]) for run in sorted(runs, key=lambda run: run.cameras)]
     p99_at_8, frame_ms = live_latency(args.live_latency_seconds)
     print(f"Density: 1080p30 H.264 RTSP cameras (GOP {GOP / FPS:.0f} s, no B-frames), max_fps {MAX_FPS:g}, YOLOv8n at 320; "
           f"a run passes with every camera >= {FPS_SHARE:.0%} of {MAX_FPS:g} fps and p99 <= {P99_LIMIT_MS:.0f} ms; "
