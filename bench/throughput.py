@@ -24,7 +24,7 @@ case (when it ran), in this exact form:
 
     naive_fps=<x> streamer_fps=<y> fps_max=<z> speedup=<y/x> of_max=<y/z>
 
-Run from the project root:  python bench/throughput.py [--frames 450] [--repeat 3] [--cases ...]
+Run from the project root:  python bench/throughput.py [--frames 450] [--repeat 5] [--cases ...]
 """
 
 from __future__ import annotations
@@ -458,7 +458,7 @@ def say(message: str) -> None:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=450, help="frames per generated clip (30 fps)")
-    parser.add_argument("--repeat", type=int, default=3, help="naive/streamer runs per case, alternating")
+    parser.add_argument("--repeat", type=int, default=5, help="attempts per case (stages, naive, streamer each)")
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from: {', '.join(CASES)}")
     parser.add_argument("--batch", type=int, default=4, help="streamer max_batch_size (and the stages' batch)")
     parser.add_argument("--max-wait-ms", type=float, default=10.0, help="streamer batching.max_wait_ms")
