@@ -30,14 +30,16 @@ _local = threading.local()
 MODEL_INPUT_FLAGS = ("BILINEAR", "FULL_CHR_H_INT", "FULL_CHR_H_INP", "ACCURATE_RND")
 YUV_RESIZE_FLAGS = ("BILINEAR", "FULL_CHR_H_INP", "ACCURATE_RND")
 YUV_RESIZED = "yuv444p16le"
+FLAGS_BY_PURPOSE = {"model_input": MODEL_INPUT_FLAGS, "yuv_resize": YUV_RESIZE_FLAGS, "full_size": ("BILINEAR",)}
 
 
 def to_rgb(decoded: Any, width: int | None = None, height: int | None = None) -> np.ndarray:
     """A decoded PyAV frame as RGB uint8 (height, width, 3); given a size, resized as model inputs are."""
     sized = width is not None or height is not None
     reformatter, flags = _reformatter("model_input" if sized else "full_size")
-    if sized and _shrinks_yuv(decoded, width or decoded.width, height or decoded.height):
-        small = _resized_in_yuv(decoded, width or decoded.width, height or decoded.height)
+    size = (width or decoded.width, height or decoded.height)
+    if sized and _shrinks_yuv(decoded, *size):
+        small = _resized_in_yuv(decoded, *size)
         rgb = reformatter.reformat(
             small, format="rgb24", interpolation=flags, threads=1,
             src_colorspace=decoded.colorspace, src_color_range=decoded.color_range,
@@ -69,8 +71,7 @@ def _reformatter(purpose: str) -> tuple[Any, Any]:
     if cached is None:
         from av.video.reformatter import VideoReformatter
 
-        flags = {"model_input": _flags(MODEL_INPUT_FLAGS), "yuv_resize": _flags(YUV_RESIZE_FLAGS)}.get(purpose, "BILINEAR")
-        cached = (VideoReformatter(), flags)
+        cached = (VideoReformatter(), _flags(FLAGS_BY_PURPOSE[purpose]))
         setattr(_local, purpose, cached)
     return cached
 
