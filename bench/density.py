@@ -45,10 +45,10 @@ from 2 until a run fails, then is bisected. The two searches take turns, a run o
 the other, so the runs compared (streamer at 2N against inference at N) are minutes apart, not a
 whole search apart: on this shared virtual machine the same work ran up to a quarter slower from
 one run to the next (bench/throughput.py's naive loop: 19-26 fps in one afternoon). CPU per
-camera (ms of CPU per second): the process's CPU over the window / N, split as decode (measured apart: the same streams
-read with no model by each contender's own reader, 2 cameras, `--decode-only`), infer (fps x the
-model's CPU per frame, measured in the process before its run: letterbox + ONNX Runtime + decoding
-the output, batch 1) and rest (what is left: queues, threads, conversion, the pipeline itself).
+camera (ms of CPU per second): the process's CPU over the window / N, split as decode (measured
+apart: the same streams read with no model by each contender's own reader, 2 cameras,
+`--decode-only`), infer (fps x the model's CPU per frame, measured in the process before its run:
+letterbox + ONNX Runtime + decoding the output, batch 1) and rest (what is left: queues, threads, conversion, the pipeline itself).
 Decode CPU is also given for streamer with decode skipping off (`--no-skip`), as before it.
 
 The last line printed is, exactly:
