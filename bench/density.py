@@ -37,18 +37,18 @@ Each run: the frames captured from `--warmup` s after the first result, for `--s
 time on the stream's clock: the earliest handed-over time minus pts, plus pts; so a late result
 does not fall out of the window). fps per camera: their results / the window's length (the table
 shows the slowest camera's and the mean); latency: result time minus capture time, p50/p99 over
-every camera's results. N passes when every camera gets >= 95 % of its rate and
-p99 <= 1 s, the rate being 5 fps or less: what the contender gives with one camera (streamer gives
-5; inference's sources pick frames with a random stride around measured fps / max_fps and give
-4-4.5 when asked for 5, so it is held to that, not failed for it). One camera first, then N doubles
-from 2 until a run fails, then is bisected. The two searches take turns, a run of one then a run of
-the other, so the runs compared (streamer at 2N against inference at N) are minutes apart, not a
-whole search apart: on this shared virtual machine the same work ran up to a quarter slower from
-one run to the next (bench/throughput.py's naive loop: 19-26 fps in one afternoon). CPU per
-camera (ms of CPU per second): the process's CPU over the window / N, split as decode (measured
-apart: the same streams read with no model by each contender's own reader, 2 cameras,
-`--decode-only`), infer (fps x the model's CPU per frame, measured in the process before its run:
-letterbox + ONNX Runtime + decoding the output, batch 1) and rest (what is left: queues, threads, conversion, the pipeline itself).
+every camera's results. N passes when every camera gets >= 95 % of its rate and p99 <= 1 s, the rate
+being 5 fps or less: what the contender gives with one camera (streamer gives 5; inference's sources
+pick frames with a random stride around measured fps / max_fps and give 4-4.5 when asked for 5, so
+it is held to that, not failed for it). One camera first, then N doubles from 2 until a run fails,
+then is bisected. The two searches take turns, a run of one then a run of the other, so the runs
+compared (streamer at 2N against inference at N) are minutes apart, not a whole search apart: on
+this shared virtual machine the same work ran up to a quarter slower from one run to the next
+(bench/throughput.py's naive loop: 19-26 fps in one afternoon). CPU per camera (ms of CPU per
+second): the process's CPU over the window / N, split as decode (measured apart: the same streams
+read with no model by each contender's own reader, 2 cameras, `--decode-only`), infer (fps x the
+model's CPU per frame, measured in the process before its run: letterbox + ONNX Runtime + decoding
+the output, batch 1) and rest (what is left: queues, threads, conversion, the pipeline itself).
 Decode CPU is also given for streamer with decode skipping off (`--no-skip`), as before it.
 
 The last line printed is, exactly:
@@ -206,10 +206,11 @@ def search(contender: Contender, urls: Sequence[str]) -> Generator[None, None, t
     after every run (see `search_in_turn`)."""
     runs: list[Run] = []
 
-    def attempt(n: int) -> bool:
+    def attempt(n: int) -> Generator[None, None, bool]:
         outcome = contender.run(urls[:n])
         runs.append(outcome)
         say(f"{outcome.tool} x{n}: {describe(outcome)}")
+        yield
         return outcome.passed
 
     first = contender.run(urls[:1])
@@ -223,9 +224,7 @@ def search(contender: Contender, urls: Sequence[str]) -> Generator[None, None, t
         return 0, runs
     passing, failing, n = 1, None, 2
     while n <= len(urls):
-        passed = attempt(n)
-        yield
-        if not passed:
+        if not (yield from attempt(n)):
             failing = n
             break
         passing, n = n, n * 2
@@ -233,9 +232,7 @@ def search(contender: Contender, urls: Sequence[str]) -> Generator[None, None, t
         return passing, runs
     while failing - passing > 1:
         middle = (passing + failing) // 2
-        passed = attempt(middle)
-        yield
-        if passed:
+        if (yield from attempt(middle)):
             passing = middle
         else:
             failing = middle
